@@ -1,0 +1,222 @@
+"""PyTorch: nn.LSTM / nn.GRU / nn.RNN (cuDNN on CUDA), nn.Conv2d CNNs, torch.optim.Adam."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.reference import Weights, check_weights, directions, param_count
+from bench.spec import ModelSpec, TrainSpec
+
+FRAMEWORK = "torch"
+VARIANTS = {
+    "default": "eager nn.LSTM/GRU/RNN (cuDNN on GPU), torch.optim.Adam (fused on GPU)",
+}
+_RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+def versions() -> dict[str, str]:
+    v = {"torch": torch.__version__}
+    if torch.cuda.is_available():
+        v["cuda"] = str(torch.version.cuda)
+        v["cudnn"] = str(torch.backends.cudnn.version())
+    cfg = torch.__config__.show()
+    v["blas"] = "mkl" if torch.backends.mkl.is_available() else ("openblas" if "openblas" in cfg.lower() else "unknown")
+    v["mkldnn"] = str(torch.backends.mkldnn.is_available())
+    return v
+
+
+def gpu_available() -> bool:
+    return torch.cuda.is_available()
+
+
+class RnnNet(nn.Module):
+    def __init__(self, m: ModelSpec) -> None:
+        super().__init__()
+        self.m = m
+        # nn.LSTM's own dropout acts between layers; the readout dropout below covers the last
+        # layer's output, so every layer's output sequence is dropped as the spec says.
+        self.rnn = _RNN[m.cell](m.features, m.hidden, num_layers=m.layers, batch_first=True,
+                                bidirectional=m.bidirectional, dropout=m.dropout if m.layers > 1 else 0.0)
+        self.drop = nn.Dropout(m.dropout)
+        self.head = nn.Linear(m.hidden * m.directions, m.classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, state = self.rnn(x)
+        h_n = state[0] if isinstance(state, tuple) else state  # (layers*dirs, B, H)
+        feats = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.m.bidirectional else h_n[-1]
+        return self.head(self.drop(feats))
+
+
+class CnnNet(nn.Module):
+    def __init__(self, m: ModelSpec) -> None:
+        super().__init__()
+        self.m = m
+        convs, cin = [], 1
+        for c in m.conv_channels:
+            convs.append(nn.Conv2d(cin, c, m.conv_kernel, padding=m.conv_kernel // 2))
+            cin = c
+        self.convs = nn.ModuleList(convs)
+        side = m.timesteps >> len(m.conv_channels), m.features >> len(m.conv_channels)
+        flat = cin * side[0] * side[1]
+        self.fc = nn.Linear(flat, m.fc_hidden) if m.fc_hidden else None
+        self.drop = nn.Dropout(m.dropout)
+        self.head = nn.Linear(m.fc_hidden or flat, m.classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.unsqueeze(1)  # NCHW: flatten below is channel-major, the canonical order
+        for conv in self.convs:
+            a = F.max_pool2d(F.relu(conv(a)), 2)
+        a = a.flatten(1)
+        if self.fc is not None:
+            a = F.relu(self.fc(a))
+        return self.head(self.drop(a))
+
+
+def _set_precision(precision: str, on_gpu: bool) -> str:
+    # TF32 needs both switches: the matmul flag and cuDNN's, which also covers cuDNN RNNs
+    # (default on). TF32 does not exist on CPU, so a tf32 request there runs fp32.
+    tf32 = precision == "tf32" and on_gpu
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    if precision == "bf16":
+        return "bf16"
+    return "tf32" if tf32 else "fp32"
+
+
+class TorchTrainer:
+    def __init__(self, model: ModelSpec, train: TrainSpec, device: str, precision: str, variant: str,
+                 threads: int) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown torch variant {variant!r} (choose from {', '.join(VARIANTS)})")
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.model_spec, self.train_spec = model, train
+        self.dev = torch.device("cuda" if device == "gpu" else "cpu")
+        self.on_gpu = device == "gpu"
+        self.precision_applied = _set_precision(precision, self.on_gpu)
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        torch.manual_seed(train.seed)  # dropout masks; weights come from set_weights
+        self.net = (RnnNet(model) if model.family == "rnn" else CnnNet(model)).to(self.dev)
+        self.param_count = param_count(model)
+        uses_rnn = model.family == "rnn"
+        if self.on_gpu:
+            cudnn = torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled
+            self.kernel = ("cudnn-rnn" if uses_rnn else "cudnn-conv") if cudnn else "cuda-native"
+            self.fast_path = cudnn
+            self.fast_path_note = "" if cudnn else "cuDNN unavailable or disabled: native CUDA kernels ran"
+        else:
+            mkldnn = torch.backends.mkldnn.is_available()
+            self.kernel = ("aten-cpu-rnn" if uses_rnn else "aten-cpu-conv") + ("+onednn" if mkldnn else "")
+            self.fast_path, self.fast_path_note = True, ""
+        self._make_optimizer()
+
+    def _make_optimizer(self) -> None:
+        t = self.train_spec
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps,
+                                    fused=True if self.on_gpu else None)
+
+    # -- protocol ------------------------------------------------------------------------------
+    def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.from_numpy(np.ascontiguousarray(x)).to(self.dev),
+                torch.from_numpy(y.astype(np.int64)).to(self.dev))
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.autocast_dtype is None:
+            return self.net(x)
+        with torch.autocast(self.dev.type, dtype=self.autocast_dtype):
+            return self.net(x).float()
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        self.net.train()
+        self.opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self._logits(x), y)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def loss_value(self, loss: torch.Tensor) -> float:
+        return float(loss.item())
+
+    def sync(self) -> None:
+        if self.on_gpu:
+            torch.cuda.synchronize(self.dev)
+
+    def predict(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        self.net.eval()
+        with torch.inference_mode():
+            return self._logits(batch[0])
+
+    def to_numpy(self, logits: torch.Tensor) -> np.ndarray:
+        return logits.float().cpu().numpy()
+
+    def _named(self) -> dict[str, nn.Parameter]:
+        return dict(self.net.named_parameters())
+
+    def _mapping(self) -> list[tuple[str, str, str]]:
+        """(canonical name, torch parameter, role) triples; role 'sum' marks a bias torch
+        splits in two (bias_ih + bias_hh) that the canonical layout keeps as one."""
+        m, out = self.model_spec, []
+        if m.family == "rnn":
+            for layer in range(m.layers):
+                for d in directions(m):
+                    sfx = f"l{layer}" + ("_reverse" if d == "bwd" else "")
+                    p = f"rnn.{layer}.{d}."
+                    out += [(p + "w_ih", f"rnn.weight_ih_{sfx}", "copy"), (p + "w_hh", f"rnn.weight_hh_{sfx}", "copy")]
+                    if m.cell == "gru":
+                        out += [(p + "b_ih", f"rnn.bias_ih_{sfx}", "copy"), (p + "b_hh", f"rnn.bias_hh_{sfx}", "copy")]
+                    else:
+                        out.append((p + "b", f"rnn.bias_ih_{sfx}+rnn.bias_hh_{sfx}", "sum"))
+        else:
+            for i in range(len(m.conv_channels)):
+                out += [(f"conv.{i}.w", f"convs.{i}.weight", "copy"), (f"conv.{i}.b", f"convs.{i}.bias", "copy")]
+            if m.fc_hidden:
+                out += [("fc.0.w", "fc.weight", "copy"), ("fc.0.b", "fc.bias", "copy")]
+        out += [("head.w", "head.weight", "copy"), ("head.b", "head.bias", "copy")]
+        return out
+
+    def get_weights(self) -> Weights:
+        p, w = self._named(), {}
+        for canon, tname, role in self._mapping():
+            if role == "sum":
+                a, b = tname.split("+")
+                w[canon] = (p[a].detach() + p[b].detach()).cpu().numpy().astype(np.float32)
+            else:
+                w[canon] = p[tname].detach().cpu().numpy().astype(np.float32).copy()
+        return w
+
+    @torch.no_grad()
+    def set_weights(self, w: Weights) -> None:
+        check_weights(self.model_spec, w)
+        p = self._named()
+        for canon, tname, role in self._mapping():
+            src = torch.from_numpy(np.asarray(w[canon], dtype=np.float32))
+            if role == "sum":  # all of it in bias_ih, zero in bias_hh: b + 0 round-trips exactly
+                a, b = tname.split("+")
+                p[a].copy_(src)
+                p[b].zero_()
+            else:
+                p[tname].copy_(src)
+        self._make_optimizer()
+
+    def reset_memory(self) -> None:
+        if self.on_gpu:
+            torch.cuda.reset_peak_memory_stats(self.dev)
+
+    def memory(self) -> dict[str, int]:
+        if not self.on_gpu:
+            return {}
+        return {
+            "torch_max_allocated_bytes": int(torch.cuda.max_memory_allocated(self.dev)),
+            "torch_max_reserved_bytes": int(torch.cuda.max_memory_reserved(self.dev)),
+            "torch_allocated_bytes": int(torch.cuda.memory_allocated(self.dev)),
+        }
+
+
+def build(model: ModelSpec, train: TrainSpec, device: str, precision: str = "fp32", variant: str = "default",
+          threads: int = 0) -> TorchTrainer:
+    return TorchTrainer(model, train, device, precision, variant, threads)
+

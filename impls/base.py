@@ -19,6 +19,12 @@ import numpy as np
 from bench.reference import Weights
 
 
+class Unsupported(RuntimeError):
+    """This framework/variant cannot run this cell here (e.g. a cuDNN-only variant on a CPU,
+    a cell type a variant lacks). The worker records the cell as `skipped` with this message,
+    which must say why in one line."""
+
+
 @runtime_checkable
 class Trainer(Protocol):
     param_count: int

@@ -18,6 +18,9 @@ class FrameworkInfo:
     requires: tuple[str, ...]  # top-level packages that must be importable
     extra: str  # pyproject extra that installs them
     title: str
+    # Variant names and one-line descriptions, declared here so planning and `bench list` need
+    # no framework import; tests check each impl module's VARIANTS says the same.
+    variants: tuple[tuple[str, str], ...]
 
     @property
     def install_hint(self) -> str:
@@ -25,9 +28,18 @@ class FrameworkInfo:
 
 
 FRAMEWORKS: dict[str, FrameworkInfo] = {f.name: f for f in (
-    FrameworkInfo("torch", "impls.torch_impl", ("torch",), "torch", "PyTorch"),
-    FrameworkInfo("tf", "impls.tf_impl", ("tensorflow", "keras"), "tf", "TensorFlow/Keras"),
-    FrameworkInfo("jax", "impls.jax_impl", ("jax", "optax"), "jax", "JAX + optax"),
+    FrameworkInfo("torch", "impls.torch_impl", ("torch",), "torch", "PyTorch", (
+        ("default", "eager nn.LSTM/GRU/RNN (cuDNN on GPU), torch.optim.Adam (fused on GPU)"),
+    )),
+    FrameworkInfo("tf", "impls.tf_impl", ("tensorflow", "keras"), "tf", "TensorFlow/Keras", (
+        ("default", "CPU: the faster of xla/graph measured here; GPU: graph mode with cuDNN"),
+        ("xla", "tf.function(jit_compile=True) everywhere (on GPU: no cuDNN)"),
+        ("graph", "tf.function without XLA"),
+    )),
+    FrameworkInfo("jax", "impls.jax_impl", ("jax", "optax"), "jax", "JAX + optax", (
+        ("default", "lax.scan under jax.jit, optax Adam, buffers donated"),
+        ("cudnn", "jax.experimental.rnn cuDNN LSTM (GPU only)"),
+    )),
 )}
 
 
@@ -55,3 +67,25 @@ def unavailable_reason(name: str) -> str | None:
 def load(name: str) -> ModuleType:
     """Import an implementation module (this imports the framework: call it in a worker)."""
     return importlib.import_module(get(name).module)
+
+
+def variants(name: str) -> tuple[str, ...]:
+    return tuple(v for v, _ in get(name).variants)
+
+
+def check_variant(framework: str, variant: str) -> None:
+    if variant not in variants(framework):
+        raise UnknownFramework(f"unknown variant {variant!r} for {framework} (choose from "
+                               f"{', '.join(variants(framework))}, or 'all')")
+
+
+def framework_env(name: str, threads: int, device: str) -> dict[str, str]:
+    """Variables a framework reads at import time, so the runner puts them in the worker's
+    environment before it starts (setting them after import does nothing)."""
+    env: dict[str, str] = {}
+    if name == "tf":
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if name == "jax":
+        # JAX would otherwise grab 75% of GPU memory at start-up, hiding the real peak.
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    return env

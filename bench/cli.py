@@ -1,0 +1,270 @@
+"""`python -m bench ...`: run, list, show, compare, check.
+
+Every user error (bad flag, unknown name, missing framework, corrupt data or results file)
+is one line on stderr and exit code 2: never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import data, envinfo, measure, registry, results, runner
+from .spec import DEVICES, PRECISIONS, PROFILES, ZOO, Cell, SpecError
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _split(values: Sequence[str] | None) -> tuple[str, ...]:
+    """Repeatable and comma-separated: --model a,b --model c -> (a, b, c)."""
+    out: list[str] = []
+    for v in values or ():
+        out += [p.strip() for p in v.split(",") if p.strip()]
+    return tuple(dict.fromkeys(out))
+
+
+def _ints(values: Sequence[str] | None, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in _split(values))
+    except ValueError:
+        raise UsageError(f"{flag} takes integers, got {', '.join(values or [])}") from None
+
+
+def _check_names(given: tuple[str, ...], allowed: Sequence[str], what: str) -> None:
+    for g in given:
+        if g not in allowed:
+            raise UsageError(f"unknown {what} {g!r} (choose from {', '.join(allowed)})")
+
+
+# ---------------------------------------------------------------------------------------------
+class RunUI:
+    """Rich progress: cells done/total, the current cell and its phase, elapsed, ETA; one log
+    line per finished cell (so a CI log shows progress without a terminal)."""
+
+    def __init__(self, console: Any, quiet: bool = False) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.console, self.quiet = console, quiet
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("cells"), TimeElapsedColumn(),
+                                 TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[phase]}"),
+                                 console=console, transient=False, disable=quiet)
+        self.task = None
+        self.t0 = time.monotonic()
+
+    def start(self, total: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("run", total=total, phase="")
+
+    def cell_started(self, cell: Cell) -> None:
+        desc = f"{cell.framework}:{cell.variant} {cell.model.name} {cell.device} b{cell.train.batch_size}"
+        self.progress.update(self.task, description=desc, phase="starting")
+
+    def cell_progress(self, key: str, phase: str) -> None:
+        self.progress.update(self.task, phase=phase)
+
+    def cell_finished(self, cell: Cell, outcome: runner.CellOutcome) -> None:
+        self.progress.advance(self.task)
+        colour = {"ok": "green", "skipped": "yellow"}.get(outcome.status, "red")
+        reason = f" - {outcome.reason}" if outcome.reason else ""
+        self.console.log(f"[{colour}]{outcome.status}[/] {cell.framework}:{cell.variant} {cell.model.name} "
+                         f"{cell.device} b{cell.train.batch_size}{reason}")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    console = _console()
+    results_dir = Path(args.results_dir)
+    data_path = str(Path(args.data).resolve()) if args.data else None
+    if data_path:
+        data.load(data_path)  # a bad file fails here, before any cell starts
+    if args.resume:
+        run_dir = results.resolve_run(args.resume, results_dir)
+        manifest = results.read_manifest(run_dir)
+        cells = runner.cells_from_manifest(manifest)
+        todo = runner.remaining(run_dir, cells, args.retry_failed)
+        data_path = manifest.get("data")
+        console.print(f"resuming {manifest['run_id']}: {len(cells) - len(todo)} of {len(cells)} cells already done")
+        run_id = manifest["run_id"]
+    else:
+        sel = _selection(args)
+        cells = runner.plan(sel)
+        if not cells:
+            raise UsageError("the selection is empty")
+        run_id = args.run_id or runner.new_run_id(sel.profile)
+        run_dir = results_dir / run_id
+        if (run_dir / "manifest.json").exists():
+            raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
+        manifest = runner.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path)
+        todo = cells
+        if args.all and envinfo.gpu_absent_reason():
+            console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
+    gflops = measure.calibrate_matmul_gflops(0, seconds=0.2)
+    est = runner.estimate_s(todo, gflops)
+    console.print(f"run {run_id}: {len(todo)} cells, estimated {est / 60:.0f} min on this machine "
+                  f"(FLOPs at 40% of the {gflops:.0f} GFLOP/s sgemm measured just now, + start-up) -> {run_dir}")
+    if todo and getattr(args, "dry_run", False):
+        for c in todo:
+            console.print(f"  {c.key}")
+        return 0
+    code = runner.execute(run_dir, manifest, todo, data_path, args.timeout or runner.DEFAULT_TIMEOUT_S.get(
+        todo[0].profile if todo else "quick", 1800), RunUI(console, quiet=args.quiet))
+    from . import report
+
+    recs = results.read_records(run_dir)
+    report.print_report(recs, f"lstm-bench run {run_id}", console)
+    if code == 130:
+        console.print(f"[yellow]interrupted[/]: {len(recs)} of {len(cells)} cells kept; "
+                      f"resume with: python -m bench run --resume {run_id}")
+        return 130
+    console.print(f"records: {run_dir}")
+    return 0
+
+
+def _selection(args: argparse.Namespace) -> runner.Selection:
+    fws, models, devices = _split(args.framework), _split(args.model), _split(args.device)
+    variants = _split(args.variant) or ("default",)
+    _check_names(fws, list(registry.FRAMEWORKS), "framework")
+    _check_names(models, list(ZOO), "model")
+    _check_names(devices, DEVICES, "device")
+    if args.profile not in PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r} (choose from {', '.join(PROFILES)})")
+    if args.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {args.precision!r} (choose from {', '.join(PRECISIONS)})")
+    base = runner.default_selection(args.profile)
+    if not args.all and not (fws or models):
+        raise UsageError("say what to run: --all, or --framework/--model (see python -m bench run --help)")
+    return runner.Selection(
+        frameworks=fws or base.frameworks, models=models or base.models,
+        devices=(devices or base.devices) if (args.all or devices) else ("cpu",),
+        profile=args.profile, variants=variants, batch_sizes=_ints(args.batch_size, "--batch-size"),
+        steps=args.steps, threads=args.threads, precision=args.precision, seed=args.seed, strict=args.strict,
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    console = _console()
+    t = Table(title="frameworks", header_style="bold")
+    for c in ("name", "available", "variants", "why not"):
+        t.add_column(c)
+    for name, info in registry.FRAMEWORKS.items():
+        why = registry.unavailable_reason(name)
+        t.add_row(name, "yes" if why is None else "no", ", ".join(registry.variants(name)), why or "")
+    console.print(t)
+    from . import analytic
+
+    m = Table(title="models (zoo)", header_style="bold")
+    for c in ("name", "network", "params", "train GFLOP/sample", "in run --all"):
+        m.add_column(c)
+    from .spec import DEFAULT_MODELS
+
+    for name, spec in ZOO.items():
+        cost = analytic.cost(spec)
+        m.add_row(name, spec.describe(), f"{cost.params:,}", f"{cost.train_flops_per_sample / 1e9:.4f}",
+                  "yes" if name in DEFAULT_MODELS else "no")
+    console.print(m)
+    gpu_reason = envinfo.gpu_absent_reason()
+    console.print(f"devices: cpu ({measure.cpu_threads_default()} threads, {envinfo.cpu_model()}); "
+                  f"gpu: {', '.join(envinfo.gpus()) if not gpu_reason else gpu_reason}")
+    p = Table(title="profiles", header_style="bold")
+    p.add_column("name")
+    p.add_column("what")
+    for prof in PROFILES.values():
+        p.add_row(prof.name + (" (default)" if prof.name == "quick" else ""), prof.description)
+    console.print(p)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from . import report
+
+    run_dir = results.resolve_run(args.run, Path(args.results_dir))
+    recs = results.read_records(run_dir)
+    if args.format == "table":
+        report.print_report(recs, f"lstm-bench run {run_dir.name}", _console())
+    elif args.format == "markdown":
+        sys.stdout.write(report.to_markdown(recs))
+    elif args.format == "csv":
+        sys.stdout.write(report.to_csv(recs))
+    else:
+        sys.stdout.write(report.to_json(recs) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> Parser:
+    p = Parser(prog="python -m bench", description="lstm-bench: LSTM vs CNN on MNIST in torch, TF/Keras and JAX")
+    p.add_argument("--results-dir", default="results", help="where runs are stored (default: ./results)")
+    sub = p.add_subparsers(dest="cmd", parser_class=Parser)
+
+    r = sub.add_parser("run", help="measure cells (each in its own process) and save records")
+    r.add_argument("--all", action="store_true", help="every framework x default model x available device")
+    r.add_argument("--framework", "-f", action="append", help="torch, tf, jax (repeatable or comma-separated)")
+    r.add_argument("--model", "-m", action="append", help="zoo model(s), see `list`")
+    r.add_argument("--device", "-d", action="append", help="cpu, gpu (default: cpu; --all: every device present)")
+    r.add_argument("--variant", action="append", help="framework variant(s), or 'all' (default: default)")
+    r.add_argument("--batch-size", "-b", action="append", help="override the profile's batch size (repeatable)")
+    r.add_argument("--profile", default="quick", help=f"{', '.join(PROFILES)} (default: quick)")
+    r.add_argument("--steps", type=int, help="override the profile's training steps")
+    r.add_argument("--threads", type=int, default=0, help="CPU threads for every framework (default: all cores)")
+    r.add_argument("--precision", default="fp32", help="fp32 (default), tf32 (GPU), bf16")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--strict", action="store_true", help="fail a cell whose expected fast path (e.g. cuDNN) did not run")
+    r.add_argument("--data", help="MNIST as .npz (keys x_train, y_train, x_test, y_test) or a directory of IDX files")
+    r.add_argument("--run-id", help="name the run (default: time + profile)")
+    r.add_argument("--resume", metavar="RUN_ID", help="run only the cells of RUN_ID that have no record yet")
+    r.add_argument("--retry-failed", action="store_true", help="with --resume: also rerun failed/oom/timeout cells")
+    r.add_argument("--timeout", type=float, help="seconds per cell (default: by profile)")
+    r.add_argument("--dry-run", action="store_true", help="plan and print the cells, run nothing")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    ls = sub.add_parser("list", help="frameworks (available or not, and why), models, devices, profiles")
+    ls.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("show", help="print a run's table")
+    s.add_argument("run", help="run id (under --results-dir) or a run directory")
+    s.add_argument("--format", default="table", choices=("table", "markdown", "csv", "json"))
+    s.set_defaults(func=cmd_show)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.cmd is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return int(args.func(args) or 0)
+    except (UsageError, SpecError, data.DataError, results.ResultsError, registry.UnknownFramework) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

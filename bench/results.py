@@ -1,0 +1,133 @@
+"""Records on disk: schema, atomic writes, reading runs back (into pandas for tables).
+
+Layout: results/<run-id>/manifest.json  (the plan: every cell's spec and key)
+        results/<run-id>/cells/<key>.json  (one record per finished cell)
+A record is written with write-to-temp + fsync + rename, so a crash or Ctrl-C never leaves a
+half-written file: a cell either has its whole record or none (and --resume reruns it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+RECORD_SCHEMA = "lstm-bench/record"
+MANIFEST_SCHEMA = "lstm-bench/manifest"
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "oom", "timeout", "skipped")
+
+
+class ResultsError(ValueError):
+    """A results file or run a user pointed at that cannot be used; one line, exit 2."""
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True, allow_nan=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: Path, schema: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except OSError as e:
+        raise ResultsError(f"cannot read {path}: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{path} is not valid JSON ({e}): corrupt results file") from None
+    if not isinstance(obj, dict) or obj.get("schema") != schema:
+        raise ResultsError(f"{path} is not a {schema} file")
+    version = obj.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(f"{path} has schema version {version}; this lstm-bench reads version {SCHEMA_VERSION}")
+    return obj
+
+
+def cell_path(run_dir: Path, key: str) -> Path:
+    return run_dir / "cells" / f"{key}.json"
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
+    record = {"schema": RECORD_SCHEMA, "schema_version": SCHEMA_VERSION, **record}
+    if record.get("status") not in STATUSES:
+        raise ValueError(f"bad record status {record.get('status')!r}")
+    path = cell_path(run_dir, record["key"])
+    atomic_write_json(path, record)
+    return path
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / "manifest.json",
+                      {"schema": MANIFEST_SCHEMA, "schema_version": SCHEMA_VERSION, **manifest})
+
+
+def resolve_run(ref: str | Path, results_dir: Path) -> Path:
+    """A run id (under results_dir) or a path to a run directory."""
+    p = Path(ref)
+    for cand in (p, results_dir / str(ref)):
+        if (cand / "manifest.json").is_file():
+            return cand
+    raise ResultsError(f"no run {str(ref)!r} (looked for manifest.json in {p} and {results_dir / str(ref)})")
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    return read_json(run_dir / "manifest.json", MANIFEST_SCHEMA)
+
+
+def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every record of a run, in the manifest's planned order; a corrupt file is an error,
+    not silently dropped."""
+    manifest = read_manifest(run_dir)
+    order = {k: i for i, k in enumerate(c["key"] for c in manifest.get("cells", []))}
+    recs = [read_json(p, RECORD_SCHEMA) for p in sorted((run_dir / "cells").glob("*.json"))]
+    return sorted(recs, key=lambda r: order.get(r.get("key"), len(order)))
+
+
+def finished_keys(run_dir: Path) -> set[str]:
+    out = set()
+    for p in (run_dir / "cells").glob("*.json"):
+        try:
+            out.add(read_json(p, RECORD_SCHEMA)["key"])
+        except ResultsError:
+            continue  # a corrupt record counts as missing: --resume reruns that cell
+    return out
+
+
+def list_runs(results_dir: Path) -> list[Path]:
+    if not results_dir.is_dir():
+        return []
+    return sorted((p for p in results_dir.iterdir() if (p / "manifest.json").is_file()), key=lambda p: p.name)
+
+
+def flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """One record -> one flat row (dotted keys) for pandas."""
+    row: dict[str, Any] = {}
+
+    def walk(prefix: str, obj: Any) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            row[prefix] = obj
+
+    walk("", record)
+    return row
+
+
+def to_frame(records: Iterable[dict[str, Any]]):
+    import pandas as pd  # local: `bench list` and the worker need no pandas start-up cost
+
+    return pd.DataFrame([flatten(r) for r in records])

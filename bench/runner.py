@@ -1,0 +1,256 @@
+"""Plans cells and runs each in its own process, keeping whatever finished.
+
+A cell's worker is a fresh `python -m bench.worker` (spawned, not forked: no framework or CUDA
+state crosses cells), in its own session so Ctrl-C reaches only the runner, which then stops
+the worker and keeps every finished record. Thread counts and allocator switches go into the
+worker's environment, because frameworks read them at import time.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from . import analytic, envinfo, measure, registry, results
+from .spec import (DEFAULT_MODELS, Cell, SpecError, TrainSpec, get_model, get_profile)
+
+DEFAULT_TIMEOUT_S = {"smoke": 300, "quick": 900, "full": 7200}
+
+
+@dataclass(frozen=True)
+class Selection:
+    frameworks: tuple[str, ...]
+    models: tuple[str, ...]
+    devices: tuple[str, ...]
+    profile: str = "quick"
+    variants: tuple[str, ...] = ("default",)
+    batch_sizes: tuple[int, ...] = ()  # empty = the profile's batch size per model
+    steps: int | None = None  # overrides the profile (also scales nothing else)
+    threads: int = 0  # 0 = every core this process may use
+    precision: str = "fp32"
+    seed: int = 0
+    strict: bool = False
+
+
+def plan(sel: Selection) -> list[Cell]:
+    prof = get_profile(sel.profile)
+    threads = sel.threads or measure.cpu_threads_default()
+    cells: list[Cell] = []
+    for fw in sel.frameworks:
+        registry.get(fw)
+        variants = registry.variants(fw) if sel.variants == ("all",) else sel.variants
+        for variant in variants:
+            registry.check_variant(fw, variant)
+            for name in sel.models:
+                model = get_model(name)
+                entry = prof.entry(name)
+                for device in sel.devices:
+                    for bs in sel.batch_sizes or (entry.batch_size,):
+                        steps = sel.steps if sel.steps is not None else entry.steps
+                        protocol = entry.protocol
+                        if steps < protocol.measured_steps:
+                            raise SpecError(f"--steps {steps} is fewer than the {sel.profile} timing protocol needs "
+                                            f"for {name} ({protocol.measured_steps})")
+                        train = TrainSpec(batch_size=bs, steps=steps, seed=sel.seed)
+                        cells.append(Cell(framework=fw, variant=variant, model=model, train=train, device=device,
+                                          precision=sel.precision, threads=threads if device == "cpu" else 0,
+                                          protocol=protocol, profile=sel.profile, strict=sel.strict))
+    keys = [c.key for c in cells]
+    dup = {k for k in keys if keys.count(k) > 1}
+    if dup:
+        raise SpecError(f"the selection names the same cell twice: {sorted(dup)[0]}")
+    return cells
+
+
+def worker_env(cell: Cell) -> dict[str, str]:
+    env = dict(os.environ)
+    if cell.threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(cell.threads)
+    env.update(registry.framework_env(cell.framework, cell.threads, cell.device))
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # framework and NVML agree on which GPU is 0
+    if cell.precision == "fp32":
+        env["NVIDIA_TF32_OVERRIDE"] = "0"  # belt and braces beside each framework's own switch
+    env["PYTHONUNBUFFERED"] = "1"
+    # The worker imports bench and impls from the same place this process did.
+    root = str(envinfo.REPO_ROOT)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def estimate_s(cells: list[Cell], gflops: float) -> float:
+    """A rough wall-time estimate from FLOPs at a fraction of this machine's sgemm rate
+    (the zoo's LSTMs reach 50-75% of it in torch on CPU), plus start-up per cell."""
+    total = 0.0
+    for c in cells:
+        cost = analytic.cost(c.model)
+        flops = c.train.steps * c.train.batch_size * cost.train_flops_per_sample
+        flops += c.protocol.test_samples * cost.forward_flops_per_sample
+        rate = (gflops * 0.4 if c.device == "cpu" else 20_000.0) * 1e9
+        total += flops / rate + 12.0
+    return total
+
+
+def new_run_id(profile: str) -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{profile}-{uuid.uuid4().hex[:4]}"
+
+
+def pre_skip_reason(cell: Cell) -> str | None:
+    """Why a cell cannot start here at all (decided without starting a worker)."""
+    reason = registry.unavailable_reason(cell.framework)
+    if reason:
+        return reason
+    if cell.device == "gpu":
+        return envinfo.gpu_absent_reason()
+    return None
+
+
+@dataclass
+class CellOutcome:
+    key: str
+    status: str
+    reason: str = ""
+
+
+Progress = Callable[[str, str], None]  # (cell key, phase text)
+
+
+def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, on_progress: Progress,
+             stop: threading.Event) -> CellOutcome:
+    """Start the worker, follow its progress, enforce the timeout; if it dies without a record,
+    write one that says how it died."""
+    out_path = results.cell_path(run_dir, cell.key)
+    out_path.unlink(missing_ok=True)
+    job_path = run_dir / "jobs" / f"{cell.key}.json"
+    results.atomic_write_json(job_path, job)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=worker_env(cell),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    err_tail: collections.deque[str] = collections.deque(maxlen=40)
+
+    def read_out() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("@progress "):
+                _, phase, done, total = line.split()[:4]
+                on_progress(cell.key, f"{phase} {done}/{total}")
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            err_tail.append(line.rstrip())
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (read_out, read_err)]
+    for t in readers:
+        t.start()
+    t0 = time.monotonic()
+    timed_out = False
+    while proc.poll() is None:
+        if stop.is_set():
+            _kill(proc)
+            raise KeyboardInterrupt
+        if time.monotonic() - t0 > timeout_s:
+            timed_out = True
+            _kill(proc)
+            break
+        time.sleep(0.1)
+    proc.wait()
+    for t in readers:
+        t.join(timeout=2)
+    if out_path.exists() and not timed_out:
+        rec = results.read_json(out_path, results.RECORD_SCHEMA)
+        return CellOutcome(cell.key, rec["status"], rec.get("reason", ""))
+    tail = [ln for ln in err_tail if ln.strip()][-15:]
+    if timed_out:
+        status, reason = "timeout", f"no record after the {timeout_s:.0f}s cell timeout"
+    elif proc.returncode in (-signal.SIGKILL, 137) or any("out of memory" in ln.lower() for ln in tail):
+        status, reason = "oom", f"worker killed (exit {proc.returncode}), most likely out of memory"
+    else:
+        status, reason = "failed", f"worker exited with code {proc.returncode} without a record"
+    write_outcome(run_dir, cell, job, status, reason, tail)
+    return CellOutcome(cell.key, status, reason)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def write_outcome(run_dir: Path, cell: Cell, job: dict[str, Any], status: str, reason: str,
+                  tail: list[str] | None = None) -> None:
+    from .worker import base_record  # worker imports no framework at module level
+
+    rec = base_record(cell, job)
+    rec.update(status=status, reason=reason)
+    if tail:
+        rec["error_tail"] = tail
+    results.write_record(run_dir, rec)
+
+
+def start_manifest(run_dir: Path, run_id: str, cells: list[Cell], sel: Selection | None, argv: list[str],
+                   data_path: str | None) -> dict[str, Any]:
+    manifest = {
+        "run_id": run_id, "created_utc": envinfo.utc_now(), "argv": argv, "status": "running",
+        "profile": sel.profile if sel else None, "data": data_path,
+        "cells": [{"key": c.key, "cell": c.to_dict()} for c in cells],
+        "env": envinfo.environment(cells[0].threads if cells else 0),
+    }
+    results.write_manifest(run_dir, manifest)
+    return manifest
+
+
+def execute(run_dir: Path, manifest: dict[str, Any], cells: list[Cell], data_path: str | None, timeout_s: float,
+            ui: Any) -> int:
+    """Run `cells` (already planned into the manifest). Returns 0, or 130 when interrupted."""
+    stop = threading.Event()
+    ui.start(len(cells))
+    status = "complete"
+    try:
+        for cell in cells:
+            job = {"cell": cell.to_dict(), "run_dir": str(run_dir), "run_id": manifest["run_id"], "data": data_path}
+            ui.cell_started(cell)
+            reason = pre_skip_reason(cell)
+            if reason:
+                write_outcome(run_dir, cell, job, "skipped", reason)
+                outcome = CellOutcome(cell.key, "skipped", reason)
+            else:
+                outcome = run_cell(cell, run_dir, job, timeout_s, ui.cell_progress, stop)
+            ui.cell_finished(cell, outcome)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        ui.stop()
+        manifest.update(status=status, finished_utc=envinfo.utc_now())
+        results.write_manifest(run_dir, manifest)
+    return 130 if status == "interrupted" else 0
+
+
+def cells_from_manifest(manifest: dict[str, Any]) -> list[Cell]:
+    return [Cell.from_dict(c["cell"]) for c in manifest["cells"]]
+
+
+def remaining(run_dir: Path, cells: list[Cell], retry_failed: bool) -> list[Cell]:
+    done = results.finished_keys(run_dir)
+    if retry_failed:
+        done = {r["key"] for r in results.read_records(run_dir) if r["status"] in ("ok", "skipped")}
+    return [c for c in cells if c.key not in done]
+
+
+def with_threads(cells: list[Cell], threads: int) -> list[Cell]:
+    return [replace(c, threads=threads) if c.device == "cpu" else c for c in cells]
+
+
+def default_selection(profile: str) -> Selection:
+    devices = ("cpu",) if envinfo.gpu_absent_reason() else ("cpu", "gpu")
+    return Selection(frameworks=tuple(registry.FRAMEWORKS), models=DEFAULT_MODELS, devices=devices, profile=profile)

@@ -1,0 +1,298 @@
+"""The child process: builds one cell, measures it, writes one JSON record.
+
+`python -m bench.worker JOB.json` -- the runner starts one per cell (spawned, never forked,
+so no framework or CUDA state is shared), with thread and allocator variables already in its
+environment. Order inside the cell, each pass apart so none perturbs another:
+  1. build + canonical weights;
+  2. training: first step timed alone (compile_s), warm-up, the timed window (R repeats of N
+     steps, a sync at each boundary, batches staged before it), then the rest of the recipe;
+  3. evaluation on the test set, timed the same way (inference samples/s) -> accuracy;
+  4. the memory pass: a few more steps with the RSS sampler on and allocator peaks reset.
+Progress lines on stdout start with "@progress"; everything else goes to stderr.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import analytic, data, envinfo, measure, nvml, reference, registry, results
+from .spec import Cell
+
+SELF_CHECK_TOLERANCE = 0.01  # timed total vs the sum of its repeats
+
+
+def progress(phase: str, done: int, total: int) -> None:
+    print(f"@progress {phase} {done} {total}", flush=True)
+
+
+def timed_window(trainer: Any, batches: list[Any], repeats: int, per_repeat: int,
+                 step: Callable[[Any], Any]) -> tuple[list[float], float, list[Any]]:
+    """Run `repeats` windows of `per_repeat` calls of step(batch), syncing only at window
+    boundaries. Returns per-repeat seconds, the wall time around all of them (read by a clock
+    of its own, for the self-check) and the outputs (device handles, not synced)."""
+    outs: list[Any] = []
+    rep_s: list[float] = []
+    trainer.sync()
+    t_all = time.perf_counter_ns()
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(per_repeat):
+            outs.append(step(batches[r * per_repeat + i]))
+        trainer.sync()
+        rep_s.append(time.perf_counter() - t0)
+    total_s = (time.perf_counter_ns() - t_all) / 1e9
+    return rep_s, total_s, outs
+
+
+def train_and_time(cell: Cell, trainer: Any, ds: data.Mnist) -> dict[str, Any]:
+    P, T = cell.protocol, cell.train
+    B, seed = T.batch_size, T.seed
+    handles: list[Any] = []
+    t_train0 = time.perf_counter()
+
+    trainer.sync()
+    first = trainer.stage(*ds.train_batch(seed, 0, B))
+    trainer.sync()
+    t0 = time.perf_counter()
+    handles.append(trainer.train_step(first))
+    trainer.sync()
+    compile_s = time.perf_counter() - t0
+    for s in range(1, P.warmup_steps):
+        handles.append(trainer.train_step(trainer.stage(*ds.train_batch(seed, s, B))))
+    progress("warmup", P.warmup_steps, T.steps)
+
+    n_timed = P.repeats * P.steps_per_repeat
+    staged = [trainer.stage(*ds.train_batch(seed, P.warmup_steps + i, B)) for i in range(n_timed)]
+    rep_s, total_s, outs = timed_window(trainer, staged, P.repeats, P.steps_per_repeat, trainer.train_step)
+    del staged
+    handles.extend(outs)
+    done = P.warmup_steps + n_timed
+    progress("train", done, T.steps)
+    every = max(1, (T.steps - done) // 20)
+    for s in range(done, T.steps):
+        handles.append(trainer.train_step(trainer.stage(*ds.train_batch(seed, s, B))))
+        if (s + 1) % every == 0:
+            trainer.sync()
+            progress("train", s + 1, T.steps)
+    trainer.sync()
+    train_wall_s = time.perf_counter() - t_train0
+    losses = [trainer.loss_value(h) for h in handles]
+    return {"compile_s": compile_s, "rep_s": rep_s, "total_s": total_s, "losses": losses,
+            "timed_losses": losses[P.warmup_steps:done], "train_wall_s": train_wall_s}
+
+
+def evaluate(cell: Cell, trainer: Any, ds: data.Mnist) -> dict[str, Any]:
+    """Accuracy on the test set; the same pass, chunked into repeats, times inference."""
+    P, B = cell.protocol, cell.train.batch_size
+    x, y = ds.test_arrays(P.test_samples)
+    n = len(y)
+    n_chunks = math.ceil(n / B)
+    pad = n_chunks * B - n  # pad the last chunk to a full batch: one compiled shape
+    if pad:
+        x = np.concatenate([x, x[:pad]])
+        y = np.concatenate([y, y[:pad]])
+    staged = [trainer.stage(x[i * B:(i + 1) * B], y[i * B:(i + 1) * B]) for i in range(n_chunks)]
+    trainer.sync()
+    t0 = time.perf_counter()
+    trainer.to_numpy(trainer.predict(staged[0]))
+    infer_compile_s = time.perf_counter() - t0
+    groups = [g for g in np.array_split(np.arange(n_chunks), min(P.infer_repeats, n_chunks)) if len(g)]
+    logits, rates = [], []
+    for g in groups:
+        rep_s, _, outs = timed_window(trainer, [staged[i] for i in g], 1, len(g), trainer.predict)
+        rates.append(len(g) * B / rep_s[0])
+        logits.extend(trainer.to_numpy(o) for o in outs)
+    pred = np.concatenate(logits)[:n].argmax(axis=1)
+    progress("eval", n, n)
+    return {"test_accuracy": float((pred == y[:n]).mean()), "test_samples": n,
+            "infer_samples_per_s": measure.summarize(rates), "infer_compile_s": infer_compile_s}
+
+
+def memory_pass(cell: Cell, trainer: Any, ds: data.Mnist, rss_before: int) -> dict[str, Any]:
+    P, T = cell.protocol, cell.train
+    out: dict[str, Any] = {"rss_before_model_bytes": rss_before}
+    if P.memory_steps == 0:
+        return out
+    batches = [trainer.stage(*ds.train_batch(T.seed, T.steps + i, T.batch_size)) for i in range(P.memory_steps)]
+    trainer.sync()
+    gc.collect()
+    trainer.reset_memory()
+    with measure.RssSampler() as sampler:
+        for b in batches:
+            trainer.train_step(b)
+        trainer.sync()
+    out["rss_peak_train_bytes"] = sampler.peak_bytes
+    out["rss_delta_train_bytes"] = sampler.peak_bytes - rss_before
+    out["rss_samples"] = sampler.samples
+    out.update(trainer.memory())
+    if cell.device == "gpu":
+        out.update(nvml.process_memory())
+    progress("memory", P.memory_steps, P.memory_steps)
+    return out
+
+
+def self_check(cell: Cell, timing: dict[str, Any], memory: dict[str, Any]) -> list[str]:
+    """Reasons this record should not be trusted as is (empty list = passed)."""
+    reasons = []
+    losses = timing["losses"]
+    if not all(math.isfinite(v) for v in losses):
+        reasons.append("loss is not finite")
+    n = cell.protocol.steps_per_repeat
+    tl = timing["timed_losses"]
+    first, last = float(np.mean(tl[:n])), float(np.mean(tl[-n:]))
+    if cell.protocol.repeats > 1 and not last < first:
+        reasons.append(f"loss did not decrease over the timed window (first repeat mean {first:.4f}, "
+                       f"last {last:.4f})")
+    parts = sum(timing["rep_s"])
+    if abs(timing["total_s"] - parts) > SELF_CHECK_TOLERANCE * timing["total_s"]:
+        reasons.append(f"timed total {timing['total_s']:.4f}s differs from the sum of its repeats "
+                       f"{parts:.4f}s by more than {SELF_CHECK_TOLERANCE:.0%}")
+    mem_key = "rss_delta_train_bytes" if cell.device == "cpu" else "allocator_peak_bytes"
+    if memory.get(mem_key) is None:
+        reasons.append(f"memory figure {mem_key} missing")
+    return reasons
+
+
+def allocator_peak(memory: dict[str, Any]) -> int | None:
+    for k in ("torch_max_allocated_bytes", "tf_peak_bytes", "jax_peak_bytes_in_use"):
+        if memory.get(k) is not None:
+            return int(memory[k])
+    return None
+
+
+def measure_cell(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
+    from impls.base import Unsupported  # noqa: F401  (imports no framework)
+
+    impl = registry.load(cell.framework)
+    ds = data.load(job.get("data"))
+    if cell.device == "gpu" and not impl.gpu_available():
+        raise Unsupported(f"{cell.framework} sees no GPU in this process")
+    calib = measure.calibrate_matmul_gflops(cell.threads) if cell.device == "cpu" else None
+    gc.collect()
+    rss_before = measure.rss_bytes()
+    t0 = time.perf_counter()
+    trainer = impl.build(cell.model, cell.train, cell.device, cell.precision, cell.variant, cell.threads)
+    trainer.set_weights(reference.init_weights(cell.model, cell.train.seed))
+    build_s = time.perf_counter() - t0
+    if cell.strict and not trainer.fast_path:
+        raise FastPathMissing(f"--strict: expected fast path did not run: {trainer.fast_path_note}")
+    progress("build", 0, cell.train.steps)
+
+    timing = train_and_time(cell, trainer, ds)
+    ev = evaluate(cell, trainer, ds)
+    memory = memory_pass(cell, trainer, ds, rss_before)
+    memory["allocator_peak_bytes"] = allocator_peak(memory)
+
+    B, N = cell.train.batch_size, cell.protocol.steps_per_repeat
+    train_rate = measure.summarize([B * N / s for s in timing["rep_s"]])
+    step_ms = measure.summarize([1000.0 * s / N for s in timing["rep_s"]])
+    cost = analytic.cost(cell.model)
+    floor = cost.train_floor_bytes(B)
+    measured_mem = memory.get("rss_delta_train_bytes") if cell.device == "cpu" else memory["allocator_peak_bytes"]
+    achieved = train_rate.median * cost.train_flops_per_sample / 1e9
+    tail = timing["losses"][-min(10, len(timing["losses"])):]
+    reasons = self_check(cell, timing, memory)
+    return {
+        "kernel": trainer.kernel,
+        "fast_path": bool(trainer.fast_path),
+        "fast_path_note": trainer.fast_path_note,
+        "precision_applied": trainer.precision_applied,
+        "framework_versions": impl.versions(),
+        "data": {"source": ds.source, "sha256": ds.sha256},
+        "metrics": {
+            "test_accuracy": ev["test_accuracy"],
+            "test_samples": ev["test_samples"],
+            "trained_steps": cell.train.steps,
+            "trained_samples": cell.train.steps * B,
+            "final_train_loss": float(np.mean(tail)),
+            "train_samples_per_s": train_rate.to_dict(),
+            "step_ms": step_ms.to_dict(),
+            "infer_samples_per_s": ev["infer_samples_per_s"].to_dict(),
+            "compile_s": timing["compile_s"],
+            "infer_compile_s": ev["infer_compile_s"],
+            "build_s": build_s,
+            "train_wall_s": timing["train_wall_s"],
+            "timed_total_s": timing["total_s"],
+            "param_count": int(trainer.param_count),
+        },
+        "memory": memory,
+        "analytic": {
+            "forward_flops_per_sample": cost.forward_flops_per_sample,
+            "train_flops_per_sample": cost.train_flops_per_sample,
+            "train_floor_bytes": floor,
+            "measured_memory_bytes": measured_mem,
+            "memory_over_floor": (measured_mem / floor) if measured_mem else None,
+            "achieved_gflops": achieved,
+            "calibration_gflops": calib,
+            "pct_of_achievable": (100.0 * achieved / calib) if calib else None,
+        },
+        "losses": timing["losses"],
+        "self_check": {"passed": not reasons, "reasons": reasons},
+        "suspect": bool(reasons),
+    }
+
+
+class FastPathMissing(RuntimeError):
+    pass
+
+
+def classify(exc: BaseException) -> str:
+    """oom for the framework's out-of-memory errors (named differently by each), else failed."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    if isinstance(exc, MemoryError) or any(s in text for s in ("out of memory", "outofmemory", "resource_exhausted",
+                                                                 "resourceexhausted")):
+        return "oom"
+    return "failed"
+
+
+def base_record(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "key": cell.key, "run_id": job.get("run_id"), "cell": cell.to_dict(),
+        "framework": cell.framework, "variant": cell.variant, "model": cell.model.name, "device": cell.device,
+        "batch_size": cell.train.batch_size, "precision": cell.precision, "threads": cell.threads,
+        "profile": cell.profile, "env": envinfo.environment(cell.threads),
+    }
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    from impls.base import Unsupported
+
+    cell = Cell.from_dict(job["cell"])
+    rec = base_record(cell, job)
+    t0 = time.perf_counter()
+    try:
+        rec.update(measure_cell(cell, job))
+        rec["status"] = "ok"
+    except Unsupported as e:
+        rec.update(status="skipped", reason=str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except FastPathMissing as e:
+        rec.update(status="failed", reason=str(e))
+    except Exception as e:  # the record must say what broke, whatever broke
+        lines = traceback.format_exc().strip().splitlines()
+        rec.update(status=classify(e), reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                   error_tail=lines[-15:])
+    rec["wall_s"] = time.perf_counter() - t0
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m bench.worker JOB.json", file=sys.stderr)
+        return 2
+    job = json.loads(Path(argv[0]).read_text())
+    rec = run_job(job)
+    results.write_record(Path(job["run_dir"]), rec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""JAX: lax.scan RNNs and lax.conv CNNs under jax.jit, optax Adam, params and optimizer state donated.
+
+Plain `jax.lax` over a dict of arrays rather than flax (not a dependency of lstm-bench): the
+networks are a few lines each, the parameters stay in the canonical layout (get/set_weights are
+at most a transpose, so they round-trip exactly), and the scan form this benchmark compares
+(input projection hoisted or not, unroll) is ours to choose instead of a library's.
+
+Threads: XLA:CPU sizes its intra-op thread pool once, when the CPU client is created, from the
+environment variable PJRT_NPROC (else NPROC, else the usable core count). So the worker sets
+PJRT_NPROC=<threads> before `import jax`; this module only reads it back (`threads_applied`).
+XLA_FLAGS has no thread-count flag: --xla_cpu_multi_thread_eigen=false only stops Eigen
+matmul/conv from splitting one op across the pool, and --xla_force_host_platform_device_count
+makes more devices, not more threads. On GPU the worker sets XLA_PYTHON_CLIENT_PREALLOCATE=false
+before import so the allocator's peak means what this cell used.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from bench.reference import Weights, check_weights, directions, param_count
+from bench.spec import ModelSpec, TrainSpec
+from impls.base import Unsupported
+
+FRAMEWORK = "jax"
+VARIANTS = {
+    "default": "lax.scan, input projection inside the scan, unroll 4 (fastest measured on CPU)",
+    "hoisted": "lax.scan with the input projection hoisted out as one matmul over all steps, unroll 4",
+    "unroll1": "lax.scan, input projection inside the scan, no unrolling (fastest compile)",
+    "cudnn": "jax.experimental.rnn cuDNN LSTM per layer (GPU and LSTM only)",
+}
+# The environment the worker sets before `import jax` for a CPU cell with `threads` > 0.
+THREAD_ENV_VAR = "PJRT_NPROC"
+
+
+@dataclass(frozen=True)
+class _Form:
+    """How the recurrent layers are computed. `hoist`: x_t @ W_ih for all t as one matmul
+    before the scan instead of one small matmul per step inside it; `unroll`: lax.scan unroll."""
+
+    hoist: bool = False
+    unroll: int = 4
+    cudnn: bool = False
+
+
+_FORMS = {
+    "default": _Form(hoist=False, unroll=4),
+    "hoisted": _Form(hoist=True, unroll=4),
+    "unroll1": _Form(hoist=False, unroll=1),
+    "cudnn": _Form(cudnn=True),
+}
+
+
+def versions() -> dict[str, str]:
+    import jaxlib.version
+
+    v = {"jax": jax.__version__, "jaxlib": jaxlib.version.__version__, "optax": optax.__version__}
+    try:
+        from jax._src.lib import cuda_versions  # private; None on CPU-only installs
+        if cuda_versions is not None and gpu_available():
+            v["cuda"] = str(cuda_versions.cuda_runtime_get_version())
+            v["cudnn"] = str(cuda_versions.cudnn_get_version())
+    except Exception:  # noqa: BLE001 - versions are best effort, never fatal
+        pass
+    return v
+
+
+def gpu_available() -> bool:
+    try:
+        return len(jax.devices("gpu")) > 0
+    except RuntimeError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Internal parameter layout: the canonical dict, except that dense/recurrent matrices are kept as
+# (in, out) so every matmul is a plain x @ W, conv kernels as HWIO for NHWC convolutions, and the
+# first dense layer after the CNN flatten has its rows permuted from the canonical channel-major
+# (C, H, W) order to NHWC's (H, W, C) order, so activations are flattened without a transpose.
+# All of these are permutations: get_weights(set_weights(w)) == w bit for bit.
+
+def _first_dense(m: ModelSpec) -> str:
+    return "fc.0.w" if m.fc_hidden else "head.w"
+
+
+def _cnn_final_hw(m: ModelSpec) -> tuple[int, int]:
+    h, w = m.timesteps, m.features
+    for _ in m.conv_channels:
+        h, w = h // 2, w // 2
+    return h, w
+
+
+def _to_internal(m: ModelSpec, w: Weights) -> dict[str, np.ndarray]:
+    out = {}
+    for k, a in w.items():
+        a = np.asarray(a, dtype=np.float32)
+        if m.family == "cnn" and k == _first_dense(m):
+            hh, ww = _cnn_final_hw(m)
+            c = m.conv_channels[-1]
+            a = a.reshape(a.shape[0], c, hh, ww).transpose(0, 2, 3, 1).reshape(a.shape[0], -1)
+        if a.ndim == 2:
+            a = a.T
+        elif a.ndim == 4:  # conv OIHW -> HWIO
+            a = a.transpose(2, 3, 1, 0)
+        out[k] = np.array(a, dtype=np.float32, order="C", copy=True)
+    return out
+
+
+def _to_canonical(m: ModelSpec, p: dict[str, np.ndarray]) -> Weights:
+    out = {}
+    for k, a in p.items():
+        if a.ndim == 2:
+            a = a.T
+        elif a.ndim == 4:  # HWIO -> OIHW
+            a = a.transpose(3, 2, 0, 1)
+        if m.family == "cnn" and k == _first_dense(m):
+            hh, ww = _cnn_final_hw(m)
+            c = m.conv_channels[-1]
+            a = a.reshape(a.shape[0], hh, ww, c).transpose(0, 3, 1, 2).reshape(a.shape[0], -1)
+        out[k] = np.array(a, dtype=np.float32, order="C", copy=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Numerics:
+    precision: Any  # lax.Precision passed to every dot and conv (no reliance on global config)
+    compute: Any  # dtype of the forward's matmuls and activations
+    applied: str
+
+
+def _numerics(precision: str, on_gpu: bool) -> _Numerics:
+    if precision == "bf16":
+        return _Numerics(lax.Precision.DEFAULT, jnp.bfloat16, "bf16")
+    if precision == "tf32" and on_gpu:
+        return _Numerics(lax.Precision.HIGH, jnp.float32, "tf32")  # "tensorfloat32"
+    # HIGHEST: true fp32 matmuls on GPU (JAX's default there is TF32 on Ampere+); TF32 does not
+    # exist on CPU, so a tf32 request there runs (and is recorded as) fp32.
+    return _Numerics(lax.Precision.HIGHEST, jnp.float32, "fp32")
+
+
+def _dropout(key: jax.Array, a: jax.Array, rate: float) -> jax.Array:
+    """Inverted dropout as torch: zero with probability `rate`, scale survivors by 1/(1-rate)."""
+    keep = jax.random.bernoulli(key, 1.0 - rate, a.shape)
+    return jnp.where(keep, a * (1.0 / (1.0 - rate)), jnp.zeros((), a.dtype)).astype(a.dtype)
+
+
+def _mm(x: jax.Array, w: jax.Array, num: _Numerics) -> jax.Array:
+    return jnp.matmul(x, w, precision=num.precision)
+
+
+def _scan_layer(m: ModelSpec, form: _Form, num: _Numerics, p: dict[str, jax.Array], pre: str, xs: jax.Array,
+                reverse: bool, collect: bool) -> tuple[jax.Array | None, jax.Array]:
+    """One direction of one layer over time-major xs (T, B, in). Returns (ys (T, B, H) or None,
+    final h). reverse=True scans t = T-1..0 with ys kept in input order, so the final state is
+    the one after row 0 and ys lines up with the forward direction's outputs."""
+    H, cell = m.hidden, m.cell
+    w_ih, w_hh = p[pre + "w_ih"], p[pre + "w_hh"]
+    b_in = p[pre + "b_ih"] if cell == "gru" else p[pre + "b"]
+    b_hh = p[pre + "b_hh"] if cell == "gru" else None
+    B = xs.shape[1]
+    seq = _mm(xs, w_ih, num) + b_in if form.hoist else xs
+
+    def step(carry, xt):
+        zx = xt if form.hoist else _mm(xt, w_ih, num) + b_in
+        h = carry[0]
+        zh = _mm(h, w_hh, num)
+        if cell == "lstm":
+            z = zx + zh
+            i = jax.nn.sigmoid(z[:, :H])
+            f = jax.nn.sigmoid(z[:, H:2 * H])
+            g = jnp.tanh(z[:, 2 * H:3 * H])
+            o = jax.nn.sigmoid(z[:, 3 * H:])
+            c = f * carry[1] + i * g
+            h = o * jnp.tanh(c)
+            new = (h, c)
+        elif cell == "gru":  # torch's formula: the candidate's recurrent bias sits inside r * (.)
+            zh = zh + b_hh
+            r = jax.nn.sigmoid(zx[:, :H] + zh[:, :H])
+            zg = jax.nn.sigmoid(zx[:, H:2 * H] + zh[:, H:2 * H])
+            n = jnp.tanh(zx[:, 2 * H:] + r * zh[:, 2 * H:])
+            h = (1.0 - zg) * n + zg * h
+            new = (h,)
+        else:
+            h = jnp.tanh(zx + zh)
+            new = (h,)
+        return new, (h if collect else None)
+
+    zeros = jnp.zeros((B, H), xs.dtype)
+    init = (zeros, zeros) if cell == "lstm" else (zeros,)
+    final, ys = lax.scan(step, init, seq, reverse=reverse, unroll=form.unroll)
+    return ys, final[0]
+
+
+def _cudnn_layer(m: ModelSpec, num: _Numerics, p: dict[str, jax.Array], layer: int,
+                 xb: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One (bi)LSTM layer through cuDNN on batch-major xb (B, T, in): returns (y (B, T, H*dirs),
+    h_n (dirs, B, H)). cuDNN's flat weight vector is every pseudo-layer's W_ih, W_hh (torch
+    layout, gates i,f,g,o), then every pseudo-layer's b_ih, b_hh (jax.experimental.rnn's
+    docstring); the canonical single bias goes in b_ih and a constant zero in b_hh."""
+    from jax.experimental import rnn
+
+    mats, biases = [], []
+    for d in directions(m):
+        pre = f"rnn.{layer}.{d}."
+        mats += [p[pre + "w_ih"].T.reshape(-1), p[pre + "w_hh"].T.reshape(-1)]
+        biases += [p[pre + "b"], jnp.zeros_like(p[pre + "b"])]
+    flat = jnp.concatenate(mats + biases)
+    B, T, n_in = xb.shape
+    h0 = jnp.zeros((m.directions, B, m.hidden), jnp.float32)
+    y, h_n, _ = rnn.lstm(xb, h0, h0, flat, jnp.full((B,), T, jnp.int32), input_size=n_in,
+                         hidden_size=m.hidden, num_layers=1, dropout=0.0, bidirectional=m.bidirectional,
+                         precision=num.precision)
+    return y, h_n
+
+
+def _rnn_logits(m: ModelSpec, form: _Form, num: _Numerics, params: dict[str, jax.Array], x: jax.Array,
+                key: jax.Array | None) -> jax.Array:
+    """key None = inference (no dropout)."""
+    p = {k: v.astype(num.compute) for k, v in params.items()}
+    drop = key is not None and m.dropout > 0
+    keys = jax.random.split(key, m.layers) if drop else [None] * m.layers
+    # cuDNN is batch-major; the scan wants time on the leading axis.
+    seq = x.astype(num.compute) if form.cudnn else jnp.swapaxes(x, 0, 1).astype(num.compute)
+    finals = []
+    for layer in range(m.layers):
+        last = layer == m.layers - 1
+        if form.cudnn:
+            seq, h_n = _cudnn_layer(m, num, p, layer, seq)
+            finals = [h_n[i] for i in range(m.directions)]
+        else:
+            outs, finals = [], []
+            for d in directions(m):
+                ys, h = _scan_layer(m, form, num, p, f"rnn.{layer}.{d}.", seq, reverse=d == "bwd",
+                                    collect=not last)
+                outs.append(ys)
+                finals.append(h)
+            seq = None if last else (jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0])
+        if drop and not last:  # on each layer's output sequence, between layers
+            seq = _dropout(keys[layer], seq, m.dropout)
+    feats = jnp.concatenate(finals, axis=-1) if len(finals) > 1 else finals[0]
+    if drop:  # ... and on the last layer's readout, before the head (torch: nn.Dropout)
+        feats = _dropout(keys[-1], feats, m.dropout)
+    return (_mm(feats, p["head.w"], num) + p["head.b"]).astype(jnp.float32)
+
+
+def _cnn_logits(m: ModelSpec, num: _Numerics, params: dict[str, jax.Array], x: jax.Array,
+                key: jax.Array | None) -> jax.Array:
+    """NHWC throughout (see _to_internal for why the flatten needs no transpose)."""
+    p = {k: v.astype(num.compute) for k, v in params.items()}
+    a = x.astype(num.compute)[..., None]
+    for i in range(len(m.conv_channels)):
+        a = lax.conv_general_dilated(a, p[f"conv.{i}.w"], window_strides=(1, 1), padding="SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=num.precision)
+        a = jax.nn.relu(a + p[f"conv.{i}.b"])
+        a = lax.reduce_window(a, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    a = a.reshape(a.shape[0], -1)
+    if m.fc_hidden:
+        a = jax.nn.relu(_mm(a, p["fc.0.w"], num) + p["fc.0.b"])
+    if key is not None and m.dropout > 0:
+        a = _dropout(key, a, m.dropout)
+    return (_mm(a, p["head.w"], num) + p["head.b"]).astype(jnp.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+class JaxTrainer:
+    def __init__(self, model: ModelSpec, train: TrainSpec, device: str, precision: str, variant: str,
+                 threads: int, form: _Form | None = None) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown jax variant {variant!r} (choose from {', '.join(VARIANTS)})")
+        self.model_spec, self.train_spec = model, train
+        self.form = form if form is not None else _FORMS[variant]
+        self.on_gpu = device == "gpu"
+        if self.on_gpu:
+            if not gpu_available():
+                raise Unsupported("no GPU visible to JAX (CPU-only jaxlib or no CUDA device)")
+            self.dev = jax.devices("gpu")[0]
+        else:
+            self.dev = jax.devices("cpu")[0]
+        if self.form.cudnn:
+            _check_cudnn(model, precision, self.on_gpu)
+        # Threads were fixed when the CPU client started (PJRT_NPROC, see the module docstring).
+        env = os.environ.get(THREAD_ENV_VAR, "")
+        self.threads_applied = int(env) if env.isdigit() else 0
+        self.num = _numerics(precision, self.on_gpu)
+        self.precision_applied = self.num.applied
+        self.param_count = param_count(model)
+        where = "gpu" if self.on_gpu else "cpu"
+        if self.form.cudnn:
+            self.kernel = "cudnn-rnn"
+        else:
+            self.kernel = f"xla-scan-{where}" if model.family == "rnn" else f"xla-conv-{where}"
+        self.fast_path, self.fast_path_note = True, ""
+        self._dropout = model.dropout > 0
+        self.opt = optax.adam(train.lr, b1=train.beta1, b2=train.beta2, eps=train.eps)
+
+        if model.family == "rnn":
+            logits = partial(_rnn_logits, model, self.form, self.num)
+        else:
+            logits = partial(_cnn_logits, model, self.num)
+
+        def loss_fn(params, x, y, key):
+            return optax.softmax_cross_entropy_with_integer_labels(logits(params, x, key), y).mean()
+
+        def step(params, opt_state, key, x, y):
+            sub = None
+            if key is not None:  # one fresh dropout key per step, advanced on the device
+                key, sub = jax.random.split(key)
+            loss, grads = jax.value_and_grad(loss_fn)(params, x, y, sub)
+            updates, opt_state = self.opt.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, key, loss
+
+        self._step = jax.jit(step, donate_argnums=(0, 1, 2))
+        self._predict = jax.jit(lambda params, x: logits(params, x, None))
+        self._key = jax.device_put(jax.random.key(train.seed), self.dev) if self._dropout else None
+        self._loss = None
+        # Until set_weights, start from the canonical initialisation (the harness always sets).
+        from bench.reference import init_weights
+        self.set_weights(init_weights(model, train.seed))
+
+    # -- protocol ------------------------------------------------------------------------------
+    def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array]:
+        return (jax.device_put(np.ascontiguousarray(x, dtype=np.float32), self.dev),
+                jax.device_put(np.asarray(y, dtype=np.int32), self.dev))
+
+    def train_step(self, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        x, y = batch
+        self.params, self.opt_state, self._key, self._loss = self._step(self.params, self.opt_state, self._key, x, y)
+        return self._loss
+
+    def loss_value(self, loss: jax.Array) -> float:
+        return float(loss)
+
+    def sync(self) -> None:
+        jax.block_until_ready((self.params, self.opt_state, self._loss))
+
+    def predict(self, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        return self._predict(self.params, batch[0])
+
+    def to_numpy(self, logits: jax.Array) -> np.ndarray:
+        return np.array(logits, dtype=np.float32)
+
+    def get_weights(self) -> Weights:
+        # Copies: a view of a buffer that the next (donating) step reuses would change under us.
+        host = {k: np.array(v, dtype=np.float32, copy=True) for k, v in self.params.items()}
+        return _to_canonical(self.model_spec, host)
+
+    def set_weights(self, w: Weights) -> None:
+        check_weights(self.model_spec, w)
+        internal = _to_internal(self.model_spec, w)
+        self.params = {k: jax.device_put(v, self.dev) for k, v in internal.items()}
+        self.opt_state = self.opt.init(self.params)  # fresh Adam
+
+    def reset_memory(self) -> None:
+        # JAX cannot reset its allocator's peak (jax#8096); the harness runs one process per cell,
+        # so the peak from memory() already belongs to this cell alone.
+        pass
+
+    def memory(self) -> dict[str, int]:
+        if not self.on_gpu:
+            return {}
+        stats = self.dev.memory_stats() or {}
+        out = {}
+        if "peak_bytes_in_use" in stats:
+            out["jax_peak_bytes_in_use"] = int(stats["peak_bytes_in_use"])
+        if "bytes_in_use" in stats:
+            out["jax_bytes_in_use"] = int(stats["bytes_in_use"])
+        return out
+
+
+def _check_cudnn(m: ModelSpec, precision: str, on_gpu: bool) -> None:
+    if m.family != "rnn":
+        raise Unsupported("jax cudnn variant is for recurrent models; a CNN runs as the default variant")
+    if m.cell != "lstm":
+        raise Unsupported(f"jax.experimental.rnn has a cuDNN LSTM only, not {m.cell.upper()}")
+    if not on_gpu:
+        raise Unsupported("jax cudnn variant needs a CUDA GPU (jax.experimental.rnn lowers only to cuDNN)")
+    if precision == "bf16":
+        raise Unsupported("jax.experimental.rnn's cuDNN LSTM supports float32 only, not bf16")
+    try:
+        from jax._src.lib import gpu_rnn
+    except ImportError:
+        gpu_rnn = None
+    if gpu_rnn is None:
+        raise Unsupported("this jaxlib has no cuDNN RNN kernels (jax._src.lib.gpu_rnn missing)")
+
+
+def build(model: ModelSpec, train: TrainSpec, device: str, precision: str = "fp32", variant: str = "default",
+          threads: int = 0) -> JaxTrainer:
+    return JaxTrainer(model, train, device, precision, variant, threads)

@@ -89,7 +89,11 @@ class RunUI:
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    # A log file or CI has no terminal width; 80 columns would fold the table into unreadable
+    # slivers, so give non-terminals a width that fits it.
+    import sys as _sys
+
+    return Console(highlight=False, width=None if _sys.stdout.isatty() else 180)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +205,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from . import report
 
+    if args.explain:
+        for c in report.COLUMNS:
+            print(f"{c.title:>18}  {c.help}")
+        return 0
+    if not args.run:
+        raise UsageError("show: which run? give a run id (see results/) or a run directory")
     run_dir = results.resolve_run(args.run, Path(args.results_dir))
     recs = results.read_records(run_dir)
     if args.format == "table":
@@ -246,8 +256,9 @@ def build_parser() -> Parser:
     ls.set_defaults(func=cmd_list)
 
     s = sub.add_parser("show", help="print a run's table")
-    s.add_argument("run", help="run id (under --results-dir) or a run directory")
+    s.add_argument("run", nargs="?", help="run id (under --results-dir) or a run directory")
     s.add_argument("--format", default="table", choices=("table", "markdown", "csv", "json"))
+    s.add_argument("--explain", action="store_true", help="say what each table column means")
     s.set_defaults(func=cmd_show)
     return p
 

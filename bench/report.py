@@ -36,47 +36,48 @@ class Column:
 
 
 COLUMNS = (
-    Column("framework", "framework and variant (variant 'default' is the framework's fastest idiomatic path)"),
-    Column("model", "zoo model"),
-    Column("dev", "device"),
-    Column("batch", "batch size"),
-    Column("status", "ok | failed | oom | timeout | skipped; '?' marks a suspect record (a self-check failed)"),
-    Column("acc %", "test accuracy on the test images after the steps shown (the profile's training budget)"),
-    Column("steps", "training steps the accuracy was reached with"),
+    Column("cell", "framework[:variant] model device batch (variant 'default' = the framework's fastest idiomatic path)"),
+    Column("status", "ok | failed | oom | timeout | skipped; 'ok?' = suspect, a self-check failed (see below the table)"),
+    Column("acc % @steps", "test accuracy (on all 10,000 test images unless shown) after the training steps shown"),
     Column("train samples/s", "median training throughput over the timed repeats, +- half the IQR"),
     Column("step ms", "median milliseconds per training step"),
-    Column("infer samples/s", "median inference throughput on the test set"),
-    Column("compile s", "first training step (compilation, tracing, allocator warm-up): kept out of throughput"),
-    Column("mem MB", "CPU: peak RSS during training minus RSS before the model was built; GPU: allocator peak"),
-    Column("x floor", "measured memory / analytic floor (params, grads, Adam state, activations backprop keeps)"),
+    Column("infer/s", "median inference samples/s on the test set"),
+    Column("compile s", "first training step (compilation, tracing, allocator warm-up), kept out of throughput"),
+    Column("mem MB (x floor)", "CPU: peak RSS in training minus RSS before the model was built; GPU: allocator "
+                               "peak. In brackets: measured / analytic floor (params, grads, Adam, activations)"),
     Column("GFLOP/s", "achieved training GFLOP/s (analytic FLOPs x samples/s); CPU: % of this machine's sgemm"),
-    Column("kernel", "what actually ran (e.g. cudnn-rnn, xla-scan-cpu)"),
+    Column("kernel", "what actually ran; (!) = the expected fast path did not"),
 )
+
+
+def cell_label(rec: dict[str, Any]) -> str:
+    fw = rec["framework"] + ("" if rec.get("variant") == "default" else f":{rec.get('variant')}")
+    return f"{fw} {rec['model']} {rec['device']} b{rec['batch_size']}"
 
 
 def row(rec: dict[str, Any]) -> list[str]:
     status = rec.get("status", "?")
     if status == "ok" and rec.get("suspect"):
         status = "ok?"
-    fw = rec["framework"] + ("" if rec.get("variant") == "default" else f":{rec.get('variant')}")
     if status not in ("ok", "ok?"):
-        reason = (rec.get("reason") or "")[:70]
-        return [fw, rec["model"], rec["device"], str(rec["batch_size"]), status, reason] + [""] * (len(COLUMNS) - 6)
+        reason = (rec.get("reason") or "")[:90]
+        return [cell_label(rec), status, reason] + [""] * (len(COLUMNS) - 3)
     m = _get(rec, "metrics", {})
     tr = m["train_samples_per_s"]
     gfl = _get(rec, "analytic.achieved_gflops")
     pct = _get(rec, "analytic.pct_of_achievable")
     mem = _get(rec, "analytic.measured_memory_bytes")
+    floor_x = _get(rec, "analytic.memory_over_floor")
+    acc = _fmt(100 * m["test_accuracy"], ".1f") + f" @{m['trained_steps']}"
+    if m["test_samples"] != 10000:
+        acc += f" ({m['test_samples']} imgs)"
     return [
-        fw, rec["model"], rec["device"], str(rec["batch_size"]), status,
-        _fmt(100 * m["test_accuracy"], ".1f") + ("" if m["test_samples"] == 10000 else f" ({m['test_samples']})"),
-        str(m["trained_steps"]),
+        cell_label(rec), status, acc,
         f"{tr['median']:,.0f} +- {tr['iqr'] / 2:,.0f}",
         _fmt(_get(m, "step_ms.median"), ".2f"),
         _fmt(_get(m, "infer_samples_per_s.median"), ",.0f"),
         _fmt(m.get("compile_s"), ".2f"),
-        _fmt(mem / MB if mem is not None else None, ",.0f"),
-        _fmt(_get(rec, "analytic.memory_over_floor"), ".1f"),
+        _fmt(mem / MB if mem is not None else None, ",.0f") + (f" ({floor_x:.1f}x)" if floor_x else ""),
         _fmt(gfl, ".1f") + (f" ({pct:.0f}%)" if pct is not None else ""),
         rec.get("kernel", "-") + ("" if rec.get("fast_path", True) else " (!)"),
     ]
@@ -172,9 +173,9 @@ def to_json(records: list[dict[str, Any]]) -> str:
 def rich_table(records: list[dict[str, Any]], title: str):
     from rich.table import Table
 
-    t = Table(title=title, header_style="bold", show_lines=False)
+    t = Table(title=title, header_style="bold", show_lines=False, caption="columns: python -m bench show --explain")
     for c in COLUMNS:
-        numeric = c.title not in ("framework", "model", "dev", "status", "kernel")
+        numeric = c.title not in ("cell", "status", "kernel")
         t.add_column(c.title, justify="right" if numeric else "left", overflow="fold")
     for r in records:
         cells = row(r)

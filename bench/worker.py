@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import sys
 import time
 import traceback
@@ -283,12 +284,23 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
+def inject_fault(cell: dict[str, Any]) -> None:
+    """Fault injection for the harness's own tests: LSTM_BENCH_FAULT=crash:<model> makes the
+    worker of that model die hard (SIGABRT, no record), the way a segfaulting kernel would."""
+    fault = os.environ.get("LSTM_BENCH_FAULT", "")
+    kind, _, model = fault.partition(":")
+    if kind == "crash" and model == cell["model"]["name"]:
+        print("injected crash (LSTM_BENCH_FAULT)", file=sys.stderr, flush=True)
+        os.abort()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m bench.worker JOB.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text())
+    inject_fault(job["cell"])
     rec = run_job(job)
     results.write_record(Path(job["run_dir"]), rec)
     return 0

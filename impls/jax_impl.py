@@ -85,7 +85,11 @@ def gpu_available() -> bool:
 # (in, out) so every matmul is a plain x @ W, conv kernels as HWIO for NHWC convolutions, and the
 # first dense layer after the CNN flatten has its rows permuted from the canonical channel-major
 # (C, H, W) order to NHWC's (H, W, C) order, so activations are flattened without a transpose.
-# All of these are permutations: get_weights(set_weights(w)) == w bit for bit.
+# LSTM and plain-RNN layers keep two biases, b_ih and b_hh, as torch and cuDNN do: Adam moves each
+# parameter by about lr per step, so one bias would train at half the speed of torch's summed
+# pair and the curves would part after the first step. set_weights puts the canonical bias in
+# b_ih and zero in b_hh (b + 0 == b), get_weights returns their sum, as torch_impl does.
+# All of this is permutation or exact: get_weights(set_weights(w)) == w bit for bit.
 
 def _first_dense(m: ModelSpec) -> str:
     return "fc.0.w" if m.fc_hidden else "head.w"
@@ -98,10 +102,18 @@ def _cnn_final_hw(m: ModelSpec) -> tuple[int, int]:
     return h, w
 
 
+def _split_bias(m: ModelSpec, k: str) -> bool:
+    return m.family == "rnn" and m.cell != "gru" and k.startswith("rnn.") and k.endswith(".b")
+
+
 def _to_internal(m: ModelSpec, w: Weights) -> dict[str, np.ndarray]:
     out = {}
     for k, a in w.items():
         a = np.asarray(a, dtype=np.float32)
+        if _split_bias(m, k):
+            out[k + "_ih"] = np.array(a, dtype=np.float32, copy=True)
+            out[k + "_hh"] = np.zeros_like(out[k + "_ih"])
+            continue
         if m.family == "cnn" and k == _first_dense(m):
             hh, ww = _cnn_final_hw(m)
             c = m.conv_channels[-1]
@@ -117,6 +129,11 @@ def _to_internal(m: ModelSpec, w: Weights) -> dict[str, np.ndarray]:
 def _to_canonical(m: ModelSpec, p: dict[str, np.ndarray]) -> Weights:
     out = {}
     for k, a in p.items():
+        if k.endswith(".b_hh") and _split_bias(m, k[:-3]):
+            continue
+        if k.endswith(".b_ih") and _split_bias(m, k[:-3]):
+            out[k[:-3]] = (a + p[k[:-3] + "_hh"]).astype(np.float32)
+            continue
         if a.ndim == 2:
             a = a.T
         elif a.ndim == 4:  # HWIO -> OIHW
@@ -164,7 +181,8 @@ def _scan_layer(m: ModelSpec, form: _Form, num: _Numerics, p: dict[str, jax.Arra
     the one after row 0 and ys lines up with the forward direction's outputs."""
     H, cell = m.hidden, m.cell
     w_ih, w_hh = p[pre + "w_ih"], p[pre + "w_hh"]
-    b_in = p[pre + "b_ih"] if cell == "gru" else p[pre + "b"]
+    # Outside a GRU's reset product the two biases only ever appear summed: add them once here.
+    b_in = p[pre + "b_ih"] if cell == "gru" else p[pre + "b_ih"] + p[pre + "b_hh"]
     b_hh = p[pre + "b_hh"] if cell == "gru" else None
     B = xs.shape[1]
     seq = _mm(xs, w_ih, num) + b_in if form.hoist else xs
@@ -205,14 +223,14 @@ def _cudnn_layer(m: ModelSpec, num: _Numerics, p: dict[str, jax.Array], layer: i
     """One (bi)LSTM layer through cuDNN on batch-major xb (B, T, in): returns (y (B, T, H*dirs),
     h_n (dirs, B, H)). cuDNN's flat weight vector is every pseudo-layer's W_ih, W_hh (torch
     layout, gates i,f,g,o), then every pseudo-layer's b_ih, b_hh (jax.experimental.rnn's
-    docstring); the canonical single bias goes in b_ih and a constant zero in b_hh."""
+    docstring), the same two biases this module trains for every LSTM."""
     from jax.experimental import rnn
 
     mats, biases = [], []
     for d in directions(m):
         pre = f"rnn.{layer}.{d}."
         mats += [p[pre + "w_ih"].T.reshape(-1), p[pre + "w_hh"].T.reshape(-1)]
-        biases += [p[pre + "b"], jnp.zeros_like(p[pre + "b"])]
+        biases += [p[pre + "b_ih"], p[pre + "b_hh"]]
     flat = jnp.concatenate(mats + biases)
     B, T, n_in = xb.shape
     h0 = jnp.zeros((m.directions, B, m.hidden), jnp.float32)
@@ -287,6 +305,8 @@ class JaxTrainer:
             self.dev = jax.devices("cpu")[0]
         if self.form.cudnn:
             _check_cudnn(model, precision, self.on_gpu)
+        elif model.family == "cnn" and variant != "default":
+            raise Unsupported(f"jax variant {variant!r} is a form of the RNN scan; a CNN has none (use default)")
         # Threads were fixed when the CPU client started (PJRT_NPROC, see the module docstring).
         env = os.environ.get(THREAD_ENV_VAR, "")
         self.threads_applied = int(env) if env.isdigit() else 0

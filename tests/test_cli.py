@@ -1,0 +1,172 @@
+"""The CLI and runner: bad input is one line + exit 2; crashes, timeouts and Ctrl-C lose nothing."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import cli, envinfo, registry, results
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(*argv: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    e = dict(os.environ, **(env or {}))
+    e["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True, env=e,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture
+def rdir(tmp_path):
+    return tmp_path / "results"
+
+
+BAD = [
+    (["run", "--framework", "pytorch", "-m", "lstm128"], "unknown framework 'pytorch'"),
+    (["run", "-f", "torch", "--model", "lstm9"], "unknown model 'lstm9'"),
+    (["run", "-f", "torch", "-m", "lstm128", "--device", "tpu"], "unknown device 'tpu'"),
+    (["run", "-f", "torch", "-m", "lstm128", "--profile", "fast"], "unknown profile 'fast'"),
+    (["run", "-f", "torch", "-m", "lstm128", "-b", "0"], "batch size must be > 0"),
+    (["run", "-f", "torch", "-m", "lstm128", "-b", "many"], "--batch-size takes integers"),
+    (["run", "-f", "torch", "-m", "lstm128", "--variant", "turbo"], "unknown variant 'turbo'"),
+    (["run", "-f", "torch", "-m", "lstm128", "--steps", "3"], "fewer than the quick timing protocol"),
+    (["run", "-f", "torch", "-m", "lstm128", "--precision", "fp8"], "unknown precision 'fp8'"),
+    (["run", "-f", "torch", "-m", "lstm128", "--data", "/no/such/file.npz"], "does not exist"),
+    (["run"], "say what to run"),
+    (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    (["show", "no-such-run"], "no run 'no-such-run'"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv, msg", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2(argv, msg, rdir, capsys):
+    code = cli.main(["--results-dir", str(rdir), *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and msg in err, err
+    assert not rdir.exists() or not any(rdir.iterdir())  # nothing half-written
+
+
+def test_exit_code_2_from_a_real_process(rdir):
+    p = bench("--results-dir", str(rdir), "run", "-f", "torch", "-m", "nope")
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "unknown model 'nope'" in p.stderr
+
+
+def test_corrupt_data_file_is_rejected_before_any_cell(tmp_path, rdir, capsys):
+    bad = tmp_path / "m.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    assert cli.main(["--results-dir", str(rdir), "run", "-f", "torch", "-m", "lstm128", "--data", str(bad)]) == 2
+    assert "not a readable .npz" in capsys.readouterr().err and not rdir.exists()
+
+
+def test_corrupt_results_file_is_a_clear_error(rdir, capsys):
+    run = rdir / "r1"
+    results.write_manifest(run, {"run_id": "r1", "cells": []})
+    (run / "cells").mkdir()
+    (run / "cells" / "x.json").write_text('{"schema": "lstm-bench/record", "schema_vers')
+    assert cli.main(["--results-dir", str(rdir), "show", "r1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "corrupt results file" in err
+
+
+@pytest.mark.skipif(envinfo.gpus() != (), reason="this machine has a GPU")
+def test_gpu_cell_on_a_cpu_machine_is_skipped_with_the_reason(rdir, capsys):
+    code = cli.main(["--results-dir", str(rdir), "run", "-f", "torch", "-m", "cnn_small", "-d", "gpu",
+                     "--profile", "smoke", "-q", "--run-id", "g"])
+    assert code == 0
+    (rec,) = results.read_records(rdir / "g")
+    assert rec["status"] == "skipped" and "no GPU on this machine" in rec["reason"]
+
+
+def test_missing_framework_is_skipped_with_the_install_hint(rdir, monkeypatch, capsys):
+    ghost = registry.FrameworkInfo("ghost", "impls.ghost_impl", ("no_such_package_xyz",), "ghost", "Ghost",
+                                   (("default", "never installed"),))
+    monkeypatch.setitem(registry.FRAMEWORKS, "ghost", ghost)
+    assert cli.main(["--results-dir", str(rdir), "run", "-f", "ghost", "-m", "lstm128", "--profile", "smoke",
+                     "-q", "--run-id", "h"]) == 0
+    (rec,) = results.read_records(rdir / "h")
+    assert rec["status"] == "skipped"
+    assert rec["reason"] == "no_such_package_xyz not installed: pip install 'lstm-bench[ghost]'"
+
+
+@pytest.mark.slow
+def test_crash_is_recorded_others_survive_and_resume_runs_only_what_is_missing(rdir):
+    base = ["--results-dir", str(rdir)]
+    p = bench(*base, "run", "-f", "torch", "-m", "lstm128,cnn_small", "--profile", "smoke", "-q", "--run-id", "c",
+              env={"LSTM_BENCH_FAULT": "crash:cnn_small"})
+    assert p.returncode == 0, p.stderr
+    run = rdir / "c"
+    recs = {r["model"]: r for r in results.read_records(run)}
+    assert recs["lstm128"]["status"] == "ok"
+    assert recs["cnn_small"]["status"] == "failed" and "without a record" in recs["cnn_small"]["reason"]
+    assert any("injected crash" in ln for ln in recs["cnn_small"]["error_tail"])
+    ok_path = results.cell_path(run, recs["lstm128"]["key"])
+    ok_bytes = ok_path.read_bytes()
+
+    p = bench(*base, "run", "--resume", "c", "-q")  # a failed cell has its record: nothing to do
+    assert p.returncode == 0 and "2 of 2 cells already done" in p.stdout
+
+    p = bench(*base, "run", "--resume", "c", "--retry-failed", "-q")
+    assert p.returncode == 0 and "1 of 2 cells already done" in p.stdout
+    assert ok_path.read_bytes() == ok_bytes  # the finished cell was not rerun
+    assert {r["model"]: r["status"] for r in results.read_records(run)} == {"lstm128": "ok", "cnn_small": "ok"}
+
+    ok_path.unlink()
+    p = bench(*base, "run", "--resume", "c", "-q")
+    assert p.returncode == 0 and "1 of 2 cells already done" in p.stdout
+    assert [r["status"] for r in results.read_records(run)] == ["ok", "ok"]
+    assert results.read_manifest(run)["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_a_cell_past_its_timeout_is_recorded_as_timeout(rdir):
+    p = bench("--results-dir", str(rdir), "run", "-f", "torch", "-m", "lstm128", "--profile", "smoke", "-q",
+              "--timeout", "0.5", "--run-id", "t")
+    assert p.returncode == 0, p.stderr
+    (rec,) = results.read_records(rdir / "t")
+    assert rec["status"] == "timeout" and "cell timeout" in rec["reason"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(rdir):
+    e = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "--results-dir", str(rdir), "run", "-f", "torch", "-m",
+                             "cnn_small,lstm128,lstm512", "--profile", "smoke", "-q", "--run-id", "i"],
+                            cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cells = rdir / "i" / "cells"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cells.is_dir() and any(cells.glob("*.json"))):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    manifest = results.read_manifest(rdir / "i")
+    assert manifest["status"] == "interrupted"
+    kept = results.read_records(rdir / "i")
+    assert 1 <= len(kept) < 3 and kept[0]["model"] == "cnn_small" and kept[0]["status"] == "ok"
+    assert "resume with: python -m bench run --resume i" in out
+    assert not list((rdir / "i" / "cells").glob(".*.tmp"))  # no half-written record
+
+
+@pytest.mark.slow
+def test_show_formats_agree(rdir):
+    p = bench("--results-dir", str(rdir), "run", "-f", "torch", "-m", "cnn_small", "--profile", "smoke", "-q",
+              "--run-id", "s")
+    assert p.returncode == 0, p.stderr
+    md = bench("--results-dir", str(rdir), "show", "s", "--format", "markdown").stdout
+    js = json.loads(bench("--results-dir", str(rdir), "show", "s", "--format", "json").stdout)
+    csv = bench("--results-dir", str(rdir), "show", "s", "--format", "csv").stdout
+    (rec,) = js
+    rate = rec["metrics"]["train_samples_per_s"]["median"]
+    assert f"{rate:,.0f}" in md and "cnn_small" in csv.splitlines()[1]
+    assert rec["status"] == "ok" and rec["schema_version"] == results.SCHEMA_VERSION
+    assert np.isfinite(rec["metrics"]["final_train_loss"])

@@ -1,0 +1,44 @@
+"""The RNN-vs-CNN verdict and the tables, on fabricated records."""
+from bench import report
+
+
+def rec(model, family, rate, mem, fw="torch", device="cpu", batch=128, status="ok"):
+    return {
+        "key": f"{fw}.{model}", "framework": fw, "variant": "default", "model": model, "device": device,
+        "batch_size": batch, "status": status, "cell": {"model": {"family": family}}, "kernel": "k",
+        "fast_path": True, "suspect": False,
+        "metrics": {"train_samples_per_s": {"median": rate, "iqr": 2.0}, "test_accuracy": 0.9, "test_samples": 10000,
+                    "trained_steps": 100, "step_ms": {"median": 1.0}, "infer_samples_per_s": {"median": 5.0},
+                    "compile_s": 0.5},
+        "analytic": {"measured_memory_bytes": mem, "memory_over_floor": 2.0, "achieved_gflops": 10.0,
+                     "pct_of_achievable": 50.0},
+    }
+
+
+def test_claim_holds_when_rnn_is_slower_and_leaner():
+    rows = report.claim_rows([rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm128", "rnn", 500, 100e6)])
+    assert len(rows) == 1 and rows[0].holds and rows[0].speed_ratio == 0.5 and rows[0].memory_ratio == 0.5
+
+
+def test_claim_fails_when_rnn_needs_more_memory_or_is_faster():
+    recs = [rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm3x256", "rnn", 500, 300e6),
+            rec("lstm128", "rnn", 2000, 100e6)]
+    v = report.verdict(recs)
+    assert "holds in 0 of 2" in v and "lstm3x256" in v and "fails" in v
+
+
+def test_claim_compares_only_like_with_like():
+    recs = [rec("cnn_tutorial", "cnn", 1000, 200e6, batch=128), rec("lstm128", "rnn", 500, 100e6, batch=64),
+            rec("lstm512", "rnn", 500, 100e6, fw="jax"), rec("lstm128", "rnn", 1, 1, status="failed")]
+    assert report.claim_rows(recs) == []
+    assert "not tested" in report.verdict(recs)
+
+
+def test_markdown_has_every_record_and_the_verdict():
+    recs = [rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm128", "rnn", 500, 100e6),
+            {**rec("lstm512", "rnn", 0, 0), "status": "skipped", "reason": "tensorflow not installed"}]
+    md = report.to_markdown(recs)
+    lines = md.splitlines()
+    assert lines[0].startswith("| cell |") and len([ln for ln in lines if ln.startswith("| torch")]) == 3
+    assert "skipped" in md and "tensorflow not installed" in md and "holds in 1 of 1" in md
+    assert "500 +- 1" in md  # median +- half the IQR

@@ -115,7 +115,7 @@ class _RnnNet(keras.Model):
     """
 
     def __init__(self, m: ModelSpec, use_cudnn: bool, policy: str) -> None:
-        super().__init__()
+        super().__init__(name="rnn_net")
         self.m = m
         kw: dict = {"dtype": policy}
         if m.cell != "rnn":  # SimpleRNN has no cuDNN path and no use_cudnn argument
@@ -148,7 +148,7 @@ class _RnnNet(keras.Model):
 
 class _CnnNet(keras.Model):
     def __init__(self, m: ModelSpec, policy: str) -> None:
-        super().__init__()
+        super().__init__(name="cnn_net")
         k = m.conv_kernel
         self.convs = [keras.layers.Conv2D(c, k, padding="same", activation="relu", dtype=policy, name=f"conv_{i}")
                       for i, c in enumerate(m.conv_channels)]
@@ -251,7 +251,7 @@ class TfTrainer:
                            for layer in range(model.layers) for d in directions(model)) \
                 if is_rnn and model.cell != "gru" else ()
             self.opt = _TorchAdam(learning_rate=train.lr, beta_1=train.beta1, beta_2=train.beta2,
-                                  epsilon=train.eps, double=double)
+                                  epsilon=train.eps, double=double, name="torch_adam")
             # Built before tracing: a jit_compile function cannot create variables.
             self.opt.build(self.vars)
         self._train_fn = tf.function(self._step, jit_compile=self.jit)

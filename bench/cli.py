@@ -224,6 +224,65 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _records(ref: str, results_dir: Path) -> list[dict]:
+    return results.read_records(results.resolve_run(ref, results_dir))
+
+
+def _comparison(args: argparse.Namespace):
+    from . import compare
+
+    try:
+        rules = compare.parse_rules(args.fail_on)
+    except compare.RuleError as e:
+        raise UsageError(str(e)) from None
+    base, head = _records(args.base, Path(args.results_dir)), _records(args.head, Path(args.results_dir))
+    return compare.compare(base, head, rules)
+
+
+def _print_comparison(cmp, console, only_changes: bool) -> None:
+    from rich.table import Table
+
+    t = Table(header_style="bold")
+    for c in ("cell", "metric", "base", "head", "change", "verdict"):
+        t.add_column(c, justify="right" if c in ("base", "head") else "left")
+    colour = {"regressed": "red", "improved": "green", "unchanged": ""}
+    for f in cmp.findings:
+        if only_changes and f.verdict == "unchanged":
+            continue
+        t.add_row(f.key, f.rule, f"{f.base:,.4g}", f"{f.head:,.4g}", f.why, f.verdict, style=colour[f.verdict])
+    console.print(t)
+    if cmp.machines_differ:
+        console.print("[yellow]warning[/]: the two result sets come from different machines: speed and memory "
+                      "differences may be the machine's, not the change's")
+    for label, keys in (("only in base", cmp.only_base), ("only in head", cmp.only_head),
+                        ("not ok on one side", cmp.not_ok)):
+        if keys:
+            console.print(f"{label}: {', '.join(keys)}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    cmp = _comparison(args)
+    _print_comparison(cmp, _console(), only_changes=False)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 1 when any joined cell regressed on any metric; 0 otherwise."""
+    cmp = _comparison(args)
+    console = _console()
+    _print_comparison(cmp, console, only_changes=True)
+    joined = len({f.key for f in cmp.findings})
+    if joined == 0:
+        raise UsageError("check: the two result sets have no ok cell in common (same model, recipe, threads...)")
+    regs = cmp.regressions
+    improved = sum(f.verdict == "improved" for f in cmp.findings)
+    if regs:
+        console.print(f"[red]REGRESSED[/]: {len(regs)} metric(s) in {len({f.key for f in regs})} of {joined} cells")
+        return 1
+    console.print(f"[green]OK[/]: no regression in {joined} cells ({improved} metric(s) improved)")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 def build_parser() -> Parser:
     p = Parser(prog="python -m bench", description="lstm-bench: LSTM vs CNN on MNIST in torch, TF/Keras and JAX")
@@ -260,6 +319,16 @@ def build_parser() -> Parser:
     s.add_argument("--format", default="table", choices=("table", "markdown", "csv", "json"))
     s.add_argument("--explain", action="store_true", help="say what each table column means")
     s.set_defaults(func=cmd_show)
+
+    rules_help = ("thresholds, e.g. 'train:10%%,infer:15%%,memory:10%%,accuracy:0.02' (the defaults); a change "
+                  "counts when past its threshold and, with repeats, significant (Mann-Whitney U, p<0.05)")
+    for name, func, text in (("compare", cmd_compare, "compare two runs cell by cell"),
+                             ("check", cmd_check, "exit 1 if HEAD regressed against BASE (for CI)")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("base", help="baseline run id or directory")
+        c.add_argument("head", help="run id or directory to judge")
+        c.add_argument("--fail-on", help=rules_help)
+        c.set_defaults(func=func)
     return p
 
 

@@ -183,6 +183,7 @@ def measure_cell(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
     trainer = impl.build(cell.model, cell.train, cell.device, cell.precision, cell.variant, cell.threads)
     trainer.set_weights(reference.init_weights(cell.model, cell.train.seed))
     build_s = time.perf_counter() - t0
+    inject_slowdown(trainer, cell)
     if cell.strict and not trainer.fast_path:
         raise FastPathMissing(f"--strict: expected fast path did not run: {trainer.fast_path_note}")
     progress("build", 0, cell.train.steps)
@@ -292,6 +293,27 @@ def inject_fault(cell: dict[str, Any]) -> None:
     if kind == "crash" and model == cell["model"]["name"]:
         print("injected crash (LSTM_BENCH_FAULT)", file=sys.stderr, flush=True)
         os.abort()
+
+
+def inject_slowdown(trainer: Any, cell: Cell) -> None:
+    """LSTM_BENCH_FAULT=slow:<model>:<factor> makes every training step of that model take
+    <factor> times as long (it sleeps the extra), so the regression check can be tested
+    against a real, known slowdown."""
+    kind, _, rest = os.environ.get("LSTM_BENCH_FAULT", "").partition(":")
+    model, _, factor = rest.partition(":")
+    if kind != "slow" or model != cell.model.name:
+        return
+    extra = float(factor) - 1.0
+    step = trainer.train_step
+
+    def slow_step(batch: Any) -> Any:
+        t0 = time.perf_counter()
+        out = step(batch)
+        trainer.sync()
+        time.sleep(extra * (time.perf_counter() - t0))
+        return out
+
+    trainer.train_step = slow_step
 
 
 def main(argv: list[str] | None = None) -> int:

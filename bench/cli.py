@@ -283,6 +283,37 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_overhead(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from . import overhead
+
+    fws = _split(args.framework) or tuple(registry.FRAMEWORKS)
+    _check_names(fws, list(registry.FRAMEWORKS), "framework")
+    if args.model not in ("lstm128", "lstm512", "lstm3x256"):
+        raise UsageError(f"overhead covers lstm128, lstm512, lstm3x256 (bare loops exist for those), not {args.model!r}")
+    if args.batch_size <= 0 or args.rounds <= 0 or args.steps <= 0:
+        raise UsageError("--batch-size, --rounds and --steps must be > 0")
+    threads = args.threads or measure.cpu_threads_default()
+    console = _console()
+    console.print(f"harness vs bare loop: {args.model} b{args.batch_size}, {threads} threads, "
+                  f"{args.rounds} interleaved rounds x {args.steps} steps per framework")
+    res = overhead.run_all(fws, args.model, args.batch_size, threads, args.rounds, args.steps, Path(args.results_dir))
+    t = Table(header_style="bold")
+    for c in ("framework", "harness samples/s", "bare samples/s", "ratio (target >= 0.97)"):
+        t.add_column(c, justify="left" if c == "framework" else "right")
+    for r in res:
+        if "ratio" not in r:
+            t.add_row(r["framework"], "-", "-", r.get("skipped") or r.get("failed", ""))
+            continue
+        h = measure.summarize(r["harness_samples_per_s"])
+        b = measure.summarize(r["bare_samples_per_s"])
+        t.add_row(r["framework"], f"{h.median:,.0f} +- {h.iqr / 2:,.0f}", f"{b.median:,.0f} +- {b.iqr / 2:,.0f}",
+                  f"{r['ratio']:.3f}")
+    console.print(t)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 def build_parser() -> Parser:
     p = Parser(prog="python -m bench", description="lstm-bench: LSTM vs CNN on MNIST in torch, TF/Keras and JAX")
@@ -329,6 +360,15 @@ def build_parser() -> Parser:
         c.add_argument("head", help="run id or directory to judge")
         c.add_argument("--fail-on", help=rules_help)
         c.set_defaults(func=func)
+
+    o = sub.add_parser("overhead", help="harness timing vs a bare hand-written loop, side by side (CPU)")
+    o.add_argument("--framework", "-f", action="append", help="default: all installed")
+    o.add_argument("--model", "-m", default="lstm128")
+    o.add_argument("--batch-size", "-b", type=int, default=128)
+    o.add_argument("--threads", type=int, default=0)
+    o.add_argument("--rounds", type=int, default=6, help="interleaved rounds (A B, B A, ...)")
+    o.add_argument("--steps", type=int, default=40, help="steps per timed window")
+    o.set_defaults(func=cmd_overhead)
     return p
 
 

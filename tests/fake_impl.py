@@ -1,0 +1,72 @@
+"""A test double of a framework implementation (numpy only) that claims a GPU, so the worker's
+GPU bookkeeping (allocator peaks, no CPU calibration, --strict, 'no GPU' skips) is exercised
+on machines without one. It is only ever registered by tests."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from bench import reference
+
+FRAMEWORK = "fake"
+VARIANTS = {"default": "numpy test double"}
+STATE = {"gpu": True, "fast_path": True}
+
+
+def versions():
+    return {"fake": "0"}
+
+
+def gpu_available():
+    return STATE["gpu"]
+
+
+class FakeTrainer:
+    kernel = "fake-kernel"
+    fast_path_note = "fake: no fast path"
+    precision_applied = "fp32"
+
+    def __init__(self, model):
+        self.model = model
+        self.param_count = reference.param_count(model)
+        self.fast_path = STATE["fast_path"]
+        self.t = 0
+        self.peak = 0
+
+    def stage(self, x, y):
+        return x, y
+
+    def train_step(self, batch):
+        self.t += 1
+        time.sleep(0.003)  # a realistic step: a microsecond window could not pass the 1% self-check
+        self.peak = max(self.peak, 1_000_000 + 1000 * len(batch[0]))
+        return 2.3 * 0.98 ** self.t
+
+    def loss_value(self, loss):
+        return float(loss)
+
+    def sync(self):
+        pass
+
+    def predict(self, batch):
+        return reference.forward(self.model, self.w, batch[0]).astype(np.float32)
+
+    def to_numpy(self, logits):
+        return logits
+
+    def get_weights(self):
+        return self.w
+
+    def set_weights(self, w):
+        self.w = w
+
+    def reset_memory(self):
+        self.peak = 0
+
+    def memory(self):
+        return {"jax_peak_bytes_in_use": self.peak}
+
+
+def build(model, train, device, precision="fp32", variant="default", threads=0):
+    return FakeTrainer(model)

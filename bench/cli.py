@@ -164,6 +164,7 @@ def _selection(args: argparse.Namespace) -> runner.Selection:
         devices=(devices or base.devices) if (args.all or devices) else ("cpu",),
         profile=args.profile, variants=variants, batch_sizes=_ints(args.batch_size, "--batch-size"),
         steps=args.steps, threads=args.threads, precision=args.precision, seed=args.seed, strict=args.strict,
+        warmup_steps=args.warmup, repeats=args.repeats, steps_per_repeat=args.repeat_steps,
     )
 
 
@@ -329,6 +330,9 @@ def build_parser() -> Parser:
     r.add_argument("--batch-size", "-b", action="append", help="override the profile's batch size (repeatable)")
     r.add_argument("--profile", default="quick", help=f"{', '.join(PROFILES)} (default: quick)")
     r.add_argument("--steps", type=int, help="override the profile's training steps")
+    r.add_argument("--warmup", type=int, help="warm-up steps before timing, the first reported as compile_s")
+    r.add_argument("--repeats", type=int, help="timed repeats (median and IQR are over these)")
+    r.add_argument("--repeat-steps", type=int, help="training steps per timed repeat")
     r.add_argument("--threads", type=int, default=0, help="CPU threads for every framework (default: all cores)")
     r.add_argument("--precision", default="fp32", help="fp32 (default), tf32 (GPU), bf16")
     r.add_argument("--seed", type=int, default=0)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import analytic, envinfo, measure, registry, results
-from .spec import (DEFAULT_MODELS, Cell, SpecError, TrainSpec, get_model, get_profile)
+from .spec import DEFAULT_MODELS, Cell, Protocol, SpecError, TrainSpec, get_model, get_profile
 
 DEFAULT_TIMEOUT_S = {"smoke": 300, "quick": 900, "full": 7200}
 
@@ -38,6 +38,16 @@ class Selection:
     precision: str = "fp32"
     seed: int = 0
     strict: bool = False
+    # Timing-protocol overrides (None = the profile's): warm-up steps, repeats, steps per repeat.
+    warmup_steps: int | None = None
+    repeats: int | None = None
+    steps_per_repeat: int | None = None
+
+
+def _protocol(sel: Selection, base: Protocol) -> Protocol:
+    over = {k: v for k, v in (("warmup_steps", sel.warmup_steps), ("repeats", sel.repeats),
+                              ("steps_per_repeat", sel.steps_per_repeat)) if v is not None}
+    return replace(base, **over) if over else base
 
 
 def plan(sel: Selection) -> list[Cell]:
@@ -55,10 +65,10 @@ def plan(sel: Selection) -> list[Cell]:
                 for device in sel.devices:
                     for bs in sel.batch_sizes or (entry.batch_size,):
                         steps = sel.steps if sel.steps is not None else entry.steps
-                        protocol = entry.protocol
+                        protocol = _protocol(sel, entry.protocol)
                         if steps < protocol.measured_steps:
-                            raise SpecError(f"--steps {steps} is fewer than the {sel.profile} timing protocol needs "
-                                            f"for {name} ({protocol.measured_steps})")
+                            raise SpecError(f"{steps} training steps is fewer than the timing protocol needs for "
+                                            f"{name} ({protocol.measured_steps}: warm-up + repeats x steps)")
                         train = TrainSpec(batch_size=bs, steps=steps, seed=sel.seed)
                         cells.append(Cell(framework=fw, variant=variant, model=model, train=train, device=device,
                                           precision=sel.precision, threads=threads if device == "cpu" else 0,

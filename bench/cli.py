@@ -315,6 +315,19 @@ def cmd_overhead(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from . import plot
+
+    run_dir = results.resolve_run(args.run, Path(args.results_dir))
+    out = Path(args.out) if args.out else run_dir / "plot.png"
+    try:
+        path = plot.plot_run(results.read_records(run_dir), out, f"lstm-bench {run_dir.name}")
+    except plot.PlotUnavailable as e:
+        raise UsageError(str(e)) from None
+    print(path)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 def build_parser() -> Parser:
     p = Parser(prog="python -m bench", description="lstm-bench: LSTM vs CNN on MNIST in torch, TF/Keras and JAX")
@@ -364,6 +377,11 @@ def build_parser() -> Parser:
         c.add_argument("head", help="run id or directory to judge")
         c.add_argument("--fail-on", help=rules_help)
         c.set_defaults(func=func)
+
+    pl = sub.add_parser("plot", help="bar charts of a run's throughput and memory (PNG)")
+    pl.add_argument("run", help="run id or directory")
+    pl.add_argument("--out", help="output file (default: RUN_DIR/plot.png)")
+    pl.set_defaults(func=cmd_plot)
 
     o = sub.add_parser("overhead", help="harness timing vs a bare hand-written loop, side by side (CPU)")
     o.add_argument("--framework", "-f", action="append", help="default: all installed")

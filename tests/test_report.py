@@ -42,3 +42,17 @@ def test_markdown_has_every_record_and_the_verdict():
     assert lines[0].startswith("| cell |") and len([ln for ln in lines if ln.startswith("| torch")]) == 3
     assert "skipped" in md and "tensorflow not installed" in md and "holds in 1 of 1" in md
     assert "500 +- 1" in md  # median +- half the IQR
+
+
+def test_plot_writes_a_png(tmp_path):
+    import pytest
+
+    pytest.importorskip("matplotlib")
+    from bench import plot
+
+    recs = [rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm128", "rnn", 500, 100e6, fw="jax")]
+    for r in recs:
+        r["metrics"]["train_samples_per_s"].update(q1=r["metrics"]["train_samples_per_s"]["median"] - 1,
+                                                   q3=r["metrics"]["train_samples_per_s"]["median"] + 1)
+    out = plot.plot_run(recs, tmp_path / "p.png", "t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000

@@ -267,8 +267,41 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_against(args: argparse.Namespace) -> tuple[str, str]:
+    """Run the selection with REF's code and with this checkout's, interleaved in this job;
+    returns the two run directories (base, head)."""
+    if args.base or args.head:
+        raise UsageError("check: give either BASE HEAD or --against REF, not both")
+    sel = _selection(args)
+    cells = runner.plan(sel)
+    console = _console()
+    run_id = runner.new_run_id(sel.profile)
+    results_dir = Path(args.results_dir)
+    try:
+        tree = runner.add_worktree(args.against)
+    except runner.GitError as e:
+        raise UsageError(str(e)) from None
+    try:
+        sides = tuple(runner.Side(name, results_dir / f"{run_id}-{name}",
+                                  runner.start_manifest(results_dir / f"{run_id}-{name}", f"{run_id}-{name}", cells,
+                                                        sel, sys.argv[1:], None), root)
+                      for name, root in (("base", tree), ("head", envinfo.REPO_ROOT)))
+        console.print(f"check --against {args.against}: {len(cells)} cells x (base, head), interleaved")
+        code = runner.execute_ab(sides, cells, None, args.timeout or runner.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
+                                 RunUI(console, quiet=args.quiet))
+    finally:
+        runner.remove_worktree(tree)
+    if code == 130:
+        raise KeyboardInterrupt
+    return str(sides[0].run_dir), str(sides[1].run_dir)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 1 when any joined cell regressed on any metric; 0 otherwise."""
+    if args.against:
+        args.base, args.head = _run_against(args)
+    elif not (args.base and args.head):
+        raise UsageError("check: give BASE HEAD (run ids or directories), or --against GIT_REF with a selection")
     cmp = _comparison(args)
     console = _console()
     _print_comparison(cmp, console, only_changes=True)
@@ -328,13 +361,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-def build_parser() -> Parser:
-    p = Parser(prog="python -m bench", description="lstm-bench: LSTM vs CNN on MNIST in torch, TF/Keras and JAX")
-    p.add_argument("--results-dir", default="results", help="where runs are stored (default: ./results)")
-    sub = p.add_subparsers(dest="cmd", parser_class=Parser)
-
-    r = sub.add_parser("run", help="measure cells (each in its own process) and save records")
+def _selection_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--all", action="store_true", help="every framework x default model x available device")
     r.add_argument("--framework", "-f", action="append", help="torch, tf, jax (repeatable or comma-separated)")
     r.add_argument("--model", "-m", action="append", help="zoo model(s), see `list`")
@@ -350,13 +377,23 @@ def build_parser() -> Parser:
     r.add_argument("--precision", default="fp32", help="fp32 (default), tf32 (GPU), bf16")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--strict", action="store_true", help="fail a cell whose expected fast path (e.g. cuDNN) did not run")
+    r.add_argument("--timeout", type=float, help="seconds per cell (default: by profile)")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> Parser:
+    p = Parser(prog="python -m bench", description="lstm-bench: LSTM vs CNN on MNIST in torch, TF/Keras and JAX")
+    p.add_argument("--results-dir", default="results", help="where runs are stored (default: ./results)")
+    sub = p.add_subparsers(dest="cmd", parser_class=Parser)
+
+    r = sub.add_parser("run", help="measure cells (each in its own process) and save records")
+    _selection_args(r)
     r.add_argument("--data", help="MNIST as .npz (keys x_train, y_train, x_test, y_test) or a directory of IDX files")
     r.add_argument("--run-id", help="name the run (default: time + profile)")
     r.add_argument("--resume", metavar="RUN_ID", help="run only the cells of RUN_ID that have no record yet")
     r.add_argument("--retry-failed", action="store_true", help="with --resume: also rerun failed/oom/timeout cells")
-    r.add_argument("--timeout", type=float, help="seconds per cell (default: by profile)")
     r.add_argument("--dry-run", action="store_true", help="plan and print the cells, run nothing")
-    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("list", help="frameworks (available or not, and why), models, devices, profiles")
@@ -373,10 +410,15 @@ def build_parser() -> Parser:
     for name, func, text in (("compare", cmd_compare, "compare two runs cell by cell"),
                              ("check", cmd_check, "exit 1 if HEAD regressed against BASE (for CI)")):
         c = sub.add_parser(name, help=text)
-        c.add_argument("base", help="baseline run id or directory")
-        c.add_argument("head", help="run id or directory to judge")
+        c.add_argument("base", nargs="?" if name == "check" else None, help="baseline run id or directory")
+        c.add_argument("head", nargs="?" if name == "check" else None, help="run id or directory to judge")
         c.add_argument("--fail-on", help=rules_help)
         c.set_defaults(func=func)
+        if name == "check":
+            c.add_argument("--against", metavar="GIT_REF",
+                           help="run the selection below with GIT_REF's code and this checkout's, interleaved in "
+                                "this job, then judge (the trustworthy comparison on a shared, noisy machine)")
+            _selection_args(c)
 
     pl = sub.add_parser("plot", help="bar charts of a run's throughput and memory (PNG)")
     pl.add_argument("run", help="run id or directory")

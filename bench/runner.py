@@ -80,7 +80,7 @@ def plan(sel: Selection) -> list[Cell]:
     return cells
 
 
-def worker_env(cell: Cell) -> dict[str, str]:
+def worker_env(cell: Cell, code_root: Path = envinfo.REPO_ROOT) -> dict[str, str]:
     env = dict(os.environ)
     if cell.threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -90,8 +90,9 @@ def worker_env(cell: Cell) -> dict[str, str]:
     if cell.precision == "fp32":
         env["NVIDIA_TF32_OVERRIDE"] = "0"  # belt and braces beside each framework's own switch
     env["PYTHONUNBUFFERED"] = "1"
-    # The worker imports bench and impls from the same place this process did.
-    root = str(envinfo.REPO_ROOT)
+    # The worker imports bench and impls from `code_root`: this checkout, or for `check
+    # --against REF` a worktree of REF, so base and head run their own code.
+    root = str(code_root)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -134,14 +135,14 @@ Progress = Callable[[str, str], None]  # (cell key, phase text)
 
 
 def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, on_progress: Progress,
-             stop: threading.Event) -> CellOutcome:
+             stop: threading.Event, code_root: Path = envinfo.REPO_ROOT) -> CellOutcome:
     """Start the worker, follow its progress, enforce the timeout; if it dies without a record,
     write one that says how it died."""
     out_path = results.cell_path(run_dir, cell.key)
     out_path.unlink(missing_ok=True)
     job_path = run_dir / "jobs" / f"{cell.key}.json"
     results.atomic_write_json(job_path, job)
-    proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=worker_env(cell),
+    proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=worker_env(cell, code_root),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             start_new_session=True)
     err_tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -264,3 +265,65 @@ def with_threads(cells: list[Cell], threads: int) -> list[Cell]:
 def default_selection(profile: str) -> Selection:
     devices = ("cpu",) if envinfo.gpu_absent_reason() else ("cpu", "gpu")
     return Selection(frameworks=tuple(registry.FRAMEWORKS), models=DEFAULT_MODELS, devices=devices, profile=profile)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a same-job A/B comparison: its run directory and the code it runs."""
+
+    name: str
+    run_dir: Path
+    manifest: dict[str, Any]
+    code_root: Path
+
+
+def execute_ab(sides: tuple[Side, Side], cells: list[Cell], data_path: str | None, timeout_s: float, ui: Any) -> int:
+    """Run every cell on both sides, alternating A B / B A from cell to cell, so slow drift of
+    a shared machine (thermal, neighbours) hits base and head alike."""
+    stop = threading.Event()
+    ui.start(2 * len(cells))
+    status = "complete"
+    try:
+        for i, cell in enumerate(cells):
+            for side in (sides if i % 2 == 0 else sides[::-1]):
+                job = {"cell": cell.to_dict(), "run_dir": str(side.run_dir), "run_id": side.manifest["run_id"],
+                       "data": data_path}
+                ui.cell_started(cell)
+                reason = pre_skip_reason(cell)
+                if reason:
+                    write_outcome(side.run_dir, cell, job, "skipped", reason)
+                    outcome = CellOutcome(cell.key, "skipped", reason)
+                else:
+                    outcome = run_cell(cell, side.run_dir, job, timeout_s, ui.cell_progress, stop, side.code_root)
+                ui.cell_finished(cell, CellOutcome(outcome.key, outcome.status, f"[{side.name}] {outcome.reason}"))
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        ui.stop()
+        for side in sides:
+            side.manifest.update(status=status, finished_utc=envinfo.utc_now())
+            results.write_manifest(side.run_dir, side.manifest)
+    return 130 if status == "interrupted" else 0
+
+
+class GitError(RuntimeError):
+    pass
+
+
+def add_worktree(ref: str) -> Path:
+    """A detached worktree of `ref` in a temporary directory (removed by remove_worktree)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="lstm-bench-base-"))
+    out = subprocess.run(["git", "-C", str(envinfo.REPO_ROOT), "worktree", "add", "--detach", str(path), ref],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        path.rmdir()
+        msg = (out.stderr.strip().splitlines() or ["git worktree failed"])[-1]
+        raise GitError(f"cannot check out {ref!r}: {msg}")
+    return path
+
+
+def remove_worktree(path: Path) -> None:
+    subprocess.run(["git", "-C", str(envinfo.REPO_ROOT), "worktree", "remove", "--force", str(path)],
+                   capture_output=True, text=True)

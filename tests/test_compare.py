@@ -109,3 +109,34 @@ def test_check_catches_a_real_injected_slowdown(tmp_path):
     assert p.returncode == 1 and "REGRESSED" in p.stdout, p.stdout
     p = bench("--results-dir", rd, "check", "a", "a")
     assert p.returncode == 0 and "OK: no regression in 1 cells" in p.stdout, p.stdout
+
+
+def test_check_against_a_bad_ref_is_one_line_exit_2(tmp_path, capsys):
+    code = cli.main(["--results-dir", str(tmp_path), "check", "--against", "no-such-ref-xyz", "-f", "torch",
+                     "-m", "cnn_small", "--profile", "smoke"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot check out 'no-such-ref-xyz'" in err
+
+
+@pytest.mark.slow
+def test_check_against_runs_base_code_and_head_code_interleaved(tmp_path):
+    import subprocess
+
+    from test_cli import ROOT
+
+    head_commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip()
+    if not head_commit:
+        pytest.skip("not a git checkout")
+    rd = tmp_path / "results"
+    p = bench("--results-dir", str(rd), "check", "--against", "HEAD", "-f", "torch", "-m", "cnn_small",
+              "--profile", "smoke", "-q", "--fail-on", "train:99%,infer:99%,memory:1000%")
+    assert p.returncode in (0, 1), p.stderr
+    base_dir = next(d for d in rd.iterdir() if d.name.endswith("-base"))
+    head_dir = next(d for d in rd.iterdir() if d.name.endswith("-head"))
+    (b,), (h,) = results.read_records(base_dir), results.read_records(head_dir)
+    assert b["status"] == h["status"] == "ok" and b["key"] == h["key"]
+    assert b["env"]["git"] == {"commit": head_commit, "dirty": False}  # REF's own clean tree ran the base
+    assert h["env"]["executable"] == b["env"]["executable"]
+    assert not [ln for ln in subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True,
+                                            text=True).stdout.splitlines() if "lstm-bench-base-" in ln]

@@ -138,13 +138,17 @@ def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, o
              stop: threading.Event, code_root: Path = envinfo.REPO_ROOT) -> CellOutcome:
     """Start the worker, follow its progress, enforce the timeout; if it dies without a record,
     write one that says how it died."""
+    run_dir = run_dir.resolve()  # the worker runs in code_root, not here
+    job = {**job, "run_dir": str(run_dir)}
     out_path = results.cell_path(run_dir, cell.key)
     out_path.unlink(missing_ok=True)
     job_path = run_dir / "jobs" / f"{cell.key}.json"
     results.atomic_write_json(job_path, job)
     proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=worker_env(cell, code_root),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+                            # `python -m` puts the cwd first on sys.path: run in code_root so the
+                            # worker imports that code, not whatever lies in the caller's cwd.
+                            cwd=code_root, start_new_session=True)
     err_tail: collections.deque[str] = collections.deque(maxlen=40)
 
     def read_out() -> None:

@@ -296,21 +296,20 @@ def inject_fault(cell: dict[str, Any]) -> None:
 
 
 def inject_slowdown(trainer: Any, cell: Cell) -> None:
-    """LSTM_BENCH_FAULT=slow:<model>:<factor> makes every training step of that model take
-    <factor> times as long (it sleeps the extra), so the regression check can be tested
-    against a real, known slowdown."""
+    """LSTM_BENCH_FAULT=slow:<model>:<seconds> adds a fixed sleep to every training step of
+    that model, so the regression check can be tested against a real, known slowdown. A fixed
+    sleep, not a factor: it does not shrink when the machine is busy."""
     kind, _, rest = os.environ.get("LSTM_BENCH_FAULT", "").partition(":")
-    model, _, factor = rest.partition(":")
+    model, _, seconds = rest.partition(":")
     if kind != "slow" or model != cell.model.name:
         return
-    extra = float(factor) - 1.0
+    extra_s = float(seconds)
     step = trainer.train_step
 
     def slow_step(batch: Any) -> Any:
-        t0 = time.perf_counter()
         out = step(batch)
         trainer.sync()
-        time.sleep(extra * (time.perf_counter() - t0))
+        time.sleep(extra_s)
         return out
 
     trainer.train_step = slow_step

@@ -6,8 +6,8 @@ be "tensorflow" (this module sets it when keras is not imported yet and refuses 
 Threads are set through tf.config.threading in build(), which works only before TF's first op.
 
 Variants: "graph" is a plain tf.function; "xla" adds jit_compile=True; "default" is the faster of
-the two on CPU (DEFAULT_CPU_JIT, measured) and graph mode with cuDNN requested on GPU, where XLA
-would give cuDNN up (XLA cannot compile the cuDNN RNN op, keras#18456).
+the two on CPU per model family (DEFAULT_CPU_JIT, measured) and graph mode with cuDNN requested on
+GPU, where XLA would give cuDNN up (XLA cannot compile the cuDNN RNN op, keras#18456).
 """
 from __future__ import annotations
 
@@ -35,9 +35,11 @@ VARIANTS = {
     "xla": "tf.function(jit_compile=True) everywhere (on GPU: no cuDNN)",
     "graph": "tf.function without XLA",
 }
-# Measured on the 2-core development CPU (lstm128 b128, lstm3x256 b100, threads=2): XLA was
-# faster than the plain graph, so the CPU default compiles with XLA.
-DEFAULT_CPU_JIT = True
+# Measured on the 2-core development CPU, threads=2, train samples/s (XLA vs graph): recurrent
+# models: XLA ~20% faster on lstm3x256 b100, ~10-15% slower on lstm128 b128; CNNs: XLA:CPU's
+# convolutions ~3x slower than graph mode's oneDNN ones. So the CPU default compiles recurrent
+# models with XLA and runs CNNs as a plain graph.
+DEFAULT_CPU_JIT = {"rnn": True, "cnn": False}
 _RNN = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 
 
@@ -199,14 +201,16 @@ def _set_precision(precision: str, on_gpu: bool) -> tuple[str, str]:
 
 
 def _set_threads(threads: int) -> int:
-    """intra-op = threads, inter-op = 1: on 2 cores a second inter-op thread only made the two
-    pools fight (measured). Works only before TF's first op; later it is left as it is, with a
-    warning, and the value that applies is returned (recorded as threads_applied)."""
+    """intra-op = inter-op = threads. A second inter-op thread lets graph mode run independent ops
+    of the recurrent loop side by side: on the 2-core machine graph mode gained ~10-25% with
+    inter-op 2 over 1, XLA neither gained nor lost (measured, lstm128 b128 and lstm3x256 b100).
+    Works only before TF's first op; later the setting is left as it is, with a warning, and the
+    intra-op value that applies is returned (recorded as threads_applied)."""
     if threads <= 0:
         return tf.config.threading.get_intra_op_parallelism_threads()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         if tf.config.threading.get_intra_op_parallelism_threads() != threads:
             warnings.warn(f"TF is already initialised: cannot set {threads} intra-op threads now", stacklevel=3)
@@ -235,7 +239,7 @@ class TfTrainer:
         self.model_spec, self.train_spec = model, train
         self.dev = "/GPU:0" if self.on_gpu else "/CPU:0"
         self.precision_applied, policy = _set_precision(precision, self.on_gpu)
-        self.jit = variant == "xla" or (variant == "default" and not self.on_gpu and DEFAULT_CPU_JIT)
+        self.jit = variant == "xla" or (variant == "default" and not self.on_gpu and DEFAULT_CPU_JIT[model.family])
         is_rnn = model.family == "rnn"
         # cuDNN only where it can run: on GPU without XLA. use_cudnn=True (not "auto") makes a
         # configuration Keras cannot hand to cuDNN an error instead of a silent fallback.

@@ -37,8 +37,10 @@ FRAMEWORKS: dict[str, FrameworkInfo] = {f.name: f for f in (
         ("graph", "tf.function without XLA"),
     )),
     FrameworkInfo("jax", "impls.jax_impl", ("jax", "optax"), "jax", "JAX + optax", (
-        ("default", "lax.scan under jax.jit, optax Adam, buffers donated"),
-        ("cudnn", "jax.experimental.rnn cuDNN LSTM (GPU only)"),
+        ("default", "lax.scan under jit, input projection inside the scan, no unrolling (fastest measured on CPU)"),
+        ("hoisted", "as default, with the input projection hoisted out of the scan as one matmul over all steps"),
+        ("unroll28", "as default, with the 28-step scan fully unrolled (longer compile)"),
+        ("cudnn", "jax.experimental.rnn cuDNN LSTM, one call per layer (GPU and LSTM only)"),
     )),
 )}
 
@@ -88,4 +90,8 @@ def framework_env(name: str, threads: int, device: str) -> dict[str, str]:
     if name == "jax":
         # JAX would otherwise grab 75% of GPU memory at start-up, hiding the real peak.
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+        if threads > 0 and device == "cpu":
+            # XLA:CPU sizes its thread pool once, from PJRT_NPROC, when the client is created;
+            # XLA_FLAGS has no thread-count flag (see impls/jax_impl.py).
+            env["PJRT_NPROC"] = str(threads)
     return env

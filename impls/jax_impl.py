@@ -1,9 +1,10 @@
 """JAX: lax.scan RNNs and lax.conv CNNs under jax.jit, optax Adam, params and optimizer state donated.
 
 Plain `jax.lax` over a dict of arrays rather than flax (not a dependency of lstm-bench): the
-networks are a few lines each, the parameters stay in the canonical layout (get/set_weights are
-at most a transpose, so they round-trip exactly), and the scan form this benchmark compares
-(input projection hoisted or not, unroll) is ours to choose instead of a library's.
+networks are a few lines each, the parameters stay in (nearly) the canonical layout, so
+get/set_weights are transposes, one permutation and a bias split that round-trip exactly, and
+the scan form this benchmark compares (input projection hoisted or not, unroll) is ours to
+choose rather than a library's.
 
 Threads: XLA:CPU sizes its intra-op thread pool once, when the CPU client is created, from the
 environment variable PJRT_NPROC (else NPROC, else the usable core count). So the worker sets
@@ -26,16 +27,16 @@ import numpy as np
 import optax
 from jax import lax
 
-from bench.reference import Weights, check_weights, directions, param_count
+from bench.reference import Weights, check_weights, directions, init_weights, param_count
 from bench.spec import ModelSpec, TrainSpec
 from impls.base import Unsupported
 
 FRAMEWORK = "jax"
 VARIANTS = {
-    "default": "lax.scan, input projection inside the scan, unroll 4 (fastest measured on CPU)",
-    "hoisted": "lax.scan with the input projection hoisted out as one matmul over all steps, unroll 4",
-    "unroll1": "lax.scan, input projection inside the scan, no unrolling (fastest compile)",
-    "cudnn": "jax.experimental.rnn cuDNN LSTM per layer (GPU and LSTM only)",
+    "default": "lax.scan under jit, input projection inside the scan, no unrolling (fastest measured on CPU)",
+    "hoisted": "as default, with the input projection hoisted out of the scan as one matmul over all steps",
+    "unroll28": "as default, with the 28-step scan fully unrolled (longer compile)",
+    "cudnn": "jax.experimental.rnn cuDNN LSTM, one call per layer (GPU and LSTM only)",
 }
 # The environment the worker sets before `import jax` for a CPU cell with `threads` > 0.
 THREAD_ENV_VAR = "PJRT_NPROC"
@@ -44,17 +45,26 @@ THREAD_ENV_VAR = "PJRT_NPROC"
 @dataclass(frozen=True)
 class _Form:
     """How the recurrent layers are computed. `hoist`: x_t @ W_ih for all t as one matmul
-    before the scan instead of one small matmul per step inside it; `unroll`: lax.scan unroll."""
+    before the scan instead of one small matmul per step inside it; `unroll`: lax.scan unroll.
+
+    Measured on the 2-core CPU (jax 0.10.2, lstm128 batch 128, interleaved runs): in-scan,
+    unroll 1 was fastest. Hoisting was ~0.6x of it: the (T, B, 4H) projection, its bias add and
+    its gradient are memory-bound passes over 7 MB arrays, slower here than 28 small in-cache
+    matmuls. Unrolling was slower the more it unrolled (4: ~0.65x, 28: ~0.15x, compile 1 s -> 6 s):
+    in the unrolled backward pass XLA:CPU fuses the elementwise cell-state gradient chain
+    dc_t = dc_{t+1} * f_{t+1} + ... across steps and recomputes it inside every step's fusion
+    (profile: per-step gradient fusions from 8.6 ms down to 0.5 ms, O(T^2));
+    lax.optimization_barrier on the carry does not stop it (XLA:CPU drops the barrier)."""
 
     hoist: bool = False
-    unroll: int = 4
+    unroll: int = 1
     cudnn: bool = False
 
 
 _FORMS = {
-    "default": _Form(hoist=False, unroll=4),
-    "hoisted": _Form(hoist=True, unroll=4),
-    "unroll1": _Form(hoist=False, unroll=1),
+    "default": _Form(),
+    "hoisted": _Form(hoist=True),
+    "unroll28": _Form(unroll=28),
     "cudnn": _Form(cudnn=True),
 }
 
@@ -174,64 +184,72 @@ def _mm(x: jax.Array, w: jax.Array, num: _Numerics) -> jax.Array:
     return jnp.matmul(x, w, precision=num.precision)
 
 
+def _cell(cell: str, H: int, zx: jax.Array, zh: jax.Array, h: jax.Array, c: jax.Array):
+    """The pointwise part of one step: x-side and h-side pre-activations (biases included) and
+    the previous state -> the new (h, c). GRU and plain RNN carry c through unchanged."""
+    if cell == "lstm":
+        z = zx + zh
+        i = jax.nn.sigmoid(z[:, :H])
+        f = jax.nn.sigmoid(z[:, H:2 * H])
+        g = jnp.tanh(z[:, 2 * H:3 * H])
+        o = jax.nn.sigmoid(z[:, 3 * H:])
+        c = f * c + i * g
+        return o * jnp.tanh(c), c
+    if cell == "gru":  # torch's formula: the candidate's recurrent bias sits inside r * (.)
+        r = jax.nn.sigmoid(zx[:, :H] + zh[:, :H])
+        u = jax.nn.sigmoid(zx[:, H:2 * H] + zh[:, H:2 * H])
+        n = jnp.tanh(zx[:, 2 * H:] + r * zh[:, 2 * H:])
+        return (1.0 - u) * n + u * h, c
+    return jnp.tanh(zx + zh), c
+
+
 def _scan_layer(m: ModelSpec, form: _Form, num: _Numerics, p: dict[str, jax.Array], pre: str, xs: jax.Array,
-                reverse: bool, collect: bool) -> tuple[jax.Array | None, jax.Array]:
-    """One direction of one layer over time-major xs (T, B, in). Returns (ys (T, B, H) or None,
-    final h). reverse=True scans t = T-1..0 with ys kept in input order, so the final state is
-    the one after row 0 and ys lines up with the forward direction's outputs."""
+                reverse: bool) -> tuple[jax.Array, jax.Array]:
+    """One direction of one layer over time-major xs (T, B, in), differentiated by jax.grad
+    through lax.scan. Returns (ys (T, B, H), final h). reverse=True scans t = T-1..0 with ys
+    kept in input order, so the final state is the one after row 0 and ys lines up with the
+    forward direction's outputs."""
     H, cell = m.hidden, m.cell
     w_ih, w_hh = p[pre + "w_ih"], p[pre + "w_hh"]
-    # Outside a GRU's reset product the two biases only ever appear summed: add them once here.
+    # Outside a GRU's reset product the two biases only ever appear summed: add them once.
     b_in = p[pre + "b_ih"] if cell == "gru" else p[pre + "b_ih"] + p[pre + "b_hh"]
-    b_hh = p[pre + "b_hh"] if cell == "gru" else None
-    B = xs.shape[1]
     seq = _mm(xs, w_ih, num) + b_in if form.hoist else xs
 
     def step(carry, xt):
+        h, c = carry
         zx = xt if form.hoist else _mm(xt, w_ih, num) + b_in
-        h = carry[0]
         zh = _mm(h, w_hh, num)
-        if cell == "lstm":
-            z = zx + zh
-            i = jax.nn.sigmoid(z[:, :H])
-            f = jax.nn.sigmoid(z[:, H:2 * H])
-            g = jnp.tanh(z[:, 2 * H:3 * H])
-            o = jax.nn.sigmoid(z[:, 3 * H:])
-            c = f * carry[1] + i * g
-            h = o * jnp.tanh(c)
-            new = (h, c)
-        elif cell == "gru":  # torch's formula: the candidate's recurrent bias sits inside r * (.)
-            zh = zh + b_hh
-            r = jax.nn.sigmoid(zx[:, :H] + zh[:, :H])
-            zg = jax.nn.sigmoid(zx[:, H:2 * H] + zh[:, H:2 * H])
-            n = jnp.tanh(zx[:, 2 * H:] + r * zh[:, 2 * H:])
-            h = (1.0 - zg) * n + zg * h
-            new = (h,)
-        else:
-            h = jnp.tanh(zx + zh)
-            new = (h,)
-        return new, (h if collect else None)
+        if cell == "gru":
+            zh = zh + p[pre + "b_hh"]
+        h, c = _cell(cell, H, zx, zh, h, c)
+        return (h, c), h
 
-    zeros = jnp.zeros((B, H), xs.dtype)
-    init = (zeros, zeros) if cell == "lstm" else (zeros,)
-    final, ys = lax.scan(step, init, seq, reverse=reverse, unroll=form.unroll)
-    return ys, final[0]
+    zeros = jnp.zeros((xs.shape[1], H), xs.dtype)
+    (h, _), ys = lax.scan(step, (zeros, zeros), seq, reverse=reverse, unroll=form.unroll)
+    return ys, h
 
 
-def _cudnn_layer(m: ModelSpec, num: _Numerics, p: dict[str, jax.Array], layer: int,
-                 xb: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One (bi)LSTM layer through cuDNN on batch-major xb (B, T, in): returns (y (B, T, H*dirs),
-    h_n (dirs, B, H)). cuDNN's flat weight vector is every pseudo-layer's W_ih, W_hh (torch
-    layout, gates i,f,g,o), then every pseudo-layer's b_ih, b_hh (jax.experimental.rnn's
-    docstring), the same two biases this module trains for every LSTM."""
-    from jax.experimental import rnn
-
+def _cudnn_weights(m: ModelSpec, p: dict[str, jax.Array], layer: int) -> jax.Array:
+    """cuDNN's flat weight vector for one layer: every pseudo-layer's (direction's) W_ih, W_hh
+    in torch's (4H, in) layout with gates i,f,g,o, then every pseudo-layer's b_ih, b_hh
+    (jax.experimental.rnn's module docstring), the same two biases this module trains."""
     mats, biases = [], []
     for d in directions(m):
         pre = f"rnn.{layer}.{d}."
         mats += [p[pre + "w_ih"].T.reshape(-1), p[pre + "w_hh"].T.reshape(-1)]
         biases += [p[pre + "b_ih"], p[pre + "b_hh"]]
-    flat = jnp.concatenate(mats + biases)
+    return jnp.concatenate(mats + biases)
+
+
+def _cudnn_layer(m: ModelSpec, num: _Numerics, p: dict[str, jax.Array], layer: int,
+                 xb: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One (bi)LSTM layer through cuDNN on batch-major xb (B, T, in): returns (y (B, T, H*dirs),
+    h_n (dirs, B, H)), h_n of the reverse direction being its state after row 0. One call per
+    layer, not one for the stack, so dropout between layers is this module's own, as in the
+    scan variants (cuDNN's inter-layer dropout draws its own masks)."""
+    from jax.experimental import rnn
+
+    flat = _cudnn_weights(m, p, layer)
     B, T, n_in = xb.shape
     h0 = jnp.zeros((m.directions, B, m.hidden), jnp.float32)
     y, h_n, _ = rnn.lstm(xb, h0, h0, flat, jnp.full((B,), T, jnp.int32), input_size=n_in,
@@ -257,8 +275,7 @@ def _rnn_logits(m: ModelSpec, form: _Form, num: _Numerics, params: dict[str, jax
         else:
             outs, finals = [], []
             for d in directions(m):
-                ys, h = _scan_layer(m, form, num, p, f"rnn.{layer}.{d}.", seq, reverse=d == "bwd",
-                                    collect=not last)
+                ys, h = _scan_layer(m, form, num, p, f"rnn.{layer}.{d}.", seq, reverse=d == "bwd")
                 outs.append(ys)
                 finals.append(h)
             seq = None if last else (jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0])
@@ -343,7 +360,6 @@ class JaxTrainer:
         self._key = jax.device_put(jax.random.key(train.seed), self.dev) if self._dropout else None
         self._loss = None
         # Until set_weights, start from the canonical initialisation (the harness always sets).
-        from bench.reference import init_weights
         self.set_weights(init_weights(model, train.seed))
 
     # -- protocol ------------------------------------------------------------------------------

@@ -359,13 +359,15 @@ class JaxTrainer:
         self._predict = jax.jit(lambda params, x: logits(params, x, None))
         self._key = jax.device_put(jax.random.key(train.seed), self.dev) if self._dropout else None
         self._loss = None
+        self._logits = None  # the last predict output: sync() must wait for it too
         # Until set_weights, start from the canonical initialisation (the harness always sets).
         self.set_weights(init_weights(model, train.seed))
 
     # -- protocol ------------------------------------------------------------------------------
     def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array]:
-        return (jax.device_put(np.ascontiguousarray(x, dtype=np.float32), self.dev),
-                jax.device_put(np.asarray(y, dtype=np.int32), self.dev))
+        # device_put is asynchronous: wait, so no copy is still in flight when timing starts.
+        return jax.block_until_ready((jax.device_put(np.ascontiguousarray(x, dtype=np.float32), self.dev),
+                                      jax.device_put(np.asarray(y, dtype=np.int32), self.dev)))
 
     def train_step(self, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
         x, y = batch
@@ -376,10 +378,13 @@ class JaxTrainer:
         return float(loss)
 
     def sync(self) -> None:
-        jax.block_until_ready((self.params, self.opt_state, self._loss))
+        # Everything queued: the training state and the last inference output (predict is
+        # asynchronous too; without it, inference windows would time only the dispatch).
+        jax.block_until_ready((self.params, self.opt_state, self._loss, self._logits))
 
     def predict(self, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
-        return self._predict(self.params, batch[0])
+        self._logits = self._predict(self.params, batch[0])
+        return self._logits
 
     def to_numpy(self, logits: jax.Array) -> np.ndarray:
         return np.array(logits, dtype=np.float32)

@@ -164,3 +164,27 @@ def test_versions_and_memory_on_cpu():
     assert t.memory() == {}
     assert t.kernel == "xla-conv-cpu" and t.fast_path
     assert J.build(ZOO["lstm128"], TrainSpec(), "cpu").kernel == "xla-scan-cpu"
+
+
+def test_sync_waits_for_predict_and_train_outputs():
+    """The harness times inference between two sync() calls: sync must cover predict's output
+    (an earlier version blocked on the training state only and timed just the dispatch)."""
+    import numpy as np
+
+    from bench import reference
+    from bench.spec import ZOO, TrainSpec
+    from impls import jax_impl
+
+    m = ZOO["lstm128"]
+    tr = jax_impl.build(m, TrainSpec(), "cpu", "fp32", "default", 2)
+    tr.set_weights(reference.init_weights(m, 0))
+    x = np.zeros((64, 28, 28), np.float32)
+    y = np.zeros(64, np.int32)
+    b = tr.stage(x, y)
+    assert all(a.is_ready() for a in b)  # staged data is on the device before timing starts
+    out = tr.predict(b)
+    tr.sync()
+    assert out.is_ready()
+    loss = tr.train_step(b)
+    tr.sync()
+    assert loss.is_ready()

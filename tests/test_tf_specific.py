@@ -80,7 +80,7 @@ def test_gru_weights_use_keras_gate_order_and_two_bias_rows(tfi):
 def test_variants_report_what_runs_on_cpu(tfi, family, model):
     kernels = {v: tfi.build(model, TrainSpec(), "cpu", variant=v).kernel for v in tfi.VARIANTS}
     assert kernels["xla"] == "xla-cpu" and kernels["graph"] == "tf-graph-cpu"
-    assert kernels["default"] == ("xla-cpu" if tfi.DEFAULT_CPU_JIT[family] else "tf-graph-cpu")
+    assert kernels["default"] == ("xla-cpu" if tfi.default_cpu_jit(model) else "tf-graph-cpu")
     tr = tfi.build(model, TrainSpec(), "cpu")
     assert tr.fast_path and tr.memory() == {} and tr.precision_applied == "fp32"
 
@@ -110,3 +110,11 @@ def test_predict_does_not_retrace_and_set_weights_resets_adam(tfi):
         tr.to_numpy(tr.predict(tr.stage(*ds.train_batch(1, s, 32))))
     assert tr._predict_fn.experimental_get_tracing_count() == 1
     assert tr._train_fn.experimental_get_tracing_count() == 1
+
+
+def test_cpu_default_follows_the_measured_choice_per_zoo_model(tfi):
+    from bench.spec import ZOO
+
+    assert tfi.build(ZOO["lstm128"], TrainSpec(), "cpu").kernel == "tf-graph-cpu"
+    assert tfi.build(ZOO["lstm512"], TrainSpec(), "cpu").kernel == "xla-cpu"
+    assert tfi.build(ZOO["cnn_small"], TrainSpec(), "cpu").kernel == "tf-graph-cpu"

@@ -12,6 +12,9 @@ from typing import Any, Iterable
 
 MB = 1e6
 CLAIM_CNN = "cnn_tutorial"
+# Within +-5% counts as "the same": RSS and allocator peaks move by a few MB between runs, and a
+# claim of "less memory" that rests on 1% would not survive a rerun.
+CLAIM_BAND = 0.05
 
 
 def _get(rec: dict[str, Any], path: str, default: Any = None) -> Any:
@@ -90,14 +93,15 @@ class ClaimRow:
     rnn: str
     speed_ratio: float  # rnn samples/s / cnn samples/s (< 1: RNN slower)
     memory_ratio: float | None  # rnn memory / cnn memory (< 1: RNN leaner)
+    floor_ratio: float | None = None  # the same ratio of the analytic floors (what physics says)
 
     @property
     def slower(self) -> bool:
-        return self.speed_ratio < 1.0
+        return self.speed_ratio < 1.0 - CLAIM_BAND
 
     @property
     def leaner(self) -> bool | None:
-        return None if self.memory_ratio is None else self.memory_ratio < 1.0
+        return None if self.memory_ratio is None else self.memory_ratio < 1.0 - CLAIM_BAND
 
     @property
     def holds(self) -> bool | None:
@@ -118,32 +122,48 @@ def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
         speed = r["metrics"]["train_samples_per_s"]["median"] / cnn["metrics"]["train_samples_per_s"]["median"]
         m_r, m_c = _get(r, "analytic.measured_memory_bytes"), _get(cnn, "analytic.measured_memory_bytes")
         mem = (m_r / m_c) if (m_r and m_c and m_c > 0) else None
+        f_r, f_c = _get(r, "analytic.train_floor_bytes"), _get(cnn, "analytic.train_floor_bytes")
+        floor = (f_r / f_c) if (f_r and f_c) else None
         group = f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}"
-        out.append(ClaimRow(group, r["model"], speed, mem))
+        out.append(ClaimRow(group, r["model"], speed, mem, floor))
     return out
 
 
-def verdict(records: Iterable[dict[str, Any]]) -> str:
+def _why_not(x: ClaimRow) -> str:
+    parts = []
+    if not x.slower:
+        parts.append("faster" if x.speed_ratio > 1.0 + CLAIM_BAND else "same speed")
+    if x.leaner is False:
+        parts.append("more memory" if x.memory_ratio > 1.0 + CLAIM_BAND else "same memory")
+    return " and ".join(parts)
+
+
+def verdict_lines(records: Iterable[dict[str, Any]]) -> list[str]:
+    """A one-line verdict, then one line per comparison (speed and memory ratios vs the CNN)."""
     rows = claim_rows(records)
     if not rows:
-        return (f"RNN-vs-CNN claim: not tested (needs an RNN and {CLAIM_CNN} measured ok by the same framework, "
-                f"device and batch size)")
+        return [f"RNN-vs-CNN claim: not tested (needs an RNN and {CLAIM_CNN} measured ok by the same framework, "
+                f"device and batch size)"]
     holds = [x for x in rows if x.holds]
     fails = [x for x in rows if x.holds is False]
-    unknown = [x for x in rows if x.holds is None]
-
-    def names(xs: list[ClaimRow]) -> str:
-        return ", ".join(f"{x.rnn} ({x.group}: {x.speed_ratio:.2f}x speed, "
-                         f"{'?' if x.memory_ratio is None else f'{x.memory_ratio:.2f}'}x memory)" for x in xs)
-
-    parts = [f"RNN-vs-CNN claim ('slower than {CLAIM_CNN} but less memory') holds in {len(holds)} of {len(rows)}"]
+    head = (f"RNN-vs-CNN claim ('an RNN is slower than {CLAIM_CNN} but uses less memory', +-{CLAIM_BAND:.0%} = same): "
+            f"holds in {len(holds)} of {len(rows)} comparisons")
     if holds:
-        parts.append(f"holds: {names(holds)}")
+        head += f" ({', '.join(sorted({x.rnn for x in holds}))})"
     if fails:
-        parts.append(f"fails: {names(fails)}")
-    if unknown:
-        parts.append(f"no memory figure: {names(unknown)}")
-    return "; ".join(parts)
+        head += f"; fails in {len(fails)} ({', '.join(sorted({x.rnn for x in fails}))})"
+    lines = [head]
+    for x in rows:
+        mem = "?" if x.memory_ratio is None else f"{x.memory_ratio:.2f}x"
+        state = "holds" if x.holds else ("no memory figure" if x.holds is None else f"fails: {_why_not(x)}")
+        floor = "" if x.floor_ratio is None else f" (analytic floor {x.floor_ratio:.2f}x)"
+        lines.append(f"  {x.rnn:>10} vs {CLAIM_CNN} [{x.group}]: {x.speed_ratio:.2f}x speed, {mem} memory{floor}"
+                     f" -> {state}")
+    return lines
+
+
+def verdict(records: Iterable[dict[str, Any]]) -> str:
+    return verdict_lines(records)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +174,8 @@ def header() -> list[str]:
 def to_markdown(records: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header()) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row(r)) + " |" for r in records]
-    return "\n".join(lines) + "\n\n" + verdict(records) + "\n"
+    return "\n".join(lines) + "\n\n" + "\n".join(
+        ln if not ln.startswith("  ") else "- " + ln.strip() for ln in verdict_lines(records)) + "\n"
 
 
 def to_csv(records: list[dict[str, Any]]) -> str:
@@ -192,4 +213,5 @@ def print_report(records: list[dict[str, Any]], title: str, console: Any) -> Non
             console.print(f"[yellow]suspect[/] {r['key']}: " + "; ".join(_get(r, "self_check.reasons", [])))
         if r.get("status") == "ok" and not r.get("fast_path", True):
             console.print(f"[yellow]slow path[/] {r['key']}: {r.get('fast_path_note')}")
-    console.print(verdict(records))
+    for line in verdict_lines(records):
+        console.print(line, markup=False)

@@ -24,7 +24,7 @@ def test_claim_fails_when_rnn_needs_more_memory_or_is_faster():
     recs = [rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm3x256", "rnn", 500, 300e6),
             rec("lstm128", "rnn", 2000, 100e6)]
     v = report.verdict(recs)
-    assert "holds in 0 of 2" in v and "lstm3x256" in v and "fails" in v
+    assert "holds in 0 of 2" in v and "lstm3x256" in v and "fails in 2" in v
 
 
 def test_claim_compares_only_like_with_like():
@@ -40,7 +40,7 @@ def test_markdown_has_every_record_and_the_verdict():
     md = report.to_markdown(recs)
     lines = md.splitlines()
     assert lines[0].startswith("| cell |") and len([ln for ln in lines if ln.startswith("| torch")]) == 3
-    assert "skipped" in md and "tensorflow not installed" in md and "holds in 1 of 1" in md
+    assert "skipped" in md and "tensorflow not installed" in md and "holds in 1 of 1" in md and "0.50x memory -> holds" in md
     assert "500 +- 1" in md  # median +- half the IQR
 
 
@@ -56,3 +56,12 @@ def test_plot_writes_a_png(tmp_path):
                                                    q3=r["metrics"]["train_samples_per_s"]["median"] + 1)
     out = plot.plot_run(recs, tmp_path / "p.png", "t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_claim_band_treats_a_few_percent_as_the_same():
+    recs = [rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm3x256", "rnn", 300, 199e6),
+            rec("lstm512", "rnn", 980, 100e6, fw="tf"), rec("cnn_tutorial", "cnn", 1000, 200e6, fw="tf")]
+    lines = report.verdict_lines(recs)
+    assert "holds in 0 of 2" in lines[0]
+    assert any("lstm3x256" in ln and "fails: same memory" in ln for ln in lines)
+    assert any("lstm512" in ln and "fails: same speed" in ln for ln in lines)

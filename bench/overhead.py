@@ -25,6 +25,9 @@ class OverheadResult:
     threads: int
     harness_samples_per_s: tuple[float, ...]
     bare_samples_per_s: tuple[float, ...]
+    # The harness's own Trainer.train_step called in a plain loop with one sync at the end:
+    # harness / this isolates the measurement machinery; this / bare is the implementation.
+    step_loop_samples_per_s: tuple[float, ...] = ()
 
     @property
     def ratio(self) -> float:
@@ -32,10 +35,17 @@ class OverheadResult:
         b = measure.summarize(self.bare_samples_per_s).median
         return h / b
 
+    @property
+    def machinery_ratio(self) -> float:
+        h = measure.summarize(self.harness_samples_per_s).median
+        return h / measure.summarize(self.step_loop_samples_per_s).median
+
     def to_dict(self) -> dict[str, Any]:
         return {"framework": self.framework, "model": self.model, "batch_size": self.batch_size,
                 "threads": self.threads, "harness_samples_per_s": list(self.harness_samples_per_s),
-                "bare_samples_per_s": list(self.bare_samples_per_s), "ratio": self.ratio}
+                "bare_samples_per_s": list(self.bare_samples_per_s),
+                "step_loop_samples_per_s": list(self.step_loop_samples_per_s), "ratio": self.ratio,
+                "machinery_ratio": self.machinery_ratio}
 
 
 def measure_overhead(framework: str, model_name: str, batch_size: int, threads: int, rounds: int,
@@ -56,16 +66,25 @@ def measure_overhead(framework: str, model_name: str, batch_size: int, threads: 
     # Warm both up (compilation, allocator) before anything is timed.
     timed_window(trainer, staged, 1, min(5, steps), trainer.train_step)
     bare(min(5, steps))
-    harness, plain = [], []
+    def step_loop(n: int) -> float:
+        t0 = time.perf_counter()
+        for i in range(n):
+            trainer.train_step(staged[i])
+        trainer.sync()
+        return time.perf_counter() - t0
+
+    harness, plain, loop = [], [], []
     for r in range(rounds):
-        order = ("h", "b") if r % 2 == 0 else ("b", "h")
+        order = ("h", "b", "s") if r % 2 == 0 else ("s", "b", "h")
         for who in order:
             if who == "h":
                 rep_s, _, _ = timed_window(trainer, staged, 1, steps, trainer.train_step)
                 harness.append(steps * batch_size / rep_s[0])
-            else:
+            elif who == "b":
                 plain.append(steps * batch_size / bare(steps))
-    return OverheadResult(framework, model_name, batch_size, threads, tuple(harness), tuple(plain))
+            else:
+                loop.append(steps * batch_size / step_loop(steps))
+    return OverheadResult(framework, model_name, batch_size, threads, tuple(harness), tuple(plain), tuple(loop))
 
 
 def main(argv: list[str] | None = None) -> int:

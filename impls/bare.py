@@ -57,8 +57,11 @@ def tf_loop(model: ModelSpec, train: TrainSpec, threads: int, batches: list) -> 
 
     _check(model)
     if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TF already initialised (by the harness's trainer, same threads)
+            pass
     import keras
 
     layers = [keras.layers.LSTM(model.hidden, return_sequences=i < model.layers - 1) for i in range(model.layers)]

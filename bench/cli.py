@@ -287,7 +287,7 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
                                                         sel, sys.argv[1:], None), root)
                       for name, root in (("base", tree), ("head", envinfo.REPO_ROOT)))
         console.print(f"check --against {args.against}: {len(cells)} cells x (base, head), interleaved")
-        code = runner.execute_ab(sides, cells, None, args.timeout or runner.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
+        code = runner.execute_sides(sides, cells, None, args.timeout or runner.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
                                  RunUI(console, quiet=args.quiet))
     finally:
         runner.remove_worktree(tree)

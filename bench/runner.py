@@ -225,30 +225,20 @@ def start_manifest(run_dir: Path, run_id: str, cells: list[Cell], sel: Selection
     return manifest
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of a same-job A/B comparison: its run directory and the code it runs."""
+
+    name: str
+    run_dir: Path
+    manifest: dict[str, Any]
+    code_root: Path
+
+
 def execute(run_dir: Path, manifest: dict[str, Any], cells: list[Cell], data_path: str | None, timeout_s: float,
             ui: Any) -> int:
     """Run `cells` (already planned into the manifest). Returns 0, or 130 when interrupted."""
-    stop = threading.Event()
-    ui.start(len(cells))
-    status = "complete"
-    try:
-        for cell in cells:
-            job = {"cell": cell.to_dict(), "run_dir": str(run_dir), "run_id": manifest["run_id"], "data": data_path}
-            ui.cell_started(cell)
-            reason = pre_skip_reason(cell)
-            if reason:
-                write_outcome(run_dir, cell, job, "skipped", reason)
-                outcome = CellOutcome(cell.key, "skipped", reason)
-            else:
-                outcome = run_cell(cell, run_dir, job, timeout_s, ui.cell_progress, stop)
-            ui.cell_finished(cell, outcome)
-    except KeyboardInterrupt:
-        status = "interrupted"
-    finally:
-        ui.stop()
-        manifest.update(status=status, finished_utc=envinfo.utc_now())
-        results.write_manifest(run_dir, manifest)
-    return 130 if status == "interrupted" else 0
+    return execute_sides((Side("run", run_dir, manifest, envinfo.REPO_ROOT),), cells, data_path, timeout_s, ui)
 
 
 def cells_from_manifest(manifest: dict[str, Any]) -> list[Cell]:
@@ -271,21 +261,13 @@ def default_selection(profile: str) -> Selection:
     return Selection(frameworks=tuple(registry.FRAMEWORKS), models=DEFAULT_MODELS, devices=devices, profile=profile)
 
 
-@dataclass(frozen=True)
-class Side:
-    """One side of a same-job A/B comparison: its run directory and the code it runs."""
-
-    name: str
-    run_dir: Path
-    manifest: dict[str, Any]
-    code_root: Path
-
-
-def execute_ab(sides: tuple[Side, Side], cells: list[Cell], data_path: str | None, timeout_s: float, ui: Any) -> int:
-    """Run every cell on both sides, alternating A B / B A from cell to cell, so slow drift of
-    a shared machine (thermal, neighbours) hits base and head alike."""
+def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | None, timeout_s: float,
+                  ui: Any) -> int:
+    """Run every cell on every side (one side for a plain run; base and head for `check
+    --against`, alternating A B / B A from cell to cell so slow drift of a shared machine hits
+    both alike). Every outcome gets a record; Ctrl-C keeps what finished. Returns 0 or 130."""
     stop = threading.Event()
-    ui.start(2 * len(cells))
+    ui.start(len(sides) * len(cells))
     status = "complete"
     try:
         for i, cell in enumerate(cells):
@@ -299,7 +281,9 @@ def execute_ab(sides: tuple[Side, Side], cells: list[Cell], data_path: str | Non
                     outcome = CellOutcome(cell.key, "skipped", reason)
                 else:
                     outcome = run_cell(cell, side.run_dir, job, timeout_s, ui.cell_progress, stop, side.code_root)
-                ui.cell_finished(cell, CellOutcome(outcome.key, outcome.status, f"[{side.name}] {outcome.reason}"))
+                if len(sides) > 1:
+                    outcome = CellOutcome(outcome.key, outcome.status, f"[{side.name}] {outcome.reason}")
+                ui.cell_finished(cell, outcome)
     except KeyboardInterrupt:
         status = "interrupted"
     finally:

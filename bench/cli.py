@@ -78,7 +78,9 @@ class RunUI:
     def cell_finished(self, cell: Cell, outcome: runner.CellOutcome) -> None:
         self.progress.advance(self.task)
         colour = {"ok": "green", "skipped": "yellow"}.get(outcome.status, "red")
-        reason = f" - {outcome.reason}" if outcome.reason else ""
+        from rich.markup import escape
+
+        reason = f" - {escape(outcome.reason)}" if outcome.reason else ""
         self.console.log(f"[{colour}]{outcome.status}[/] {cell.framework}:{cell.variant} {cell.model.name} "
                          f"{cell.device} b{cell.train.batch_size}{reason}")
 
@@ -169,6 +171,7 @@ def _selection(args: argparse.Namespace) -> runner.Selection:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     console = _console()
@@ -177,7 +180,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         t.add_column(c)
     for name, info in registry.FRAMEWORKS.items():
         why = registry.unavailable_reason(name)
-        t.add_row(name, "yes" if why is None else "no", ", ".join(registry.variants(name)), why or "")
+        t.add_row(name, "yes" if why is None else "no", ", ".join(registry.variants(name)), escape(why or ""))
     console.print(t)
     from . import analytic
 
@@ -339,7 +342,9 @@ def cmd_overhead(args: argparse.Namespace) -> int:
         t.add_column(c, justify="left" if c == "framework" else "right")
     for r in res:
         if "ratio" not in r:
-            t.add_row(r["framework"], "-", "-", (r.get("skipped") or r.get("failed", ""))[:100], "-", "-")
+            from rich.markup import escape
+
+            t.add_row(r["framework"], "-", "-", escape((r.get("skipped") or r.get("failed", ""))[:100]), "-", "-")
             continue
         h, b, s = (measure.summarize(r[k]) for k in ("harness_samples_per_s", "bare_samples_per_s",
                                                       "step_loop_samples_per_s"))

@@ -192,6 +192,7 @@ def to_json(records: list[dict[str, Any]]) -> str:
 
 
 def rich_table(records: list[dict[str, Any]], title: str):
+    from rich.markup import escape  # reasons hold "[tf]"-like text that rich would eat as markup
     from rich.table import Table
 
     t = Table(title=title, header_style="bold", show_lines=False, caption="columns: python -m bench show --explain")
@@ -202,16 +203,18 @@ def rich_table(records: list[dict[str, Any]], title: str):
         cells = row(r)
         style = None if r.get("status") == "ok" and not r.get("suspect") else (
             "yellow" if r.get("status") in ("ok", "skipped") else "red")
-        t.add_row(*cells, style=style)
+        t.add_row(*(escape(c) for c in cells), style=style)
     return t
 
 
 def print_report(records: list[dict[str, Any]], title: str, console: Any) -> None:
+    from rich.markup import escape
+
     console.print(rich_table(records, title))
     for r in records:
         if r.get("suspect"):
-            console.print(f"[yellow]suspect[/] {r['key']}: " + "; ".join(_get(r, "self_check.reasons", [])))
+            console.print(f"[yellow]suspect[/] {r['key']}: " + escape("; ".join(_get(r, "self_check.reasons", []))))
         if r.get("status") == "ok" and not r.get("fast_path", True):
-            console.print(f"[yellow]slow path[/] {r['key']}: {r.get('fast_path_note')}")
+            console.print(f"[yellow]slow path[/] {r['key']}: {escape(str(r.get('fast_path_note')))}")
     for line in verdict_lines(records):
         console.print(line, markup=False)

@@ -65,3 +65,14 @@ def test_claim_band_treats_a_few_percent_as_the_same():
     assert "holds in 0 of 2" in lines[0]
     assert any("lstm3x256" in ln and "fails: same memory" in ln for ln in lines)
     assert any("lstm512" in ln and "fails: same speed" in ln for ln in lines)
+
+
+def test_terminal_table_shows_install_hints_literally():
+    """'[tf]' in a reason is text, not rich markup: the install hint must survive rendering."""
+    from rich.console import Console
+
+    skipped = {**rec("lstm128", "rnn", 0, 0, fw="tf"), "status": "skipped",
+               "reason": "tensorflow, keras not installed: pip install 'lstm-bench[tf]'"}
+    console = Console(record=True, width=250)
+    report.print_report([skipped], "t", console)
+    assert "pip install 'lstm-bench[tf]'" in console.export_text()

@@ -93,9 +93,7 @@ def _console():
 
     # A log file or CI has no terminal width; 80 columns would fold the table into unreadable
     # slivers, so give non-terminals a width that fits it.
-    import sys as _sys
-
-    return Console(highlight=False, width=None if _sys.stdout.isatty() else 180)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 180)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,6 +201,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for prof in PROFILES.values():
         p.add_row(prof.name + (" (default)" if prof.name == "quick" else ""), prof.description)
     console.print(p)
+    runs = results.list_runs(Path(args.results_dir))
+    if runs:
+        console.print(f"runs in {args.results_dir}/: {len(runs)} (latest: {runs[-1].name}; "
+                      f"python -m bench show {runs[-1].name})")
     return 0
 
 

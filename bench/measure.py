@@ -31,10 +31,6 @@ class Stats:
     def iqr(self) -> float:
         return self.q3 - self.q1
 
-    @property
-    def rel_iqr(self) -> float:
-        return self.iqr / self.median if self.median else float("nan")
-
     def to_dict(self) -> dict:
         return {"median": self.median, "q1": self.q1, "q3": self.q3, "iqr": self.iqr, "min": self.min,
                 "max": self.max, "values": list(self.values)}

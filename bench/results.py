@@ -109,7 +109,8 @@ def finished_keys(run_dir: Path) -> set[str]:
 def list_runs(results_dir: Path) -> list[Path]:
     if not results_dir.is_dir():
         return []
-    return sorted((p for p in results_dir.iterdir() if (p / "manifest.json").is_file()), key=lambda p: p.name)
+    runs = [p for p in results_dir.iterdir() if (p / "manifest.json").is_file()]
+    return sorted(runs, key=lambda p: (p / "manifest.json").stat().st_mtime)  # oldest first
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:

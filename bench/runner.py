@@ -252,10 +252,6 @@ def remaining(run_dir: Path, cells: list[Cell], retry_failed: bool) -> list[Cell
     return [c for c in cells if c.key not in done]
 
 
-def with_threads(cells: list[Cell], threads: int) -> list[Cell]:
-    return [replace(c, threads=threads) if c.device == "cpu" else c for c in cells]
-
-
 def default_selection(profile: str) -> Selection:
     devices = ("cpu",) if envinfo.gpu_absent_reason() else ("cpu", "gpu")
     return Selection(frameworks=tuple(registry.FRAMEWORKS), models=DEFAULT_MODELS, devices=devices, profile=profile)

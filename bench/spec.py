@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
-
 FAMILIES = ("rnn", "cnn")
 CELL_TYPES = ("lstm", "gru", "rnn")
 # Gates per cell type: LSTM i,f,g,o; GRU r,z,n (torch order); plain tanh RNN one.

@@ -170,6 +170,8 @@ def allocator_peak(memory: dict[str, Any]) -> int | None:
 
 
 def measure_cell(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
+    from impls.base import Unsupported  # impls.base imports no framework
+
     impl = registry.load(cell.framework)
     ds = data.load(job.get("data"))
     if cell.device == "gpu" and not impl.gpu_available():

@@ -6,6 +6,7 @@ is one line on stderr and exit code 2: never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,14 @@ class RunUI:
         desc = f"{cell.framework}:{cell.variant} {cell.model.name} {cell.device} b{cell.train.batch_size}"
         self.progress.update(self.task, description=desc, phase="starting")
 
+    def advance(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+
+    def add_total(self, n: int) -> None:
+        """An adaptive check adds rounds while a cell's answer is unclear."""
+        total = self.progress.tasks[0].total or 0
+        self.progress.update(self.task, total=total + n)
+
     def cell_progress(self, key: str, phase: str) -> None:
         self.progress.update(self.task, phase=phase)
 
@@ -107,7 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir = results.resolve_run(args.resume, results_dir)
         manifest = results.read_manifest(run_dir)
         cells = runner.cells_from_manifest(manifest)
-        todo = runner.remaining(run_dir, cells, args.retry_failed)
+        r = manifest.get("rounds") or {}
+        rounds = runner.Rounds(full=int(r.get("full", 1)), memory=int(r.get("memory", 0)))
+        todo = runner.remaining(run_dir, cells, args.retry_failed, rounds)
         data_path = manifest.get("data")
         console.print(f"resuming {manifest['run_id']}: {len(cells) - len(todo)} of {len(cells)} cells already done")
         run_id = manifest["run_id"]
@@ -116,16 +127,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         cells = runner.plan(sel)
         if not cells:
             raise UsageError("the selection is empty")
+        if args.rounds < 1 or args.memory_rounds < 0:
+            raise UsageError("--rounds must be >= 1 and --memory-rounds >= 0")
+        rounds = runner.Rounds(full=args.rounds, memory=args.memory_rounds)
         run_id = args.run_id or runner.new_run_id(sel.profile)
         run_dir = results_dir / run_id
         if (run_dir / "manifest.json").exists():
             raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
-        manifest = runner.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path)
+        manifest = runner.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path,
+                                         {"full": rounds.full, "memory": rounds.memory})
         todo = cells
         if args.all and envinfo.gpu_absent_reason():
             console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
     gflops = measure.calibrate_matmul_gflops(0, seconds=0.2)
-    est = runner.estimate_s(todo, gflops)
+    est = runner.estimate_s(todo, gflops, rounds)
     console.print(f"run {run_id}: {len(todo)} cells, estimated {est / 60:.0f} min on this machine "
                   f"(FLOPs at 40% of the {gflops:.0f} GFLOP/s sgemm measured just now, + start-up) -> {run_dir}")
     if todo and getattr(args, "dry_run", False):
@@ -133,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"  {c.key}")
         return 0
     code = runner.execute(run_dir, manifest, todo, data_path, args.timeout or runner.DEFAULT_TIMEOUT_S.get(
-        todo[0].profile if todo else "quick", 1800), RunUI(console, quiet=args.quiet))
+        todo[0].profile if todo else "quick", 1800), RunUI(console, quiet=args.quiet), rounds)
     from . import report
 
     recs = results.read_records(run_dir)
@@ -230,70 +245,132 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _records(ref: str, results_dir: Path) -> list[dict]:
-    return results.read_records(results.resolve_run(ref, results_dir))
+def _rounds_of(ref: str, results_dir: Path) -> tuple[list[dict], dict]:
+    run_dir = results.resolve_run(ref, results_dir)
+    return results.read_rounds(run_dir), results.read_manifest(run_dir)
 
 
-def _comparison(args: argparse.Namespace):
+def _rules(args: argparse.Namespace):
     from . import compare
 
     try:
-        rules = compare.parse_rules(args.fail_on)
+        return compare.parse_rules(args.fail_on), compare.parse_gate(getattr(args, "gate", None))
     except compare.RuleError as e:
         raise UsageError(str(e)) from None
-    base, head = _records(args.base, Path(args.results_dir)), _records(args.head, Path(args.results_dir))
-    return compare.compare(base, head, rules)
 
 
-def _print_comparison(cmp, console, only_changes: bool) -> None:
+def _confidence(args: argparse.Namespace) -> float:
+    c = getattr(args, "confidence", 0.95)
+    if not 0.5 <= c < 1:
+        raise UsageError(f"--confidence must be in [0.5, 1), got {c}")
+    return c
+
+
+def _comparison(args: argparse.Namespace):
+    """Two stored sets, refused (exit 2) when they differ in what makes figures comparable."""
+    from . import compare
+
+    rules, gate = _rules(args)
+    (base, mb), (head, mh) = (_rounds_of(args.base, Path(args.results_dir)),
+                              _rounds_of(args.head, Path(args.results_dir)))
+    diffs = compare.differences(base, head)
+    if diffs and not args.force:
+        raise UsageError("the two sets are not comparable (--force to compare anyway): " + "; ".join(diffs))
+    # Sets written by one `check --against` job ran back to back, round by round: pair them.
+    paired = bool(mb.get("check_id")) and mb.get("check_id") == mh.get("check_id")
+    return compare.compare(base, head, rules, paired=paired, gate=gate, confidence=_confidence(args)), diffs
+
+
+def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(header_style="bold")
-    for c in ("cell", "metric", "base", "head", "change", "verdict"):
-        t.add_column(c, justify="right" if c in ("base", "head") else "left")
-    colour = {"regressed": "red", "improved": "green", "unchanged": ""}
+    for c in ("cell", "metric", "base", "head", "processes", "change", "verdict"):
+        t.add_column(c, justify="right" if c in ("base", "head", "processes") else "left", overflow="fold")
+    colour = {"regressed": "red", "improved": "green", "unchanged": "", "inconclusive": "yellow", "changed": "yellow"}
+    from .compare import _fmt
+
     for f in cmp.findings:
-        if only_changes and f.verdict == "unchanged":
+        if only_changes and f.verdict == "unchanged" and f.rule != "train":
             continue
-        t.add_row(f.key, f.rule, f"{f.base:,.4g}", f"{f.head:,.4g}", f.why, f.verdict, style=colour[f.verdict])
+        n = cmp.rounds.get(f.key, (0, 0))
+        t.add_row(escape(f.key), f.rule + ("" if f.gated else " (advisory)"), _fmt(f.rule, f.base),
+                  _fmt(f.rule, f.head), f"{n[0]}+{n[1]}" + (" paired" if cmp.paired else ""), escape(f.why),
+                  f.verdict, style=colour.get(f.verdict, ""))
     console.print(t)
-    if cmp.machines_differ:
-        console.print("[yellow]warning[/]: the two result sets come from different machines: speed and memory "
-                      "differences may be the machine's, not the change's")
+    for d in diffs:
+        console.print(f"[yellow]warning (--force)[/]: {escape(d)}")
     for label, keys in (("only in base", cmp.only_base), ("only in head", cmp.only_head),
                         ("not ok on one side", cmp.not_ok)):
         if keys:
-            console.print(f"{label}: {', '.join(keys)}")
+            console.print(f"{label}: {escape(', '.join(keys))}")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    cmp = _comparison(args)
-    _print_comparison(cmp, _console(), only_changes=False)
+    cmp, diffs = _comparison(args)
+    _print_comparison(cmp, _console(), only_changes=False, diffs=diffs)
     return 0
 
 
+def _check_sides(args: argparse.Namespace, sel: runner.Selection, cells: list, base_root: Path, names: tuple[str, str],
+                 label: str):
+    """Make the two sides' run directories (paired by a shared check_id) under --results-dir."""
+    import uuid
+
+    run_id = runner.new_run_id(sel.profile)
+    results_dir = Path(args.results_dir)
+    check_id = uuid.uuid4().hex[:12]
+    sides = []
+    for name, root in zip(names, (base_root, envinfo.REPO_ROOT)):
+        rid = f"{run_id}-{name}"
+        m = runner.start_manifest(results_dir / rid, rid, cells, sel, sys.argv[1:], None,
+                                  {"full": args.rounds, "memory": 0},
+                                  {"check_id": check_id, "side": name, "against": label})
+        sides.append(runner.Side(name, results_dir / rid, m, root))
+    return tuple(sides)
+
+
+def _round_settles(args: argparse.Namespace, sides, rules, gate, confidence):
+    """The adaptive stop rule: after each round, judge the cell on what both sides have so far."""
+    from . import compare
+
+    def decide(cell, done: int) -> bool:
+        base = [r for r in results.read_rounds(sides[0].run_dir) if r["key"] == cell.key]
+        head = [r for r in results.read_rounds(sides[1].run_dir) if r["key"] == cell.key]
+        return compare.settled(compare.compare(base, head, rules, paired=True, gate=gate,
+                                               confidence=confidence).findings)
+
+    return decide
+
+
 def _run_against(args: argparse.Namespace) -> tuple[str, str]:
-    """Run the selection with REF's code and with this checkout's, interleaved in this job;
-    returns the two run directories (base, head)."""
+    """Run the selection with REF's code and with this checkout's in rounds of fresh processes,
+    interleaved A B / B A in this job, adding rounds per cell until every gated metric is
+    decided or the cell's time budget is spent; returns the two run directories."""
     if args.base or args.head:
         raise UsageError("check: give either BASE HEAD or --against REF, not both")
     sel = _selection(args)
     cells = runner.plan(sel)
+    rules, gate = _rules(args)
+    confidence = _confidence(args)
+    if args.rounds < 2 or args.max_rounds < args.rounds or args.budget_s <= 0:
+        raise UsageError("--rounds must be >= 2 (one round cannot show a spread), --max-rounds >= --rounds, "
+                         "--budget-s > 0")
     console = _console()
-    run_id = runner.new_run_id(sel.profile)
-    results_dir = Path(args.results_dir)
     try:
         tree = runner.add_worktree(args.against)
     except runner.GitError as e:
         raise UsageError(str(e)) from None
     try:
-        sides = tuple(runner.Side(name, results_dir / f"{run_id}-{name}",
-                                  runner.start_manifest(results_dir / f"{run_id}-{name}", f"{run_id}-{name}", cells,
-                                                        sel, sys.argv[1:], None), root)
-                      for name, root in (("base", tree), ("head", envinfo.REPO_ROOT)))
-        console.print(f"check --against {args.against}: {len(cells)} cells x (base, head), interleaved")
+        sides = _check_sides(args, sel, cells, tree, ("base", "head"), args.against)
+        console.print(f"check --against {args.against}: {len(cells)} cell(s), base and head in fresh processes, "
+                      f"interleaved A B / B A, {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "
+                      f"per cell")
+        rounds = runner.Rounds(full=args.rounds, max_full=args.max_rounds, budget_s=args.budget_s,
+                               decide=_round_settles(args, sides, rules, gate, confidence))
         code = runner.execute_sides(sides, cells, None, args.timeout or runner.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
-                                 RunUI(console, quiet=args.quiet))
+                                    RunUI(console, quiet=args.quiet), rounds)
     finally:
         runner.remove_worktree(tree)
     if code == 130:
@@ -302,23 +379,93 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Exit 1 when any joined cell regressed on any metric; 0 otherwise."""
+    """Exit 0 unchanged or improved, 1 regressed, 3 inconclusive (gated metrics), 2 bad input."""
+    if args.calibrate:
+        return cmd_calibrate(args)
     if args.against:
         args.base, args.head = _run_against(args)
     elif not (args.base and args.head):
         raise UsageError("check: give BASE HEAD (run ids or directories), or --against GIT_REF with a selection")
-    cmp = _comparison(args)
+    cmp, diffs = _comparison(args)
     console = _console()
-    _print_comparison(cmp, console, only_changes=True)
-    joined = len({f.key for f in cmp.findings})
+    _print_comparison(cmp, console, only_changes=False, diffs=diffs)
+    joined = len(cmp.rounds)
     if joined == 0:
         raise UsageError("check: the two result sets have no ok cell in common (same model, recipe, threads...)")
-    regs = cmp.regressions
-    improved = sum(f.verdict == "improved" for f in cmp.findings)
-    if regs:
-        console.print(f"[red]REGRESSED[/]: {len(regs)} metric(s) in {len({f.key for f in regs})} of {joined} cells")
-        return 1
-    console.print(f"[green]OK[/]: no regression in {joined} cells ({improved} metric(s) improved)")
+    if args.summary_md:
+        from . import compare
+
+        with open(args.summary_md, "a") as f:
+            f.write(f"### lstm-bench check: {args.base} vs {args.head}\n\n" + compare.summary_markdown(cmp) + "\n")
+    code = cmp.exit_code()
+    if code == 1:
+        regs = cmp.regressions
+        console.print(f"[red]REGRESSED[/]: {len(regs)} gated metric(s) in {len({f.key for f in regs})} of {joined} cells")
+    elif code == 3:
+        inc = cmp.inconclusive
+        console.print(f"[yellow]INCONCLUSIVE[/]: {len(inc)} gated metric(s) not settled within the budget "
+                      f"({', '.join(sorted({f.rule for f in inc}))}); rerun with a larger --budget-s / --max-rounds")
+    else:
+        improved = sum(f.verdict == "improved" and f.gated for f in cmp.findings)
+        console.print(f"[green]OK[/]: no gated metric regressed in {joined} cells ({improved} improved)")
+    return code
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """A/A rounds of this checkout against itself: each metric's process-to-process spread, and
+    the smallest slowdown a check can detect at 95% power within the time budget."""
+    from rich.table import Table
+
+    from . import compare, stats
+
+    if args.base or args.head or args.against:
+        raise UsageError("check --calibrate runs this checkout against itself: give a selection, not BASE/HEAD/--against")
+    sel = _selection(args)
+    cells = runner.plan(sel)
+    rules, _ = _rules(args)
+    confidence = _confidence(args)
+    rounds_n = max(args.rounds, 4)
+    console = _console()
+    sides = _check_sides(args, sel, cells, envinfo.REPO_ROOT, ("a1", "a2"), "calibrate")
+    console.print(f"calibrate: {len(cells)} cell(s) x {rounds_n} A/A rounds (identical code both sides)")
+    t0 = time.monotonic()
+    code = runner.execute_sides(sides, cells, None, args.timeout or runner.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
+                                RunUI(console, quiet=args.quiet), runner.Rounds(full=rounds_n))
+    if code == 130:
+        raise KeyboardInterrupt
+    per_round_s = (time.monotonic() - t0) / max(1, rounds_n * len(cells))
+    affordable = max(2, int(args.budget_s / per_round_s))
+    a, b = results.read_rounds(sides[0].run_dir), results.read_rounds(sides[1].run_dir)
+    t = Table(header_style="bold", title=f"A/A noise on this machine ({rounds_n} rounds per cell, "
+                                          f"{per_round_s:.1f} s per round; budget {args.budget_s:.0f} s = "
+                                          f"{affordable} rounds)")
+    for c in ("cell", "metric", "process sd", "round log-ratio sd", "A/A estimate", "detectable at 95% power"):
+        t.add_column(c)
+    from rich.markup import escape
+
+    for key in dict.fromkeys(r["key"] for r in a):
+        ga, gb = compare._ok_rounds(a).get(key, {}), compare._ok_rounds(b).get(key, {})
+        for rule in rules:
+            if rule.kind != "rounds":
+                continue
+            rr = sorted(set(ga) & set(gb))
+            pairs = [(compare.value(rule, ga[r]), compare.value(rule, gb[r])) for r in rr]
+            pairs = [(x, y) for x, y in pairs if x and y]
+            if len(pairs) < 2:
+                continue
+            xs = [x for x, _ in pairs] + [y for _, y in pairs]
+            import numpy as np
+
+            proc_sd = float(np.std(np.log(xs), ddof=1))
+            est = stats.ratio_ci([x for x, _ in pairs], [y for _, y in pairs], True, confidence)
+            det = stats.power_detectable(est.sd_log, affordable, rule.floor, confidence)
+            t.add_row(escape(key), rule.name, f"{100 * proc_sd:.1f}%", f"{100 * est.sd_log:.1f}%",
+                      escape(stats.describe(est, rule.words)),
+                      f"{100 * det:.1f}% in {affordable} rounds" if math.isfinite(det) else "-")
+    console.print(t)
+    console.print("process sd: spread of per-process medians; round log-ratio sd: spread of head/base within a round "
+                  "(what the check's interval is built from); detectable: the smallest slowdown whose interval clears "
+                  "the floor with 95% probability in the rounds the budget allows (normal model)")
     return 0
 
 
@@ -378,7 +525,11 @@ def _selection_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--device", "-d", action="append", help="cpu, gpu (default: cpu; --all: every device present)")
     r.add_argument("--variant", action="append", help="framework variant(s), or 'all' (default: default)")
     r.add_argument("--batch-size", "-b", action="append", help="override the profile's batch size (repeatable)")
-    r.add_argument("--profile", default="quick", help=f"{', '.join(PROFILES)} (default: quick)")
+    r.add_argument("--profile", default="quick", help=f"{', '.join(PROFILES)} (default: quick; check: ci)")
+    r.add_argument("--rounds", type=int, default=1,
+                   help="fresh processes per cell: run: full measurements, round-robin over the cells, tables show "
+                        "the median of per-process medians (default 1); check: rounds before adaptive stopping "
+                        "(default 6)")
     r.add_argument("--steps", type=int, help="override the profile's training steps")
     r.add_argument("--warmup", type=int, help="warm-up steps before timing, the first reported as compile_s")
     r.add_argument("--repeats", type=int, help="timed repeats (median and IQR are over these)")
@@ -404,6 +555,8 @@ def build_parser() -> Parser:
     r.add_argument("--resume", metavar="RUN_ID", help="run only the cells of RUN_ID that have no record yet")
     r.add_argument("--retry-failed", action="store_true", help="with --resume: also rerun failed/oom/timeout cells")
     r.add_argument("--dry-run", action="store_true", help="plan and print the cells, run nothing")
+    r.add_argument("--memory-rounds", type=int, default=3,
+                   help="processes per cell that sample RSS (memory-only processes make up the number; default 3)")
     r.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("list", help="frameworks (available or not, and why), models, devices, profiles")
@@ -415,20 +568,34 @@ def build_parser() -> Parser:
     s.add_argument("--explain", action="store_true", help="say what each table column means")
     s.set_defaults(func=cmd_show)
 
-    rules_help = ("thresholds, e.g. 'train:10%%,infer:15%%,memory:10%%,accuracy:0.02' (the defaults); a change "
-                  "counts when past its threshold and, with repeats, significant (Mann-Whitney U, p<0.05)")
+    rules_help = ("effect floors, e.g. 'train:3%%,infer:3%%,memory:1%%,rss:10%%,accuracy:0.02' (the defaults): "
+                  "regressed = the whole confidence interval is past the floor, unchanged = inside +- the floor")
     for name, func, text in (("compare", cmd_compare, "compare two runs cell by cell"),
-                             ("check", cmd_check, "exit 1 if HEAD regressed against BASE (for CI)")):
+                             ("check", cmd_check, "exit 0 unchanged/improved, 1 regressed, 3 inconclusive (for CI)")):
         c = sub.add_parser(name, help=text)
         c.add_argument("base", nargs="?" if name == "check" else None, help="baseline run id or directory")
         c.add_argument("head", nargs="?" if name == "check" else None, help="run id or directory to judge")
-        c.add_argument("--fail-on", help=rules_help)
+        c.add_argument("--fail-on", "--floor", dest="fail_on", help=rules_help)
+        c.add_argument("--gate", help="metrics that decide the exit code (default: train,memory,accuracy; "
+                                      "infer and rss are reported as advisory)")
+        c.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+        c.add_argument("--force", action="store_true",
+                       help="compare sets that differ in machine, framework versions, threads, precision or device")
         c.set_defaults(func=func)
         if name == "check":
             c.add_argument("--against", metavar="GIT_REF",
-                           help="run the selection below with GIT_REF's code and this checkout's, interleaved in "
-                                "this job, then judge (the trustworthy comparison on a shared, noisy machine)")
+                           help="run the selection below with GIT_REF's code and this checkout's, in rounds of fresh "
+                                "processes interleaved in this job, then judge (the trustworthy mode on shared runners)")
+            c.add_argument("--budget-s", type=float, default=180.0,
+                           help="seconds per cell for adaptive rounds (default 180)")
+            c.add_argument("--max-rounds", type=int, default=40, help="rounds per cell at most (default 40)")
+            c.add_argument("--calibrate", action="store_true",
+                           help="A/A rounds of this checkout against itself: noise per metric and the smallest "
+                                "slowdown detectable within --budget-s")
+            c.add_argument("--summary-md", metavar="FILE", help="append the verdict table as markdown to FILE "
+                                                                "(e.g. $GITHUB_STEP_SUMMARY)")
             _selection_args(c)
+            c.set_defaults(profile="ci", rounds=6)
 
     pl = sub.add_parser("plot", help="bar charts of a run's throughput and memory (PNG)")
     pl.add_argument("run", help="run id or directory")

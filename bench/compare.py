@@ -1,43 +1,64 @@
-"""Joins two result sets and decides, per cell and metric: regressed, improved or unchanged.
+"""Joins two result sets and decides, per cell and metric: regressed, improved, unchanged or
+inconclusive, from an effect size with a confidence interval (bench.stats).
 
-A change counts only when it is both large (past the metric's threshold, in the metric's own
-direction) and, where repeats exist, significant: a two-sided Mann-Whitney U test over the raw
-per-repeat values (as asv does), because a median alone hides a regression when the spread is
-high. With too few repeats for the test to ever reach significance, the fallback asks that the
-two sets of repeats do not overlap at all.
+The sample is the process. A set whose cells ran in several fresh processes (rounds) gives
+one value per process and metric: the median of that process's repeats. `check --against`
+pairs base and head by round (they ran back to back, A B / B A); two separately made sets
+are compared unpaired. A set with one process per cell cannot say how much its figures move
+between processes, so its speed and RSS verdicts are `inconclusive`, never a false alarm.
+
+Metrics and how each is judged:
+- train, infer (samples/s, higher is better) and rss (RSS growth, lower is better): rounds,
+  a t interval on log ratios, against an effect floor (3%, 3%, 10%);
+- memory: the tensor-level figure on CPU, the allocator peak on GPU. It is deterministic for
+  identical code, so it is compared directly (floor 1%), after checking that each side's
+  processes agree (else `inconclusive`: not deterministic);
+- accuracy: when both sides trained the same steps on the same seed, a model without dropout
+  must give identical accuracy: a difference is reported as `changed` (a numerics change)
+  and counts as regressed only if it drops by more than the absolute tolerance (0.02).
+`--fail-on`/`--floor` sets the floors; `--gate` which metrics decide the exit code.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
+import numpy as np
+
+from . import stats
+from .pool import group_rounds, measured_memory
 from .report import _get
 
-ALPHA = 0.05
+DETERMINISTIC_TOLERANCE = 0.005  # processes of one side may differ this much on a "deterministic" figure
 
 
 @dataclass(frozen=True)
 class Rule:
-    """`metric` is a dotted path in a record; `higher_is_better` gives the direction;
-    `threshold` is relative (0.1 = 10%) unless `absolute`."""
+    """`kind`: rounds (t interval over processes), deterministic, or accuracy. `floor` is
+    relative (0.03 = 3%) unless `absolute`."""
 
     name: str
-    metric: str
+    metric: str  # dotted path in a process record ("" = computed, see value())
     higher_is_better: bool
-    threshold: float
+    floor: float
+    kind: str
     absolute: bool = False
-    raw: str | None = None  # dotted path of the per-repeat values, for the significance test
+    words: tuple[str, str] = ("faster", "slower")
 
 
 DEFAULT_RULES = (
-    Rule("train", "metrics.train_samples_per_s.median", True, 0.10, raw="metrics.train_samples_per_s.values"),
-    Rule("infer", "metrics.infer_samples_per_s.median", True, 0.15, raw="metrics.infer_samples_per_s.values"),
-    Rule("memory", "analytic.measured_memory_bytes", False, 0.10),
-    Rule("accuracy", "metrics.test_accuracy", True, 0.02, absolute=True),
+    Rule("train", "metrics.train_samples_per_s.median", True, 0.03, "rounds"),
+    Rule("infer", "metrics.infer_samples_per_s.median", True, 0.03, "rounds"),
+    Rule("memory", "", False, 0.01, "deterministic", words=("more memory", "less memory")),
+    Rule("rss", "memory.rss_delta_train_bytes", False, 0.10, "rounds", words=("more RSS", "less RSS")),
+    Rule("accuracy", "metrics.test_accuracy", True, 0.02, "accuracy", absolute=True),
 )
 RULES_BY_NAME = {r.name: r for r in DEFAULT_RULES}
+# Inference is timed on a short pass and RSS is the allocator's, not the network's: both move
+# far more between processes than training speed does, so by default they are reported but
+# do not decide the exit code (name them in --gate to make them).
+DEFAULT_GATE = ("train", "memory", "accuracy")
 
 
 class RuleError(ValueError):
@@ -45,7 +66,7 @@ class RuleError(ValueError):
 
 
 def parse_rules(text: str | None) -> tuple[Rule, ...]:
-    """'train:5%,memory:20%,accuracy:0.01' -> rules with those thresholds (others keep theirs)."""
+    """'train:5%,memory:2%,accuracy:0.01' -> rules with those floors (others keep theirs)."""
     if not text:
         return DEFAULT_RULES
     given: dict[str, float] = {}
@@ -59,114 +80,157 @@ def parse_rules(text: str | None) -> tuple[Rule, ...]:
             v = float(value.rstrip("%")) / (100.0 if value.endswith("%") else 1.0)
         except ValueError:
             raise RuleError(f"bad threshold in {part.strip()!r}") from None
-        if rule.absolute == value.endswith("%") or v <= 0:
-            kind = "an absolute number (0.02)" if rule.absolute else "a percentage (10%)"
+        if rule.absolute == value.endswith("%") or v <= 0 or (not rule.absolute and v >= 1):
+            kind = "an absolute number (0.02)" if rule.absolute else "a percentage under 100 (3%)"
             raise RuleError(f"{name} takes {kind}, got {value!r}")
         given[name] = v
-    return tuple(Rule(r.name, r.metric, r.higher_is_better, given.get(r.name, r.threshold), r.absolute, r.raw)
-                 for r in DEFAULT_RULES)
+    return tuple(replace(r, floor=given.get(r.name, r.floor)) for r in DEFAULT_RULES)
 
 
-# ---------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
-def _u_counts(n: int, m: int) -> tuple[int, ...]:
-    """Number of arrangements giving each U value (exact null distribution, no ties)."""
-    # f[i][j][u] counted by recursion on the largest element: it comes from x (adds j) or y.
-    table: dict[tuple[int, int], list[int]] = {}
-
-    def dist(i: int, j: int) -> list[int]:
-        if (i, j) in table:
-            return table[(i, j)]
-        if i == 0 or j == 0:
-            res = [1]
-        else:
-            a, b = dist(i - 1, j), dist(i, j - 1)
-            res = [0] * (i * j + 1)
-            for u, c in enumerate(a):
-                res[u + j] += c
-            for u, c in enumerate(b):
-                res[u] += c
-        table[(i, j)] = res
-        return res
-
-    return tuple(dist(n, m))
+def parse_gate(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return DEFAULT_GATE
+    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    bad = [n for n in names if n not in RULES_BY_NAME]
+    if bad or not names:
+        raise RuleError(f"--gate takes metric names from {', '.join(RULES_BY_NAME)}, got {text!r}")
+    return names
 
 
-def mann_whitney_p(x: Iterable[float], y: Iterable[float]) -> float:
-    """Two-sided p-value of the Mann-Whitney U test (exact for small samples without ties,
-    normal approximation with tie correction otherwise)."""
-    x, y = list(x), list(y)
-    n, m = len(x), len(y)
-    if n == 0 or m == 0:
-        return 1.0
-    u = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in x for b in y)
-    ties = len(set(x) | set(y)) < n + m
-    if not ties and n + m <= 30:
-        counts = _u_counts(n, m)
-        total = math.comb(n + m, n)
-        lo = min(u, n * m - u)
-        p = 2 * sum(counts[: int(lo) + 1]) / total
-        return min(1.0, p)
-    mu = n * m / 2
-    allv = sorted(x + y)
-    tie_term = 0.0
-    i = 0
-    while i < len(allv):
-        j = i
-        while j < len(allv) and allv[j] == allv[i]:
-            j += 1
-        t = j - i
-        tie_term += t ** 3 - t
-        i = j
-    sigma = math.sqrt(n * m / 12 * ((n + m + 1) - tie_term / ((n + m) * (n + m - 1))))
-    if sigma == 0:
-        return 1.0
-    z = (abs(u - mu) - 0.5) / sigma
-    return math.erfc(max(z, 0.0) / math.sqrt(2))
-
-
-def min_p(n: int, m: int) -> float:
-    """The smallest p the exact test can give for these sample sizes."""
-    return 2 / math.comb(n + m, n)
+def value(rule: Rule, rec: dict[str, Any]) -> float | None:
+    if rule.name == "memory":
+        v, _ = measured_memory(rec)
+        # On CPU only the tensor-level figure is deterministic; RSS has its own rule.
+        if rec.get("device") == "cpu" and (rec.get("memory") or {}).get("tensor_peak_bytes") is None:
+            return None
+        return None if v is None else float(v)
+    v = _get(rec, rule.metric)
+    return None if v is None else float(v)
 
 
 @dataclass(frozen=True)
 class Finding:
     key: str
     rule: str
-    base: float
+    base: float  # pooled base value (median over processes; mean for accuracy)
     head: float
-    change: float  # relative (head/base - 1) or absolute difference for absolute rules
-    p_value: float | None
-    verdict: str  # regressed | improved | unchanged
-    why: str
+    verdict: str  # regressed | improved | unchanged | inconclusive | changed
+    why: str  # "slower by 9.8% (95% CI 7.1..12.4%)" and what settled it
+    estimate: stats.RatioEstimate | None = None
+    more_rounds: int | None = None  # for inconclusive: rounds in all that would likely settle it
+    gated: bool = True
+
+    @property
+    def change(self) -> float:
+        return (self.head - self.base) if self.rule == "accuracy" else (self.head / self.base - 1 if self.base else 0.0)
 
 
-def judge(key: str, rule: Rule, base_rec: dict[str, Any], head_rec: dict[str, Any]) -> Finding | None:
-    a, b = _get(base_rec, rule.metric), _get(head_rec, rule.metric)
-    if a is None or b is None:
-        return None
-    change = (b - a) if rule.absolute else ((b / a - 1.0) if a else 0.0)
-    worse = change < 0 if rule.higher_is_better else change > 0
-    large = abs(change) > rule.threshold
-    p = None
-    significant = True
-    xs, ys = (_get(base_rec, rule.raw), _get(head_rec, rule.raw)) if rule.raw else (None, None)
-    if xs and ys:
-        p = mann_whitney_p(xs, ys)
-        if min_p(len(xs), len(ys)) < ALPHA:
-            significant = p < ALPHA
-        else:  # too few repeats for the test: demand that the repeats do not overlap
-            significant = max(xs) < min(ys) or max(ys) < min(xs)
-    if large and significant:
-        verdict = "regressed" if worse else "improved"
-    else:
+def _judge_rounds(key: str, rule: Rule, base: list[float], head: list[float], paired: bool,
+                  confidence: float) -> Finding:
+    est = stats.ratio_ci(base, head, paired, confidence)
+    d = stats.decide(est, rule.floor, rule.higher_is_better, rule.words)
+    why = d.text + f", floor {100 * rule.floor:.0f}%"
+    if d.verdict == "inconclusive":
+        why += f"; needs ~{d.more_rounds} rounds" if d.more_rounds else "; more rounds may not settle it"
+    return Finding(key, rule.name, float(np.median(base)), float(np.median(head)), d.verdict, why, est, d.more_rounds)
+
+
+def _judge_deterministic(key: str, rule: Rule, base: list[float], head: list[float]) -> Finding:
+    b, h = float(np.median(base)), float(np.median(head))
+    spread = max((max(v) - min(v)) / float(np.median(v)) for v in (base, head))
+    if spread > DETERMINISTIC_TOLERANCE:
+        return Finding(key, rule.name, b, h, "inconclusive",
+                       f"not deterministic: processes of one side differ by {100 * spread:.1f}%")
+    ratio = h / b
+    up, down = rule.words
+    text = f"{up if ratio >= 1 else down} by {100 * abs(ratio - 1):.2f}% (deterministic figure, floor " \
+           f"{100 * rule.floor:.0f}%)"
+    if abs(ratio - 1) <= rule.floor:
         verdict = "unchanged"
-    unit = "" if rule.absolute else "%"
-    shown = change if rule.absolute else 100 * change
-    why = f"{shown:+.3g}{unit} (threshold {rule.threshold if rule.absolute else 100 * rule.threshold:.3g}{unit}"
-    why += f", p={p:.3g})" if p is not None else ")"
-    return Finding(key, rule.name, float(a), float(b), change, p, verdict, why)
+    else:
+        worse = ratio < 1 if rule.higher_is_better else ratio > 1
+        verdict = "regressed" if worse else "improved"
+    return Finding(key, rule.name, b, h, verdict, text)
+
+
+def _judge_accuracy(key: str, rule: Rule, base: list[float], head: list[float], base_rec: dict[str, Any],
+                    head_rec: dict[str, Any]) -> Finding | None:
+    same_recipe = (_get(base_rec, "cell.train") == _get(head_rec, "cell.train")
+                   and _get(base_rec, "cell.model") == _get(head_rec, "cell.model"))
+    if not same_recipe:
+        return None  # different training: accuracy says nothing about the change
+    b, h = float(np.mean(base)), float(np.mean(head))
+    diff = h - b
+    dropout = float(_get(base_rec, "cell.model.dropout", 0.0) or 0.0) > 0
+    if diff < -rule.floor:
+        return Finding(key, rule.name, b, h, "regressed", f"{100 * diff:+.2f} points (tolerance {100 * rule.floor:.1f})")
+    if not dropout and (set(base) != set(head)):
+        return Finding(key, rule.name, b, h, "changed",
+                       f"{100 * diff:+.2f} points: same steps, seed and no dropout should give identical accuracy, "
+                       f"so the numerics changed")
+    if dropout and diff > rule.floor:
+        return Finding(key, rule.name, b, h, "improved", f"{100 * diff:+.2f} points")
+    return Finding(key, rule.name, b, h, "unchanged",
+                   "identical" if diff == 0 else f"{100 * diff:+.2f} points (within {100 * rule.floor:.1f})")
+
+
+def judge_cell(key: str, rule: Rule, base_procs: dict[int, dict[str, Any]], head_procs: dict[int, dict[str, Any]],
+               paired: bool, confidence: float = stats.DEFAULT_CONFIDENCE) -> Finding | None:
+    """Judge one metric of one cell from its process records (round -> record, ok ones)."""
+    if paired:
+        rounds = sorted(set(base_procs) & set(head_procs))
+        pairs = [(value(rule, base_procs[r]), value(rule, head_procs[r])) for r in rounds]
+        pairs = [(b, h) for b, h in pairs if b is not None and h is not None]
+        base, head = [b for b, _ in pairs], [h for _, h in pairs]
+    else:
+        base = [v for v in (value(rule, r) for r in base_procs.values()) if v is not None]
+        head = [v for v in (value(rule, r) for r in head_procs.values()) if v is not None]
+    if not base or not head:
+        return None
+    if rule.kind == "accuracy":
+        return _judge_accuracy(key, rule, base, head, next(iter(base_procs.values())), next(iter(head_procs.values())))
+    if any(v <= 0 for v in base + head):
+        return None
+    if rule.kind == "deterministic":
+        return _judge_deterministic(key, rule, base, head)
+    return _judge_rounds(key, rule, base, head, paired, confidence)
+
+
+# ---------------------------------------------------------------------------------------------
+# Apples and oranges: what must match for two sets to be compared at all.
+def _fingerprint(recs: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {"machine": set(), "framework versions": set(), "threads": set(),
+                                "precision": set(), "device": set()}
+    for r in recs:
+        env = r.get("env") or {}
+        if env.get("machine_id"):
+            out["machine"].add(f"{env.get('machine_id')} ({env.get('cpu_model')}, {env.get('cpu_logical_cores')} cores"
+                               + (f", {', '.join(env['gpus'])}" if env.get("gpus") else "") + ")")
+        if r.get("status") == "ok" and r.get("framework_versions"):
+            fv = r["framework_versions"]
+            out["framework versions"].add(f"{r['framework']}: " + ", ".join(f"{k} {v}" for k, v in sorted(fv.items())))
+        out["threads"].add(str(r.get("threads")))
+        out["precision"].add(str(r.get("precision")))
+        out["device"].add(str(r.get("device")))
+    return out
+
+
+def differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[str]:
+    """One line per way the two sets differ in machine, framework versions, threads,
+    precision or device (empty: comparable)."""
+    fb, fh = _fingerprint(base), _fingerprint(head)
+    out = []
+    for what in fb:
+        if what == "framework versions":
+            # compare per framework: a set with only torch is not "different" from one with torch + tf
+            by_fw_b = {s.split(":")[0]: s for s in fb[what]}
+            by_fw_h = {s.split(":")[0]: s for s in fh[what]}
+            for fw in sorted(set(by_fw_b) & set(by_fw_h)):
+                if by_fw_b[fw] != by_fw_h[fw]:
+                    out.append(f"framework versions differ: base {by_fw_b[fw]!r}, head {by_fw_h[fw]!r}")
+        elif fb[what] and fh[what] and fb[what] != fh[what]:
+            out.append(f"{what} differs: base {', '.join(sorted(fb[what]))}; head {', '.join(sorted(fh[what]))}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -174,27 +238,72 @@ class Comparison:
     findings: tuple[Finding, ...]
     only_base: tuple[str, ...]
     only_head: tuple[str, ...]
-    not_ok: tuple[str, ...]  # joined cells where one side is not `ok`
-    machines_differ: bool
+    not_ok: tuple[str, ...]  # joined cells where one side has no ok process
+    paired: bool
+    rounds: dict[str, tuple[int, int]]  # key -> (base processes, head processes) judged
 
     @property
     def regressions(self) -> list[Finding]:
-        return [f for f in self.findings if f.verdict == "regressed"]
+        return [f for f in self.findings if f.verdict == "regressed" and f.gated]
+
+    @property
+    def inconclusive(self) -> list[Finding]:
+        return [f for f in self.findings if f.verdict == "inconclusive" and f.gated]
+
+    def exit_code(self) -> int:
+        """0 unchanged or improved, 1 regressed, 3 inconclusive (gated metrics only)."""
+        return 1 if self.regressions else 3 if self.inconclusive else 0
 
 
-def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple[Rule, ...] = DEFAULT_RULES
-            ) -> Comparison:
-    bk, hk = {r["key"]: r for r in base}, {r["key"]: r for r in head}
-    findings, not_ok = [], []
-    for key in [k for k in bk if k in hk]:
-        a, b = bk[key], hk[key]
-        if a.get("status") != "ok" or b.get("status") != "ok":
+def _ok_rounds(records: Iterable[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    grouped = group_rounds(records, "full")
+    return {k: {r: rec for r, rec in v.items() if rec.get("status") == "ok"} for k, v in grouped.items()}
+
+
+def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple[Rule, ...] = DEFAULT_RULES,
+            paired: bool = False, gate: tuple[str, ...] = DEFAULT_GATE,
+            confidence: float = stats.DEFAULT_CONFIDENCE) -> Comparison:
+    """Compare two sets of process records (any number of rounds per cell)."""
+    bk, hk = _ok_rounds(base), _ok_rounds(head)
+    all_b = {r["key"] for r in base}
+    all_h = {r["key"] for r in head}
+    findings, not_ok, counts = [], [], {}
+    for key in [k for k in dict.fromkeys(r["key"] for r in base) if k in all_h]:
+        bp, hp = bk.get(key, {}), hk.get(key, {})
+        if not bp or not hp:
             not_ok.append(key)
             continue
+        counts[key] = (len(bp), len(hp))
         for rule in rules:
-            f = judge(key, rule, a, b)
+            f = judge_cell(key, rule, bp, hp, paired, confidence)
             if f is not None:
-                findings.append(f)
-    machines = {_get(r, "env.machine_id") for r in list(base) + list(head)} - {None}
-    return Comparison(tuple(findings), tuple(k for k in bk if k not in hk), tuple(k for k in hk if k not in bk),
-                      tuple(not_ok), len(machines) > 1)
+                findings.append(replace(f, gated=rule.name in gate))
+    return Comparison(tuple(findings), tuple(k for k in dict.fromkeys(r["key"] for r in base) if k not in all_h),
+                      tuple(k for k in dict.fromkeys(r["key"] for r in head) if k not in all_b), tuple(not_ok),
+                      paired, counts)
+
+
+def settled(findings: Iterable[Finding]) -> bool:
+    """True when no gated metric is inconclusive (an adaptive check may stop)."""
+    return not any(f.verdict == "inconclusive" and f.gated for f in findings)
+
+
+def summary_markdown(cmp: Comparison) -> str:
+    """The comparison as a markdown table (for $GITHUB_STEP_SUMMARY and published tables)."""
+    lines = ["| cell | metric | base | head | change | verdict |", "|---|---|---:|---:|---|---|"]
+    for f in cmp.findings:
+        lines.append(f"| {f.key} | {f.rule}{'' if f.gated else ' (advisory)'} | {_fmt(f.rule, f.base)} | "
+                     f"{_fmt(f.rule, f.head)} | {f.why} | **{f.verdict}** |")
+    code = cmp.exit_code()
+    lines.append("")
+    lines.append({0: "**OK**: no gated metric regressed", 1: f"**REGRESSED**: {len(cmp.regressions)} gated metric(s)",
+                  3: f"**INCONCLUSIVE**: {len(cmp.inconclusive)} gated metric(s) not settled"}[code])
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(rule: str, v: float) -> str:
+    if rule in ("memory", "rss"):
+        return f"{v / 1e6:,.1f} MB"
+    if rule == "accuracy":
+        return f"{100 * v:.2f}%"
+    return f"{v:,.0f}/s" if math.isfinite(v) else "-"

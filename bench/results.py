@@ -56,15 +56,24 @@ def read_json(path: Path, schema: str) -> dict[str, Any]:
     return obj
 
 
-def cell_path(run_dir: Path, key: str) -> Path:
-    return run_dir / "cells" / f"{key}.json"
+MODES = ("full", "memory")  # a full measurement, or a memory-only process (RSS in rounds)
+
+
+def cell_path(run_dir: Path, key: str, round_: int = 0, mode: str = "full") -> Path:
+    """Round 0 of a full measurement is `<key>.json`; further processes of the same cell are
+    `<key>.r<N>.json` (full) and `<key>.m<N>.json` (memory only)."""
+    if mode not in MODES:
+        raise ValueError(f"bad record mode {mode!r}")
+    if round_ == 0 and mode == "full":
+        return run_dir / "cells" / f"{key}.json"
+    return run_dir / "cells" / f"{key}.{'r' if mode == 'full' else 'm'}{round_}.json"
 
 
 def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
-    record = {"schema": RECORD_SCHEMA, "schema_version": SCHEMA_VERSION, **record}
+    record = {"schema": RECORD_SCHEMA, "schema_version": SCHEMA_VERSION, "round": 0, "mode": "full", **record}
     if record.get("status") not in STATUSES:
         raise ValueError(f"bad record status {record.get('status')!r}")
-    path = cell_path(run_dir, record["key"])
+    path = cell_path(run_dir, record["key"], int(record["round"]), record["mode"])
     atomic_write_json(path, record)
     return path
 
@@ -87,22 +96,34 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     return read_json(run_dir / "manifest.json", MANIFEST_SCHEMA)
 
 
-def read_records(run_dir: Path) -> list[dict[str, Any]]:
-    """Every record of a run, in the manifest's planned order; a corrupt file is an error,
-    not silently dropped."""
+def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
+    """Every process record of a run (all rounds, full and memory-only), in the manifest's
+    planned order, then by round; a corrupt file is an error, not silently dropped."""
     manifest = read_manifest(run_dir)
     order = {k: i for i, k in enumerate(c["key"] for c in manifest.get("cells", []))}
     recs = [read_json(p, RECORD_SCHEMA) for p in sorted((run_dir / "cells").glob("*.json"))]
-    return sorted(recs, key=lambda r: order.get(r.get("key"), len(order)))
+    return sorted(recs, key=lambda r: (order.get(r.get("key"), len(order)), r.get("mode", "full") != "full",
+                                       int(r.get("round", 0))))
+
+
+def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    """One record per cell: a cell measured in several processes (rounds) is pooled, its
+    figures taken over per-process values (bench.pool)."""
+    from .pool import pool_records
+
+    return pool_records(read_rounds(run_dir))
 
 
 def finished_keys(run_dir: Path) -> set[str]:
+    """Cells whose first full measurement has a record (what --resume skips)."""
     out = set()
     for p in (run_dir / "cells").glob("*.json"):
         try:
-            out.add(read_json(p, RECORD_SCHEMA)["key"])
+            rec = read_json(p, RECORD_SCHEMA)
         except ResultsError:
             continue  # a corrupt record counts as missing: --resume reruns that cell
+        if rec.get("mode", "full") == "full" and int(rec.get("round", 0)) == 0:
+            out.add(rec["key"])
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any, Callable
 from . import analytic, envinfo, measure, registry, results
 from .spec import DEFAULT_MODELS, Cell, Protocol, SpecError, TrainSpec, get_model, get_profile
 
-DEFAULT_TIMEOUT_S = {"smoke": 300, "quick": 900, "full": 7200}
+DEFAULT_TIMEOUT_S = {"smoke": 300, "ci": 600, "quick": 900, "full": 7200}
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,27 @@ class Selection:
     warmup_steps: int | None = None
     repeats: int | None = None
     steps_per_repeat: int | None = None
+
+
+Decide = Callable[[Cell, int], bool]  # (cell, rounds done) -> stop adding rounds for this cell
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """How many fresh processes each cell gets.
+
+    `full`: full measurements per cell and side (a plain run: round-robin over the cells, so
+    slow drift of the machine spreads over all of them). `memory`: memory-only processes that
+    bring the cell's RSS samples up to this many (RSS is judged in rounds, never on one
+    process). With `decide`, rounds are adaptive per cell (check --against): at least
+    `full`, then more while `decide` says the answer is not clear, up to `max_full` rounds or
+    `budget_s` seconds for the cell, whichever comes first."""
+
+    full: int = 1
+    memory: int = 0
+    max_full: int = 0
+    budget_s: float = 0.0
+    decide: Decide | None = None
 
 
 def _protocol(sel: Selection, base: Protocol) -> Protocol:
@@ -97,16 +119,19 @@ def worker_env(cell: Cell, code_root: Path = envinfo.REPO_ROOT) -> dict[str, str
     return env
 
 
-def estimate_s(cells: list[Cell], gflops: float) -> float:
+def estimate_s(cells: list[Cell], gflops: float, rounds: "Rounds | None" = None) -> float:
     """A rough wall-time estimate from FLOPs at a fraction of this machine's sgemm rate
-    (the zoo's LSTMs reach 50-75% of it in torch on CPU), plus start-up per cell."""
+    (the zoo's LSTMs reach 50-75% of it in torch on CPU), plus start-up per process."""
+    full = rounds.full if rounds else 1
+    mem = max(0, rounds.memory - full) if rounds else 0
     total = 0.0
     for c in cells:
         cost = analytic.cost(c.model)
         flops = c.train.steps * c.train.batch_size * cost.train_flops_per_sample
         flops += c.protocol.test_samples * cost.forward_flops_per_sample
+        mem_flops = (c.protocol.warmup_steps + c.protocol.memory_steps) * c.train.batch_size * cost.train_flops_per_sample
         rate = (gflops * 0.4 if c.device == "cpu" else 20_000.0) * 1e9
-        total += flops / rate + 12.0
+        total += full * (flops / rate + 12.0) + mem * (mem_flops / rate + 8.0)
     return total
 
 
@@ -139,10 +164,16 @@ def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, o
     """Start the worker, follow its progress, enforce the timeout; if it dies without a record,
     write one that says how it died."""
     run_dir = run_dir.resolve()  # the worker runs in code_root, not here
-    job = {**job, "run_dir": str(run_dir)}
-    out_path = results.cell_path(run_dir, cell.key)
+    job = {"round": 0, "mode": "full", **job, "run_dir": str(run_dir)}
+    out_path = results.cell_path(run_dir, cell.key, job["round"], job["mode"])
     out_path.unlink(missing_ok=True)
-    job_path = run_dir / "jobs" / f"{cell.key}.json"
+    # The worker writes into a staging directory of its own, and the runner files the record
+    # under its round: a base worktree of older code (check --against) knows nothing of rounds
+    # and would otherwise overwrite round 0 with every later round.
+    stage = run_dir / "staging" / out_path.stem
+    shutil.rmtree(stage, ignore_errors=True)
+    job["run_dir"] = str(stage)
+    job_path = run_dir / "jobs" / out_path.name
     results.atomic_write_json(job_path, job)
     proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=worker_env(cell, code_root),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
@@ -180,9 +211,14 @@ def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, o
     proc.wait()
     for t in readers:
         t.join(timeout=2)
-    if out_path.exists() and not timed_out:
-        rec = results.read_json(out_path, results.RECORD_SCHEMA)
+    produced = sorted((stage / "cells").glob("*.json"))
+    if produced and not timed_out:
+        rec = results.read_json(produced[0], results.RECORD_SCHEMA)
+        rec.update(round=job["round"], mode=job["mode"])
+        results.write_record(run_dir, rec)
+        shutil.rmtree(stage, ignore_errors=True)
         return CellOutcome(cell.key, rec["status"], rec.get("reason", ""))
+    shutil.rmtree(stage, ignore_errors=True)
     tail = [ln for ln in err_tail if ln.strip()][-15:]
     if timed_out:
         status, reason = "timeout", f"no record after the {timeout_s:.0f}s cell timeout"
@@ -214,10 +250,12 @@ def write_outcome(run_dir: Path, cell: Cell, job: dict[str, Any], status: str, r
 
 
 def start_manifest(run_dir: Path, run_id: str, cells: list[Cell], sel: Selection | None, argv: list[str],
-                   data_path: str | None) -> dict[str, Any]:
+                   data_path: str | None, rounds: dict[str, Any] | None = None,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     manifest = {
         "run_id": run_id, "created_utc": envinfo.utc_now(), "argv": argv, "status": "running",
-        "profile": sel.profile if sel else None, "data": data_path,
+        "profile": sel.profile if sel else None, "data": data_path, "rounds": rounds or {"full": 1, "memory": 0},
+        **(extra or {}),
         "cells": [{"key": c.key, "cell": c.to_dict()} for c in cells],
         "env": envinfo.environment(cells[0].threads if cells else 0),
     }
@@ -236,20 +274,36 @@ class Side:
 
 
 def execute(run_dir: Path, manifest: dict[str, Any], cells: list[Cell], data_path: str | None, timeout_s: float,
-            ui: Any) -> int:
+            ui: Any, rounds: Rounds = Rounds()) -> int:
     """Run `cells` (already planned into the manifest). Returns 0, or 130 when interrupted."""
-    return execute_sides((Side("run", run_dir, manifest, envinfo.REPO_ROOT),), cells, data_path, timeout_s, ui)
+    return execute_sides((Side("run", run_dir, manifest, envinfo.REPO_ROOT),), cells, data_path, timeout_s, ui,
+                         rounds)
 
 
 def cells_from_manifest(manifest: dict[str, Any]) -> list[Cell]:
     return [Cell.from_dict(c["cell"]) for c in manifest["cells"]]
 
 
-def remaining(run_dir: Path, cells: list[Cell], retry_failed: bool) -> list[Cell]:
-    done = results.finished_keys(run_dir)
+def remaining(run_dir: Path, cells: list[Cell], retry_failed: bool, rounds: Rounds = Rounds()) -> list[Cell]:
+    """Cells of a run still missing a process record (any round); with `retry_failed`, also
+    those whose first measurement failed (their failed record is removed so it reruns)."""
+    recs = results.read_rounds(run_dir)
     if retry_failed:
-        done = {r["key"] for r in results.read_records(run_dir) if r["status"] in ("ok", "skipped")}
-    return [c for c in cells if c.key not in done]
+        for r in recs:
+            if r["status"] not in ("ok", "skipped"):
+                results.cell_path(run_dir, r["key"], int(r.get("round", 0)), r.get("mode", "full")).unlink(
+                    missing_ok=True)
+        recs = [r for r in recs if r["status"] in ("ok", "skipped")]
+    first = {r["key"]: r["status"] for r in recs if r.get("mode", "full") == "full" and not r.get("round")}
+    have = {(r["key"], int(r.get("round", 0)), r.get("mode", "full")) for r in recs}
+    wanted = [(r, "full" if r < rounds.full else "memory") for r in range(max(rounds.full, rounds.memory))]
+
+    def missing(c: Cell) -> bool:
+        if c.key in first and first[c.key] != "ok":
+            return False  # a failed or skipped cell gets no further rounds
+        return any((c.key, r, mode) not in have for r, mode in wanted)
+
+    return [c for c in cells if missing(c)]
 
 
 def default_selection(profile: str) -> Selection:
@@ -257,29 +311,70 @@ def default_selection(profile: str) -> Selection:
     return Selection(frameworks=tuple(registry.FRAMEWORKS), models=DEFAULT_MODELS, devices=devices, profile=profile)
 
 
+def _one(side: Side, cell: Cell, round_: int, mode: str, data_path: str | None, timeout_s: float, ui: Any,
+         stop: threading.Event, tag: bool) -> CellOutcome:
+    job = {"cell": cell.to_dict(), "run_dir": str(side.run_dir), "run_id": side.manifest["run_id"],
+           "data": data_path, "round": round_, "mode": mode}
+    ui.cell_started(cell)
+    reason = pre_skip_reason(cell)
+    if reason:
+        write_outcome(side.run_dir, cell, job, "skipped", reason)
+        outcome = CellOutcome(cell.key, "skipped", reason)
+    else:
+        outcome = run_cell(cell, side.run_dir, job, timeout_s, ui.cell_progress, stop, side.code_root)
+    label = ([side.name] if tag else []) + ([f"round {round_ + 1}"] if round_ or tag else []) + \
+        (["memory only"] if mode == "memory" else [])
+    if label:
+        outcome = CellOutcome(outcome.key, outcome.status, f"[{', '.join(label)}] {outcome.reason}".rstrip())
+    ui.cell_finished(cell, outcome)
+    return outcome
+
+
 def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | None, timeout_s: float,
-                  ui: Any) -> int:
-    """Run every cell on every side (one side for a plain run; base and head for `check
-    --against`, alternating A B / B A from cell to cell so slow drift of a shared machine hits
-    both alike). Every outcome gets a record; Ctrl-C keeps what finished. Returns 0 or 130."""
+                  ui: Any, rounds: Rounds = Rounds()) -> int:
+    """Run every cell on every side in fresh processes (one side for a plain run; base and
+    head for `check --against`, alternating A B / B A from round to round so slow drift of a
+    shared machine hits both alike). Every outcome gets a record; Ctrl-C keeps what finished.
+    Returns 0 or 130."""
     stop = threading.Event()
-    ui.start(len(sides) * len(cells))
+    tag = len(sides) > 1
+    extra_mem = max(0, rounds.memory - rounds.full)
+    ui.start(len(sides) * len(cells) * (rounds.full + extra_mem))
     status = "complete"
+
+    def order(r: int) -> tuple[Side, ...]:
+        return sides if r % 2 == 0 else sides[::-1]
+
     try:
-        for i, cell in enumerate(cells):
-            for side in (sides if i % 2 == 0 else sides[::-1]):
-                job = {"cell": cell.to_dict(), "run_dir": str(side.run_dir), "run_id": side.manifest["run_id"],
-                       "data": data_path}
-                ui.cell_started(cell)
-                reason = pre_skip_reason(cell)
-                if reason:
-                    write_outcome(side.run_dir, cell, job, "skipped", reason)
-                    outcome = CellOutcome(cell.key, "skipped", reason)
-                else:
-                    outcome = run_cell(cell, side.run_dir, job, timeout_s, ui.cell_progress, stop, side.code_root)
-                if len(sides) > 1:
-                    outcome = CellOutcome(outcome.key, outcome.status, f"[{side.name}] {outcome.reason}")
-                ui.cell_finished(cell, outcome)
+        if rounds.decide is None:
+            failed: set[str] = set()  # skipped or failed in round 0: more processes will not help
+            for r in range(rounds.full + extra_mem):  # round-robin: every cell once, then again
+                mode = "full" if r < rounds.full else "memory"
+                for i, cell in enumerate(cells):
+                    for side in order(r + i):
+                        if cell.key in failed or results.cell_path(side.run_dir, cell.key, r, mode).exists():
+                            ui.advance(1)  # done before (--resume) or not worth repeating
+                            continue
+                        out = _one(side, cell, r, mode, data_path, timeout_s, ui, stop, tag)
+                        if r == 0 and out.status != "ok":
+                            failed.add(cell.key)
+        else:
+            for cell in cells:
+                t0 = time.monotonic()
+                r = 0
+                while True:
+                    outs = [_one(side, cell, r, "full", data_path, timeout_s, ui, stop, tag) for side in order(r)]
+                    r += 1
+                    if any(o.status != "ok" for o in outs):
+                        ui.advance(len(sides) * max(0, rounds.full - r))
+                        break  # a side that cannot measure this cell: more rounds will not help
+                    if r < rounds.full:
+                        continue
+                    spent = time.monotonic() - t0
+                    per_round = spent / r
+                    if rounds.decide(cell, r) or r >= rounds.max_full or spent + per_round > rounds.budget_s:
+                        break
+                    ui.add_total(len(sides))
     except KeyboardInterrupt:
         status = "interrupted"
     finally:

@@ -275,8 +275,9 @@ class Profile:
         return self.entries.get(model, self.fallback)
 
 
-def _p(warm: int, rep: int, n: int, test: int = 10_000, infer: int = 5) -> Protocol:
-    return Protocol(warmup_steps=warm, repeats=rep, steps_per_repeat=n, infer_repeats=infer, test_samples=test)
+def _p(warm: int, rep: int, n: int, test: int = 10_000, infer: int = 5, memory: int = 3) -> Protocol:
+    return Protocol(warmup_steps=warm, repeats=rep, steps_per_repeat=n, infer_repeats=infer, test_samples=test,
+                    memory_steps=memory)
 
 
 PROFILES: dict[str, Profile] = {
@@ -298,6 +299,23 @@ PROFILES: dict[str, Profile] = {
             "cnn_small": ProfileEntry(128, 200, _p(5, 5, 30)),
         },
         ProfileEntry(128, 100, _p(3, 5, 10)),
+    ),
+    # For `bench check`: the unit of independence is the process, so a check buys its power
+    # with many short processes (rounds), not long ones. Each trains only what it times
+    # (warm-up + 6 x N steps), scores 2,000 test images and samples memory for 2 steps.
+    "ci": Profile(
+        "ci", "for bench check: short processes (warm-up + 6 timed repeats, 2,000 test images), run in many rounds",
+        {
+            "lstm128": ProfileEntry(128, 3 + 6 * 10, _p(3, 6, 10, test=2000)),
+            "lstm512": ProfileEntry(128, 2 + 6 * 2, _p(2, 6, 2, test=2000)),
+            "bilstm512": ProfileEntry(128, 2 + 6 * 1, _p(2, 6, 1, test=2000)),
+            "lstm3x256": ProfileEntry(128, 2 + 6 * 2, _p(2, 6, 2, test=2000)),
+            "gru128": ProfileEntry(128, 3 + 6 * 10, _p(3, 6, 10, test=2000)),
+            "rnn128": ProfileEntry(128, 3 + 6 * 10, _p(3, 6, 10, test=2000)),
+            "cnn_tutorial": ProfileEntry(128, 2 + 6 * 3, _p(2, 6, 3, test=2000)),
+            "cnn_small": ProfileEntry(128, 3 + 6 * 8, _p(3, 6, 8, test=2000)),
+        },
+        ProfileEntry(128, 3 + 6 * 5, _p(3, 6, 5, test=2000)),
     ),
     "full": Profile(
         "full", "the tutorials' recipes (batch 128 x 800 steps for lstm128, batch 100 x 2000 for lstm3x256, ...)",

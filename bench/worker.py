@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import analytic, data, envinfo, measure, nvml, reference, registry, results
+from . import analytic, data, envinfo, measure, nvml, pool, reference, registry, results
 from .spec import Cell
 
 SELF_CHECK_TOLERANCE = 0.01  # timed total vs the sum of its repeats
@@ -134,6 +134,10 @@ def memory_pass(cell: Cell, trainer: Any, ds: data.Mnist, rss_before: int) -> di
     out["rss_delta_train_bytes"] = sampler.peak_bytes - rss_before
     out["rss_samples"] = sampler.samples
     out.update(trainer.memory())
+    # What the framework itself holds for a step (params, grads, Adam, saved activations,
+    # temporaries): deterministic for identical code, unlike RSS. Outside the RSS window.
+    if hasattr(trainer, "tensor_memory"):
+        out.update(trainer.tensor_memory(batches[0]))
     if cell.device == "gpu":
         out.update(nvml.process_memory())
     progress("memory", P.memory_steps, P.memory_steps)
@@ -156,9 +160,10 @@ def self_check(cell: Cell, timing: dict[str, Any], memory: dict[str, Any]) -> li
     if abs(timing["total_s"] - parts) > SELF_CHECK_TOLERANCE * timing["total_s"]:
         reasons.append(f"timed total {timing['total_s']:.4f}s differs from the sum of its repeats "
                        f"{parts:.4f}s by more than {SELF_CHECK_TOLERANCE:.0%}")
-    mem_key = "rss_delta_train_bytes" if cell.device == "cpu" else "allocator_peak_bytes"
-    if memory.get(mem_key) is None:
-        reasons.append(f"memory figure {mem_key} missing")
+    mem_keys = ("rss_delta_train_bytes", "tensor_peak_bytes") if cell.device == "cpu" else ("allocator_peak_bytes",)
+    for mem_key in mem_keys:
+        if memory.get(mem_key) is None:
+            reasons.append(f"memory figure {mem_key} missing")
     return reasons
 
 
@@ -198,7 +203,7 @@ def measure_cell(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
     step_ms = measure.summarize([1000.0 * s / N for s in timing["rep_s"]])
     cost = analytic.cost(cell.model)
     floor = cost.train_floor_bytes(B)
-    measured_mem = memory.get("rss_delta_train_bytes") if cell.device == "cpu" else memory["allocator_peak_bytes"]
+    measured_mem, mem_source = pool.measured_memory({"device": cell.device, "memory": memory})
     achieved = train_rate.median * cost.train_flops_per_sample / 1e9
     tail = timing["losses"][-min(10, len(timing["losses"])):]
     reasons = self_check(cell, timing, memory)
@@ -231,7 +236,10 @@ def measure_cell(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
             "train_flops_per_sample": cost.train_flops_per_sample,
             "train_floor_bytes": floor,
             "measured_memory_bytes": measured_mem,
+            "measured_memory_source": mem_source,
             "memory_over_floor": (measured_mem / floor) if measured_mem else None,
+            "rss_over_floor": (memory["rss_delta_train_bytes"] / floor) if memory.get("rss_delta_train_bytes")
+            is not None else None,
             "achieved_gflops": achieved,
             "calibration_gflops": calib,
             "pct_of_achievable": (100.0 * achieved / calib) if calib else None,
@@ -240,6 +248,27 @@ def measure_cell(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
         "self_check": {"passed": not reasons, "reasons": reasons},
         "suspect": bool(reasons),
     }
+
+
+def measure_memory_only(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
+    """A memory-only process (RSS in rounds): build, the warm-up steps (so compilation and
+    allocator warm-up happen before sampling, as in a full cell), then the memory pass."""
+    impl = registry.load(cell.framework)
+    ds = data.load(job.get("data"))
+    if cell.device == "gpu" and not impl.gpu_available():
+        from impls.base import Unsupported
+
+        raise Unsupported(f"{cell.framework} sees no GPU in this process")
+    gc.collect()
+    rss_before = measure.rss_bytes()
+    trainer = impl.build(cell.model, cell.train, cell.device, cell.precision, cell.variant, cell.threads)
+    trainer.set_weights(reference.init_weights(cell.model, cell.train.seed))
+    for s in range(cell.protocol.warmup_steps):
+        trainer.train_step(trainer.stage(*ds.train_batch(cell.train.seed, s, cell.train.batch_size)))
+    trainer.sync()
+    memory = memory_pass(cell, trainer, ds, rss_before)
+    memory["allocator_peak_bytes"] = allocator_peak(memory)
+    return {"memory": memory, "framework_versions": impl.versions(), "kernel": trainer.kernel}
 
 
 class FastPathMissing(RuntimeError):
@@ -261,6 +290,7 @@ def base_record(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
         "framework": cell.framework, "variant": cell.variant, "model": cell.model.name, "device": cell.device,
         "batch_size": cell.train.batch_size, "precision": cell.precision, "threads": cell.threads,
         "profile": cell.profile, "env": envinfo.environment(cell.threads),
+        "round": int(job.get("round", 0)), "mode": job.get("mode", "full"),
     }
 
 
@@ -271,7 +301,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     rec = base_record(cell, job)
     t0 = time.perf_counter()
     try:
-        rec.update(measure_cell(cell, job))
+        rec.update(measure_memory_only(cell, job) if rec["mode"] == "memory" else measure_cell(cell, job))
         rec["status"] = "ok"
     except Unsupported as e:
         rec.update(status="skipped", reason=str(e).splitlines()[0] if str(e) else type(e).__name__)

@@ -143,9 +143,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     est = runner.estimate_s(todo, gflops, rounds)
     console.print(f"run {run_id}: {len(todo)} cells, estimated {est / 60:.0f} min on this machine "
                   f"(FLOPs at 40% of the {gflops:.0f} GFLOP/s sgemm measured just now, + start-up) -> {run_dir}")
-    if todo and getattr(args, "dry_run", False):
+    if getattr(args, "dry_run", False):
         for c in todo:
             console.print(f"  {c.key}")
+        if not args.resume:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)  # a dry run leaves no run behind
         return 0
     code = runner.execute(run_dir, manifest, todo, data_path, args.timeout or runner.DEFAULT_TIMEOUT_S.get(
         todo[0].profile if todo else "quick", 1800), RunUI(console, quiet=args.quiet), rounds)
@@ -510,11 +514,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     run_dir = results.resolve_run(args.run, Path(args.results_dir))
     out = Path(args.out) if args.out else run_dir / "plot.png"
+    recs = results.read_records(run_dir)
     try:
-        path = plot.plot_run(results.read_records(run_dir), out, f"lstm-bench {run_dir.name}")
+        paths = [plot.plot_run(recs, out, f"lstm-bench {run_dir.name}")]
+        paths += plot.plot_claim(recs, out.parent, f"lstm-bench {run_dir.name}")
     except plot.PlotUnavailable as e:
         raise UsageError(str(e)) from None
-    print(path)
+    for p in paths:
+        print(p)
     return 0
 
 
@@ -524,7 +531,8 @@ def _selection_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--model", "-m", action="append", help="zoo model(s), see `list`")
     r.add_argument("--device", "-d", action="append", help="cpu, gpu (default: cpu; --all: every device present)")
     r.add_argument("--variant", action="append", help="framework variant(s), or 'all' (default: default)")
-    r.add_argument("--batch-size", "-b", action="append", help="override the profile's batch size (repeatable)")
+    r.add_argument("--batch-size", "--batch-sizes", "-b", action="append",
+                   help="override the profile's batch size: one or a sweep, e.g. 16,64,256,1024 (repeatable)")
     r.add_argument("--profile", default="quick", help=f"{', '.join(PROFILES)} (default: quick; check: ci)")
     r.add_argument("--rounds", type=int, default=1,
                    help="fresh processes per cell: run: full measurements, round-robin over the cells, tables show "

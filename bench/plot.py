@@ -64,3 +64,68 @@ def plot_run(records: list[dict[str, Any]], out: Path, title: str) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_claim(records: list[dict[str, Any]], out_dir: Path, title: str) -> list[Path]:
+    """For a run over several batch sizes: memory vs batch size (measured and analytic floor)
+    of each RNN against cnn_tutorial, one panel per framework variant and device, and the
+    RNN/CNN speed ratio vs batch size. Returns the PNGs written (none for a single batch)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotUnavailable("plots need matplotlib: pip install 'lstm-bench[all]'") from None
+    from .report import CLAIM_CNN, _get, claim_rows
+
+    ok = [r for r in records if r.get("status") == "ok"]
+    if len({r["batch_size"] for r in ok}) < 2:
+        return []
+    groups = list(dict.fromkeys(f"{r['framework']}:{r['variant']} {r['device']}" for r in ok))
+    models = list(dict.fromkeys(r["model"] for r in ok if _get(r, "cell.model.family") == "rnn")) + [CLAIM_CNN]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.5), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        for i, m in enumerate(models):
+            rs = sorted((r for r in ok if r["model"] == m and f"{r['framework']}:{r['variant']} {r['device']}" == g),
+                        key=lambda r: r["batch_size"])
+            pts = [(r["batch_size"], _get(r, "analytic.measured_memory_bytes"), _get(r, "analytic.train_floor_bytes"))
+                   for r in rs]
+            pts = [p for p in pts if p[1]]
+            if not pts:
+                continue
+            colour = f"C{i}"
+            style = dict(lw=2.5) if m == CLAIM_CNN else {}
+            ax.plot([p[0] for p in pts], [p[1] / 1e6 for p in pts], "o-", color=colour, label=f"{m} measured", **style)
+            ax.plot([p[0] for p in pts], [p[2] / 1e6 for p in pts], "--", color=colour, alpha=0.6)
+        src = next((_get(r, "analytic.measured_memory_source") for r in ok), "measured")
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"MB ({src}; dashed: analytic floor)", title=g)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: memory of a training step vs batch size")
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mem_png = out_dir / "claim-memory.png"
+    fig.savefig(mem_png, dpi=100)
+    plt.close(fig)
+
+    rows = claim_rows(ok)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, key in enumerate(dict.fromkeys((x.group.rsplit(" ", 1)[0], x.rnn) for x in rows)):
+        xs = sorted((x for x in rows if (x.group.rsplit(" ", 1)[0], x.rnn) == key), key=lambda x: x.batch_size)
+        label = f"{key[1]} [{key[0]}]"
+        marker = ("o", "s", "^", "D")[i % 4]
+        axes[0].plot([x.batch_size for x in xs], [x.speed_ratio for x in xs], marker + "-", label=label)
+        axes[1].plot([x.batch_size for x in xs], [x.memory_ratio or float("nan") for x in xs], marker + "-", label=label)
+    for ax, what in zip(axes, ("speed", "memory")):
+        ax.axhline(1.0, color="k", lw=1)
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"RNN / {CLAIM_CNN} {what}",
+               title=f"{what} ratio (claim: speed < 1 and memory < 1)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=6, ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    ratio_png = out_dir / "claim-ratios.png"
+    fig.savefig(ratio_png, dpi=100)
+    plt.close(fig)
+    return [mem_png, ratio_png]

@@ -7,6 +7,7 @@ framework variant, on the same device, at the same batch size, in the same run.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -46,8 +47,11 @@ COLUMNS = (
     Column("step ms", "median milliseconds per training step"),
     Column("infer/s", "median inference samples/s on the test set"),
     Column("compile s", "first training step (compilation, tracing, allocator warm-up), kept out of throughput"),
-    Column("mem MB (x floor)", "CPU: peak RSS in training minus RSS before the model was built; GPU: allocator "
-                               "peak. In brackets: measured / analytic floor (params, grads, Adam, activations)"),
+    Column("mem MB (x floor)", "tensor-level memory of a training step (CPU: what the framework allocated, see "
+                               "memory.tensor_method; GPU: allocator peak). In brackets: / analytic floor (params, "
+                               "grads, Adam, activations)"),
+    Column("RSS MB", "process RSS growth during training (median over n fresh processes, +- half their range): "
+                     "the allocator and runtime, noisy"),
     Column("GFLOP/s", "achieved training GFLOP/s (analytic FLOPs x samples/s); CPU: % of this machine's sgemm"),
     Column("kernel", "what actually ran; (!) = the expected fast path did not"),
 )
@@ -80,10 +84,20 @@ def row(rec: dict[str, Any]) -> list[str]:
         _fmt(_get(m, "step_ms.median"), ".2f"),
         _fmt(_get(m, "infer_samples_per_s.median"), ",.0f"),
         _fmt(m.get("compile_s"), ".2f"),
-        _fmt(mem / MB if mem is not None else None, ",.0f") + (f" ({floor_x:.1f}x)" if floor_x else ""),
+        _fmt(mem / MB if mem is not None else None, ",.1f") + (f" ({floor_x:.2f}x)" if floor_x else ""),
+        _rss(rec),
         _fmt(gfl, ".1f") + (f" ({pct:.0f}%)" if pct is not None else ""),
         rec.get("kernel", "-") + ("" if rec.get("fast_path", True) else " (!)"),
     ]
+
+
+def _rss(rec: dict[str, Any]) -> str:
+    v = _get(rec, "memory.rss_delta_train_bytes")
+    if v is None:
+        return "-"
+    vals = _get(rec, "memory.rss_delta_rounds_bytes") or [v]
+    half = (max(vals) - min(vals)) / 2
+    return f"{v / MB:,.0f}" + (f" +- {half / MB:,.0f} (n={len(vals)})" if len(vals) > 1 else " (n=1)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,20 +106,47 @@ class ClaimRow:
     group: str  # framework:variant device batch
     rnn: str
     speed_ratio: float  # rnn samples/s / cnn samples/s (< 1: RNN slower)
-    memory_ratio: float | None  # rnn memory / cnn memory (< 1: RNN leaner)
+    memory_ratio: float | None  # rnn / cnn of the judged figure (< 1: RNN leaner)
     floor_ratio: float | None = None  # the same ratio of the analytic floors (what physics says)
+    memory_source: str = "tensor-level"  # what memory_ratio compares (tensor-level, allocator peak, RSS growth)
+    rss_ratio: float | None = None  # rnn / cnn of the median RSS growth, shown beside
+    rss_noise: float | None = None  # the larger per-process relative spread of the two RSS figures
+    framework: str = ""
+    batch_size: int = 0
 
     @property
     def slower(self) -> bool:
         return self.speed_ratio < 1.0 - CLAIM_BAND
 
     @property
+    def rss_within_noise(self) -> bool:
+        return (self.rss_ratio is not None and self.rss_noise is not None
+                and abs(self.rss_ratio - 1.0) <= max(CLAIM_BAND, self.rss_noise))
+
+    @property
+    def memory_within_noise(self) -> bool:
+        """Judged on RSS (no tensor-level figure): a difference inside the spread says nothing."""
+        return self.memory_source == "RSS growth" and self.rss_within_noise
+
+    @property
     def leaner(self) -> bool | None:
-        return None if self.memory_ratio is None else self.memory_ratio < 1.0 - CLAIM_BAND
+        if self.memory_ratio is None or self.memory_within_noise:
+            return None
+        return self.memory_ratio < 1.0 - CLAIM_BAND
 
     @property
     def holds(self) -> bool | None:
         return None if self.leaner is None else (self.slower and self.leaner)
+
+    @property
+    def state(self) -> str:
+        if self.memory_ratio is None:
+            return "no memory figure"
+        if self.memory_within_noise:
+            return "same within noise (RSS only, difference inside its spread)"
+        if self.holds:
+            return "holds (slower, less memory)"
+        return f"fails: {_why_not(self)}"
 
 
 def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
@@ -121,11 +162,18 @@ def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
             continue
         speed = r["metrics"]["train_samples_per_s"]["median"] / cnn["metrics"]["train_samples_per_s"]["median"]
         m_r, m_c = _get(r, "analytic.measured_memory_bytes"), _get(cnn, "analytic.measured_memory_bytes")
-        mem = (m_r / m_c) if (m_r and m_c and m_c > 0) else None
+        src_r = _get(r, "analytic.measured_memory_source", "RSS growth" if r["device"] == "cpu" else "allocator peak")
+        src_c = _get(cnn, "analytic.measured_memory_source", src_r)
+        same_source = src_r == src_c
+        mem = (m_r / m_c) if (m_r and m_c and m_c > 0 and same_source) else None
         f_r, f_c = _get(r, "analytic.train_floor_bytes"), _get(cnn, "analytic.train_floor_bytes")
         floor = (f_r / f_c) if (f_r and f_c) else None
+        rss_r, rss_c = _get(r, "memory.rss_delta_train_bytes"), _get(cnn, "memory.rss_delta_train_bytes")
+        rss = (rss_r / rss_c) if (rss_r and rss_c and rss_c > 0) else None
+        spreads = [v for v in (_get(r, "memory.rss_delta_spread"), _get(cnn, "memory.rss_delta_spread")) if v is not None]
+        noise = max(spreads) if len(spreads) == 2 else None
         group = f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}"
-        out.append(ClaimRow(group, r["model"], speed, mem, floor))
+        out.append(ClaimRow(group, r["model"], speed, mem, floor, src_r, rss, noise, r["framework"], r["batch_size"]))
     return out
 
 
@@ -139,27 +187,80 @@ def _why_not(x: ClaimRow) -> str:
 
 
 def verdict_lines(records: Iterable[dict[str, Any]]) -> list[str]:
-    """A one-line verdict, then one line per comparison (speed and memory ratios vs the CNN)."""
+    """The verdict: a headline, then one line per comparison with its decision only. The
+    decisions rest on deterministic figures (tensor-level / allocator memory) and on speed
+    ratios far from the band, so the same code gives the same lines run after run; the
+    measured ratios are in claim_table()."""
     rows = claim_rows(records)
     if not rows:
         return [f"RNN-vs-CNN claim: not tested (needs an RNN and {CLAIM_CNN} measured ok by the same framework, "
                 f"device and batch size)"]
     holds = [x for x in rows if x.holds]
     fails = [x for x in rows if x.holds is False]
-    head = (f"RNN-vs-CNN claim ('an RNN is slower than {CLAIM_CNN} but uses less memory', +-{CLAIM_BAND:.0%} = same): "
-            f"holds in {len(holds)} of {len(rows)} comparisons")
+    sources = sorted({x.memory_source for x in rows})
+    head = (f"RNN-vs-CNN claim ('an RNN is slower than {CLAIM_CNN} but uses less memory'; memory: "
+            f"{', '.join(sources)}; +-{CLAIM_BAND:.0%} = same): holds in {len(holds)} of {len(rows)} comparisons")
     if holds:
-        head += f" ({', '.join(sorted({x.rnn for x in holds}))})"
+        head += f" ({_by_framework(holds)})"
     if fails:
-        head += f"; fails in {len(fails)} ({', '.join(sorted({x.rnn for x in fails}))})"
+        head += f"; fails in {len(fails)} ({_by_framework(fails)})"
+    noisy = [x for x in rows if x.holds is None]
+    if noisy:
+        head += f"; undecided in {len(noisy)}"
     lines = [head]
     for x in rows:
-        mem = "?" if x.memory_ratio is None else f"{x.memory_ratio:.2f}x"
-        state = "holds" if x.holds else ("no memory figure" if x.holds is None else f"fails: {_why_not(x)}")
-        floor = "" if x.floor_ratio is None else f" (analytic floor {x.floor_ratio:.2f}x)"
-        lines.append(f"  {x.rnn:>10} vs {CLAIM_CNN} [{x.group}]: {x.speed_ratio:.2f}x speed, {mem} memory{floor}"
-                     f" -> {state}")
+        lines.append(f"  {x.rnn:>10} vs {CLAIM_CNN} [{x.group}]: {x.state}")
     return lines
+
+
+def _by_framework(rows: list[ClaimRow]) -> str:
+    by: dict[str, list[str]] = {}
+    for x in rows:
+        by.setdefault(x.group.split(" ")[0], []).append(x.rnn + (f"@b{x.batch_size}" if len({r.batch_size for r in rows}) > 1 else ""))
+    return "; ".join(f"{g}: {', '.join(v)}" for g, v in by.items())
+
+
+def claim_table(records: Iterable[dict[str, Any]]) -> list[list[str]]:
+    """Rows of the verdict table: the measured ratios behind each decision."""
+    out = []
+    for x in claim_rows(records):
+        rss = "-" if x.rss_ratio is None else f"{x.rss_ratio:.2f}x" + (" (within noise)" if x.rss_within_noise else "")
+        out.append([x.rnn, x.group, f"{x.speed_ratio:.2f}x", "-" if x.memory_ratio is None else
+                    f"{x.memory_ratio:.2f}x", "-" if x.floor_ratio is None else f"{x.floor_ratio:.2f}x", rss,
+                    x.state])
+    return out
+
+
+CLAIM_HEADER = ["rnn", "vs cnn_tutorial at", "speed", "memory (judged)", "analytic floor", "RSS growth", "verdict"]
+
+
+def flip_points(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Where the memory claim changes sides as the batch grows, per framework variant, device
+    and RNN: the measured memory ratio crossing 1 between two measured batch sizes."""
+    rows = claim_rows(records)
+    by: dict[tuple[str, str], list[ClaimRow]] = {}
+    for x in rows:
+        by.setdefault((x.group.rsplit(" ", 1)[0], x.rnn), []).append(x)
+    out = []
+    for (grp, rnn), xs in by.items():
+        xs = sorted((x for x in xs if x.memory_ratio is not None), key=lambda x: x.batch_size)
+        if len(xs) < 2:
+            continue
+        for a, b in zip(xs, xs[1:]):
+            if (a.memory_ratio < 1) != (b.memory_ratio < 1):
+                # log-linear interpolation of the ratio in batch size: where it would cross 1.
+                la, lb = math.log(a.batch_size), math.log(b.batch_size)
+                ra, rb = math.log(a.memory_ratio), math.log(b.memory_ratio)
+                cross = math.exp(la + (0 - ra) * (lb - la) / (rb - ra))
+                less_below = a.memory_ratio < 1
+                out.append(f"{rnn} [{grp}] uses {'less' if less_below else 'more'} memory than {CLAIM_CNN} below "
+                           f"batch ~{cross:.0f} and {'more' if less_below else 'less'} above it (measured "
+                           f"{a.memory_ratio:.2f}x at b{a.batch_size}, {b.memory_ratio:.2f}x at b{b.batch_size})")
+        if all((x.memory_ratio < 1) == (xs[0].memory_ratio < 1) for x in xs):
+            out.append(f"{rnn} [{grp}] uses {'less' if xs[0].memory_ratio < 1 else 'more'} memory than {CLAIM_CNN} "
+                       f"at every measured batch (b{xs[0].batch_size}..b{xs[-1].batch_size}: "
+                       f"{xs[0].memory_ratio:.2f}x..{xs[-1].memory_ratio:.2f}x)")
+    return out
 
 
 def verdict(records: Iterable[dict[str, Any]]) -> str:
@@ -174,8 +275,16 @@ def header() -> list[str]:
 def to_markdown(records: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header()) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row(r)) + " |" for r in records]
-    return "\n".join(lines) + "\n\n" + "\n".join(
+    out = "\n".join(lines) + "\n\n" + "\n".join(
         ln if not ln.startswith("  ") else "- " + ln.strip() for ln in verdict_lines(records)) + "\n"
+    table = claim_table(records)
+    if table:
+        out += "\n| " + " | ".join(CLAIM_HEADER) + " |\n|" + "---|" * len(CLAIM_HEADER) + "\n"
+        out += "".join("| " + " | ".join(r) + " |\n" for r in table)
+    flips = flip_points(records)
+    if flips:
+        out += "\n" + "".join(f"- {f}\n" for f in flips)
+    return out
 
 
 def to_csv(records: list[dict[str, Any]]) -> str:
@@ -216,5 +325,15 @@ def print_report(records: list[dict[str, Any]], title: str, console: Any) -> Non
             console.print(f"[yellow]suspect[/] {r['key']}: " + escape("; ".join(_get(r, "self_check.reasons", []))))
         if r.get("status") == "ok" and not r.get("fast_path", True):
             console.print(f"[yellow]slow path[/] {r['key']}: {escape(str(r.get('fast_path_note')))}")
-    for line in verdict_lines(records):
+    table = claim_table(records)
+    if table:
+        from rich.table import Table
+
+        t = Table(title="RNN vs CNN (the tutorials' claim)", header_style="bold")
+        for c in CLAIM_HEADER:
+            t.add_column(c)
+        for r in table:
+            t.add_row(*(escape(c) for c in r))
+        console.print(t)
+    for line in verdict_lines(records) + flip_points(records):
         console.print(line, markup=False)

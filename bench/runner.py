@@ -23,7 +23,7 @@ from typing import Any, Callable
 from . import analytic, envinfo, measure, registry, results
 from .spec import DEFAULT_MODELS, Cell, Protocol, SpecError, TrainSpec, get_model, get_profile
 
-DEFAULT_TIMEOUT_S = {"smoke": 300, "ci": 600, "quick": 900, "full": 7200}
+DEFAULT_TIMEOUT_S = {"smoke": 300, "ci": 600, "claim": 900, "quick": 900, "full": 7200}
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def plan(sel: Selection) -> list[Cell]:
                 model = get_model(name)
                 entry = prof.entry(name)
                 for device in sel.devices:
-                    for bs in sel.batch_sizes or (entry.batch_size,):
+                    for bs in sel.batch_sizes or prof.batch_sizes or (entry.batch_size,):
                         steps = sel.steps if sel.steps is not None else entry.steps
                         protocol = _protocol(sel, entry.protocol)
                         if steps < protocol.measured_steps:

@@ -270,6 +270,7 @@ class Profile:
     description: str
     entries: dict[str, ProfileEntry]
     fallback: ProfileEntry
+    batch_sizes: tuple[int, ...] = ()  # a sweep: every model at each of these (overrides the entries')
 
     def entry(self, model: str) -> ProfileEntry:
         return self.entries.get(model, self.fallback)
@@ -316,6 +317,12 @@ PROFILES: dict[str, Profile] = {
             "cnn_small": ProfileEntry(128, 3 + 6 * 8, _p(3, 6, 8, test=2000)),
         },
         ProfileEntry(128, 3 + 6 * 5, _p(3, 6, 5, test=2000)),
+    ),
+    # The RNN-vs-CNN memory claim is about scaling with the batch: a short recipe (what timing
+    # and the memory pass need, nothing for accuracy) at each batch size of a sweep.
+    "claim": Profile(
+        "claim", "the memory claim across batch sizes 16, 64, 256, 1024: 8 steps per cell, 1,000 test images",
+        {}, ProfileEntry(128, 8, _p(2, 3, 2, test=1000, infer=2, memory=2)), batch_sizes=(16, 64, 256, 1024),
     ),
     "full": Profile(
         "full", "the tutorials' recipes (batch 128 x 800 steps for lstm128, batch 100 x 2000 for lstm3x256, ...)",

@@ -2,16 +2,22 @@
 from bench import report
 
 
-def rec(model, family, rate, mem, fw="torch", device="cpu", batch=128, status="ok"):
+def rec(model, family, rate, mem, fw="torch", device="cpu", batch=128, status="ok", source="tensor-level",
+        rss=None, rss_rounds=None):
+    rss_rounds = rss_rounds or ([rss] if rss else None)
+    memory = {}
+    if rss_rounds:
+        memory = {"rss_delta_train_bytes": sorted(rss_rounds)[len(rss_rounds) // 2], "rss_delta_rounds_bytes": rss_rounds,
+                  "rss_delta_spread": (max(rss_rounds) - min(rss_rounds)) / sorted(rss_rounds)[len(rss_rounds) // 2]}
     return {
-        "key": f"{fw}.{model}", "framework": fw, "variant": "default", "model": model, "device": device,
+        "key": f"{fw}.{model}.b{batch}", "framework": fw, "variant": "default", "model": model, "device": device,
         "batch_size": batch, "status": status, "cell": {"model": {"family": family}}, "kernel": "k",
-        "fast_path": True, "suspect": False,
+        "fast_path": True, "suspect": False, "memory": memory,
         "metrics": {"train_samples_per_s": {"median": rate, "iqr": 2.0}, "test_accuracy": 0.9, "test_samples": 10000,
                     "trained_steps": 100, "step_ms": {"median": 1.0}, "infer_samples_per_s": {"median": 5.0},
                     "compile_s": 0.5},
-        "analytic": {"measured_memory_bytes": mem, "memory_over_floor": 2.0, "achieved_gflops": 10.0,
-                     "pct_of_achievable": 50.0},
+        "analytic": {"measured_memory_bytes": mem, "measured_memory_source": source, "memory_over_floor": 2.0,
+                     "achieved_gflops": 10.0, "pct_of_achievable": 50.0},
     }
 
 
@@ -40,7 +46,8 @@ def test_markdown_has_every_record_and_the_verdict():
     md = report.to_markdown(recs)
     lines = md.splitlines()
     assert lines[0].startswith("| cell |") and len([ln for ln in lines if ln.startswith("| torch")]) == 3
-    assert "skipped" in md and "tensorflow not installed" in md and "holds in 1 of 1" in md and "0.50x memory -> holds" in md
+    assert "skipped" in md and "tensorflow not installed" in md and "holds in 1 of 1" in md
+    assert "| lstm128 | torch:default cpu b128 | 0.50x | 0.50x |" in md and "holds (slower, less memory)" in md
     assert "500 +- 1" in md  # median +- half the IQR
 
 
@@ -76,3 +83,51 @@ def test_terminal_table_shows_install_hints_literally():
     console = Console(record=True, width=250)
     report.print_report([skipped], "t", console)
     assert "pip install 'lstm-bench[tf]'" in console.export_text()
+
+
+def test_rss_only_difference_inside_the_spread_reads_same_within_noise():
+    """No tensor-level figure: judged on RSS, whose per-process spread (here 40%) swamps a
+    0.8x difference, so the verdict is neither holds nor fails."""
+    cnn = rec("cnn_tutorial", "cnn", 1000, 250e6, source="RSS growth", rss_rounds=[230e6, 250e6, 330e6])
+    rnn = rec("lstm512", "rnn", 300, 200e6, source="RSS growth", rss_rounds=[200e6, 240e6, 340e6])
+    (row,) = report.claim_rows([cnn, rnn])
+    assert row.memory_within_noise and row.holds is None
+    lines = report.verdict_lines([cnn, rnn])
+    assert "holds in 0 of 1" in lines[0] and "undecided in 1" in lines[0]
+    assert "same within noise" in lines[1]
+    # The same RSS figures, tight across processes, do decide.
+    tight = [rec("cnn_tutorial", "cnn", 1000, 250e6, source="RSS growth", rss_rounds=[248e6, 250e6, 252e6]),
+             rec("lstm512", "rnn", 300, 200e6, source="RSS growth", rss_rounds=[199e6, 200e6, 201e6])]
+    assert report.claim_rows(tight)[0].holds is True
+
+
+def test_tensor_level_verdict_ignores_rss_noise_and_is_identical_across_runs():
+    """The verdict lines carry decisions only: three 'runs' whose speeds and RSS move by +-25%
+    but whose tensor-level figures are the same give identical lines."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    runs = []
+    for _ in range(3):
+        j = lambda: float(np.exp(rng.normal(0, 0.1)))  # noqa: E731
+        runs.append(report.verdict_lines([
+            rec("cnn_tutorial", "cnn", 1000 * j(), 300e6, rss_rounds=[250e6 * j(), 300e6 * j(), 280e6 * j()]),
+            rec("lstm512", "rnn", 280 * j(), 120e6, rss_rounds=[240e6 * j(), 350e6 * j(), 236e6 * j()]),
+            rec("lstm128", "rnn", 5000 * j(), 20e6, rss_rounds=[100e6 * j()] * 3),
+            rec("lstm3x256", "rnn", 300 * j(), 340e6, rss_rounds=[300e6 * j()] * 3)]))
+    assert runs[0] == runs[1] == runs[2]
+    assert "holds in 1 of 3" in runs[0][0] and "lstm512" in runs[0][0]
+
+
+def test_flip_points_name_the_batch_where_the_claim_changes_sides():
+    recs = []
+    for b, rnn_mb, cnn_mb in ((16, 20e6, 40e6), (64, 50e6, 60e6), (256, 180e6, 140e6), (1024, 700e6, 460e6)):
+        recs += [rec("cnn_tutorial", "cnn", 1000, cnn_mb, batch=b), rec("lstm512", "rnn", 300, rnn_mb, batch=b)]
+    flips = report.flip_points(recs)
+    assert len(flips) == 1 and "lstm512" in flips[0] and "less memory than cnn_tutorial below batch ~" in flips[0]
+    cross = int(flips[0].split("below batch ~")[1].split()[0])
+    assert 64 < cross < 256
+    recs2 = [rec("cnn_tutorial", "cnn", 1000, 100e6, batch=b) for b in (16, 64)] + \
+            [rec("lstm128", "rnn", 9000, 10e6, batch=b) for b in (16, 64)]
+    assert report.flip_points(recs2) == ["lstm128 [torch:default cpu] uses less memory than cnn_tutorial at every "
+                                         "measured batch (b16..b64: 0.10x..0.10x)"]

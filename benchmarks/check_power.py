@@ -1,0 +1,317 @@
+"""How often does `bench check` catch a real slowdown, and how often does it cry wolf?
+
+A benchmark of the harness itself, run by hand and published (never a timed test in CI).
+
+collect: makes temporary git worktrees of a commit: the base, an unchanged copy (A/A), and
+  copies whose torch training step does real extra compute (k 256x256 torch.mm per step,
+  k calibrated on this machine for a 5%, 10% and 20% slower lstm128 b128 step: extra work, not a
+  sleep, so it shares the machine's noise). It then runs `bench check --against BASE` from each
+  copy in batches of fixed rounds, cycling through the levels (A/A most often), until the time
+  is up, and appends every round (base and head per-process medians, per-repeat values, wall
+  time, load average) to DIR/pool.jsonl.
+
+report: replays the check's own decision rule (bench.compare / bench.stats: min rounds, then a
+  round at a time until decided or the time budget is spent) over each level's rounds in time
+  order, each simulated check taking the next unused rounds, so the checks are disjoint and
+  independent as if run back to back. Detection and false-alarm rates get Clopper-Pearson 95%
+  intervals (scipy). For comparison the same rounds are judged by asv's default rule (ratio of
+  medians past 1.1 and Mann-Whitney p < 0.05 over 2 processes' samples per side) and by
+  pytest-benchmark's --benchmark-compare-fail=min:10% (one process per side). A second table
+  resamples rounds with replacement (many pseudo-checks, not independent: labelled as such).
+
+  python benchmarks/check_power.py collect --out results/power --minutes 40
+  python benchmarks/check_power.py report results/power --md results/published/check-power.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import compare, stats  # noqa: E402
+
+LEVELS_PCT = (0, 5, 10, 20)
+# A/A needs the most decisions (the false-alarm target is 1%): it runs every other batch.
+CYCLE = (0, 10, 0, 5, 0, 20)
+CELL = ["-f", "torch", "-m", "lstm128"]
+MM_N = 256
+
+PATCH_MARK = "# check_power: injected extra work"
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def inject(tree: Path, k: int) -> None:
+    """Make torch's train_step do k extra 256x256 matmuls (real compute on the same threads)."""
+    path = tree / "impls" / "torch_impl.py"
+    src = path.read_text()
+    anchor = "    def train_step(self, batch"
+    i = src.index(anchor)
+    j = src.index("\n", src.index(")", i)) + 1  # end of the def line
+    body_indent = " " * 8
+    extra = (f"{body_indent}{PATCH_MARK} ({k} x torch.mm {MM_N}x{MM_N})\n"
+             f"{body_indent}_w = torch.ones({MM_N}, {MM_N})\n"
+             f"{body_indent}for _ in range({k}):\n"
+             f"{body_indent}    _w = torch.mm(_w, _w) * (1.0 / {MM_N})\n")
+    path.write_text(src[:j] + extra + src[j:])
+    subprocess.run(["git", "-C", str(tree), "-c", "user.name=power", "-c", "user.email=power@localhost", "commit",
+                    "-qam", f"inject {k} matmuls"], check=True)
+
+
+def calibrate(tree: Path, threads: int) -> tuple[float, float]:
+    """(lstm128 b128 train step ms, one injected matmul ms) on this machine, 2 threads."""
+    code = f"""
+import time, torch, json
+torch.set_num_threads({threads})
+w = torch.ones({MM_N}, {MM_N})
+for _ in range(50): w = torch.mm(w, w) * (1.0 / {MM_N})
+ts = []
+for _ in range(7):
+    t = time.perf_counter()
+    for _ in range(200): w = torch.mm(w, w) * (1.0 / {MM_N})
+    ts.append((time.perf_counter() - t) / 200 * 1e3)
+ts.sort(); print(json.dumps(ts[3]))
+"""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(tree))
+    mm_ms = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                 check=True).stdout)
+    out = tempfile.mkdtemp(prefix="power-cal-")
+    step = []
+    for i in range(3):
+        subprocess.run([sys.executable, "-m", "bench", "--results-dir", out, "run", *CELL, "--profile", "ci", "-q",
+                        "--memory-rounds", "0", "--run-id", f"c{i}"], cwd=tree, env=env, check=True,
+                       capture_output=True)
+        rec = json.loads(next(Path(out, f"c{i}", "cells").glob("*.json")).read_text())
+        step.append(rec["metrics"]["step_ms"]["median"])
+    shutil.rmtree(out, ignore_errors=True)
+    return float(np.median(step)), mm_ms
+
+
+def collect(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    commit = git("rev-parse", args.commit)
+    work = Path(tempfile.mkdtemp(prefix="power-trees-"))
+    trees: dict[int, Path] = {}
+    try:
+        for level in LEVELS_PCT:
+            trees[level] = work / f"head{level}"
+            git("worktree", "add", "--detach", str(trees[level]), commit)
+        step_ms, mm_ms = calibrate(trees[0], args.threads)
+        ks = {lvl: max(1, round(lvl / 100 * step_ms / mm_ms)) for lvl in LEVELS_PCT if lvl}
+        for lvl, k in ks.items():
+            inject(trees[lvl], k)
+        meta = {"commit": commit, "step_ms": step_ms, "matmul_ms": mm_ms, "k": ks, "cell": CELL,
+                "rounds_per_batch": args.rounds, "threads": args.threads, "started_utc": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (out / "meta.json").write_text(json.dumps(meta, indent=1))
+        print(f"calibrated: step {step_ms:.2f} ms, one matmul {mm_ms:.3f} ms -> k {ks}", flush=True)
+        deadline = time.monotonic() + 60 * args.minutes
+        batch = 0
+        while time.monotonic() < deadline:
+            level = CYCLE[batch % len(CYCLE)]
+            rd = out / "runs" / f"b{batch:04d}-l{level}"
+            t0 = time.monotonic()
+            load0 = os.getloadavg()[0]
+            env = dict(os.environ, PYTHONPATH=str(trees[level]))
+            p = subprocess.run([sys.executable, "-m", "bench", "--results-dir", str(rd), "check", "--against", commit,
+                                *CELL, "--rounds", str(args.rounds), "--max-rounds", str(args.rounds),
+                                "--budget-s", "100000", "--gate", "train", "-q"],
+                               cwd=trees[level], env=env, capture_output=True, text=True)
+            wall = time.monotonic() - t0
+            if p.returncode not in (0, 1, 3):
+                print(f"batch {batch} level {level}: exit {p.returncode}: {p.stderr.strip()[-300:]}", flush=True)
+                batch += 1
+                continue
+            base_dir = next(d for d in rd.iterdir() if d.name.endswith("-base"))
+            head_dir = next(d for d in rd.iterdir() if d.name.endswith("-head"))
+            b = {r["round"]: r for r in map(lambda f: json.loads(f.read_text()), (base_dir / "cells").glob("*.json"))}
+            h = {r["round"]: r for r in map(lambda f: json.loads(f.read_text()), (head_dir / "cells").glob("*.json"))}
+            with open(out / "pool.jsonl", "a") as f:
+                for r in sorted(set(b) & set(h)):
+                    if b[r]["status"] != "ok" or h[r]["status"] != "ok":
+                        continue
+                    f.write(json.dumps({
+                        "level": level, "batch": batch, "round": r, "round_wall_s": wall / args.rounds,
+                        "load1": load0,
+                        "base": b[r]["metrics"]["train_samples_per_s"]["median"],
+                        "head": h[r]["metrics"]["train_samples_per_s"]["median"],
+                        "base_step_ms": b[r]["metrics"]["step_ms"]["values"],
+                        "head_step_ms": h[r]["metrics"]["step_ms"]["values"],
+                    }) + "\n")
+            print(f"batch {batch} level {level}%: {wall:.0f} s, exit {p.returncode}", flush=True)
+            if not args.keep_runs:
+                shutil.rmtree(rd, ignore_errors=True)
+            batch += 1
+    finally:
+        for t in trees.values():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(t)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ report
+def load_pool(d: Path) -> dict[int, list[dict]]:
+    pool: dict[int, list[dict]] = {lvl: [] for lvl in LEVELS_PCT}
+    for line in (d / "pool.jsonl").read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            pool[r["level"]].append(r)
+    return pool
+
+
+def sequential_check(rounds: list[dict], budget_s: float, min_rounds: int, max_rounds: int,
+                     rule: compare.Rule, confidence: float) -> tuple[str, int, float]:
+    """The product's stop rule over these rounds in order: (verdict, rounds used, seconds)."""
+    spent = 0.0
+    for n in range(1, len(rounds) + 1):
+        spent += rounds[n - 1]["round_wall_s"]
+        if n < min_rounds:
+            continue
+        est = stats.ratio_ci([r["base"] for r in rounds[:n]], [r["head"] for r in rounds[:n]], True, confidence)
+        verdict = stats.decide(est, rule.floor, rule.higher_is_better).verdict
+        per_round = spent / n
+        if verdict != "inconclusive" or n >= max_rounds or spent + per_round > budget_s:
+            return verdict, n, spent
+    return "incomplete", len(rounds), spent
+
+
+def disjoint_checks(rounds: list[dict], **kw) -> list[tuple[str, int, float]]:
+    out, i = [], 0
+    while i < len(rounds):
+        v = sequential_check(rounds[i:], **kw)
+        if v[0] == "incomplete":
+            break
+        out.append(v)
+        i += v[1]
+    return out
+
+
+def asv_rule(rounds: list[dict]) -> bool:
+    """asv's default: 2 processes per side, samples pooled; regressed when the median time
+    ratio exceeds 1.1 and a Mann-Whitney U test says the samples differ (p < 0.05)."""
+    from scipy.stats import mannwhitneyu
+
+    b = [v for r in rounds for v in r["base_step_ms"]]
+    h = [v for r in rounds for v in r["head_step_ms"]]
+    return np.median(h) / np.median(b) > 1.1 and mannwhitneyu(b, h).pvalue < 0.05
+
+
+def pytest_benchmark_rule(r: dict) -> bool:
+    """--benchmark-compare-fail=min:10%: one run per side, its fastest round 10% slower fails."""
+    return min(r["head_step_ms"]) > 1.1 * min(r["base_step_ms"])
+
+
+def binom(k: int, n: int) -> str:
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return "-"
+    ci = binomtest(k, n).proportion_ci(0.95)
+    return f"{k}/{n} = {100 * k / n:.1f}% (95% CI {100 * ci.low:.1f}..{100 * ci.high:.1f}%)"
+
+
+def report(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    pool = load_pool(d)
+    meta = json.loads((d / "meta.json").read_text())
+    rule = compare.RULES_BY_NAME["train"]
+    kw = dict(budget_s=args.budget_s, min_rounds=args.min_rounds, max_rounds=args.max_rounds, rule=rule,
+              confidence=args.confidence)
+    lines = [f"# `bench check` power on this machine ({meta['started_utc'][:10]})", "",
+             f"Cell: torch lstm128 b128, profile `ci`, {meta['threads']} threads; commit {meta['commit'][:10]}. "
+             f"Injected slowdown: k x torch.mm {MM_N}x{MM_N} per training step (step {meta['step_ms']:.1f} ms, one "
+             f"matmul {meta['matmul_ms']:.3f} ms at calibration: k = {meta['k']}). Rule: min {args.min_rounds} rounds, "
+             f"then one round at a time until decided, budget {args.budget_s:.0f} s per check, floor "
+             f"{100 * rule.floor:.0f}%, {100 * args.confidence:.0f}% t interval on paired log ratios.", ""]
+    lines += ["## Independent checks (disjoint rounds replayed in time order)", "",
+              "| injected | rounds collected | realised slowdown (median of rounds) | checks | regressed | unchanged | "
+              "inconclusive | median rounds | median s per check |", "|---|---:|---:|---:|---|---|---|---:|---:|"]
+    for lvl in LEVELS_PCT:
+        rs = pool[lvl]
+        if not rs:
+            continue
+        real = 1 - float(np.median([r["head"] / r["base"] for r in rs]))
+        checks = disjoint_checks(rs, **kw)
+        n = len(checks)
+        cnt = {v: sum(c[0] == v for c in checks) for v in ("regressed", "unchanged", "inconclusive", "improved")}
+        lines.append(f"| {'A/A' if lvl == 0 else f'{lvl}% slower'} | {len(rs)} | {100 * real:+.1f}% | {n} | "
+                     f"{binom(cnt['regressed'], n)} | {cnt['unchanged']} | {cnt['inconclusive']} | "
+                     f"{np.median([c[1] for c in checks]) if checks else '-'} | "
+                     f"{np.median([c[2] for c in checks]) if checks else 0:.0f} |")
+    lines += ["", "## Other tools' rules on the same rounds", "",
+              "| injected | asv default (1.1 + Mann-Whitney, 2 processes per side) | pytest-benchmark min:10% "
+              "(1 process per side) |", "|---|---|---|"]
+    for lvl in LEVELS_PCT:
+        rs = pool[lvl]
+        if len(rs) < 2:
+            continue
+        asv = [asv_rule(rs[i:i + 2]) for i in range(0, len(rs) - 1, 2)]
+        pb = [pytest_benchmark_rule(r) for r in rs]
+        lines.append(f"| {'A/A' if lvl == 0 else f'{lvl}% slower'} | {binom(sum(asv), len(asv))} | "
+                     f"{binom(sum(pb), len(pb))} |")
+    rng = np.random.default_rng(0)
+    lines += ["", f"## Resampled checks ({args.resamples} per level; rounds drawn with replacement from the "
+              "pool: many pseudo-checks from few rounds, NOT independent, a model of the rule under this "
+              "machine's noise)", "", "| injected | regressed | unchanged | inconclusive |", "|---|---:|---:|---:|"]
+    for lvl in LEVELS_PCT:
+        rs = pool[lvl]
+        if len(rs) < args.min_rounds:
+            continue
+        vs = [sequential_check([rs[i] for i in rng.integers(0, len(rs), args.max_rounds)], **kw)[0]
+              for _ in range(args.resamples)]
+        lines.append(f"| {'A/A' if lvl == 0 else f'{lvl}% slower'} | {100 * vs.count('regressed') / len(vs):.1f}% | "
+                     f"{100 * vs.count('unchanged') / len(vs):.1f}% | {100 * vs.count('inconclusive') / len(vs):.1f}% |")
+    sd = {lvl: float(np.std([math.log(r["head"] / r["base"]) for r in pool[lvl]], ddof=1)) for lvl in LEVELS_PCT
+          if len(pool[lvl]) > 2}
+    loads = [r["load1"] for lvl in LEVELS_PCT for r in pool[lvl]]
+    lines += ["", f"Per-round sd of log(head/base): " + ", ".join(f"{'A/A' if k == 0 else f'{k}%'} {100 * v:.1f}%"
+                                                                 for k, v in sd.items())
+              + f". Load average (1 min) at batch starts: median {np.median(loads):.2f}, max {max(loads):.2f}."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("--out", required=True)
+    c.add_argument("--minutes", type=float, default=40)
+    c.add_argument("--rounds", type=int, default=6, help="rounds per check batch")
+    c.add_argument("--threads", type=int, default=2)
+    c.add_argument("--commit", default="HEAD")
+    c.add_argument("--keep-runs", action="store_true")
+    c.set_defaults(func=collect)
+    r = sub.add_parser("report")
+    r.add_argument("dir")
+    r.add_argument("--budget-s", type=float, default=180)
+    r.add_argument("--min-rounds", type=int, default=6)
+    r.add_argument("--max-rounds", type=int, default=40)
+    r.add_argument("--confidence", type=float, default=0.95)
+    r.add_argument("--resamples", type=int, default=2000)
+    r.add_argument("--md")
+    r.set_defaults(func=report)
+    args = p.parse_args()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -610,6 +610,10 @@ def build_parser() -> Parser:
     pl.add_argument("--out", help="output file (default: RUN_DIR/plot.png)")
     pl.set_defaults(func=cmd_plot)
 
+    from . import export
+
+    export.add_parser(sub)
+
     o = sub.add_parser("overhead", help="harness timing vs a bare hand-written loop, side by side (CPU)")
     o.add_argument("--framework", "-f", action="append", help="default: all installed")
     o.add_argument("--model", "-m", default="lstm128")

@@ -258,3 +258,17 @@ def test_check_against_runs_base_code_and_head_code_in_interleaved_rounds(tmp_pa
     assert b[0]["env"]["utc"] <= h[0]["env"]["utc"] and h[1]["env"]["utc"] <= b[1]["env"]["utc"]
     assert not [ln for ln in subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True,
                                             text=True).stdout.splitlines() if "lstm-bench-base-" in ln]
+
+
+@pytest.mark.slow
+def test_calibrate_reports_noise_and_detectable_slowdown(tmp_path):
+    """A/A rounds of this checkout against itself: one row per rounds-judged metric with the
+    process spread and the smallest slowdown the budget can detect."""
+    p = bench("--results-dir", str(tmp_path), "check", "--calibrate", "-f", "torch", "-m", "cnn_small",
+              "--profile", "smoke", "--rounds", "4", "-q")
+    assert p.returncode == 0, p.stderr
+    assert "A/A noise on this machine (4 rounds per cell" in p.stdout
+    for metric in ("train", "infer", "rss"):
+        assert f"│ {metric} " in p.stdout
+    assert "in " in p.stdout and "rounds" in p.stdout
+    assert not [d for d in tmp_path.iterdir() if d.name.endswith(("-base", "-head"))]  # A/A sides are a1, a2

@@ -8,6 +8,7 @@ from torch import nn
 
 from bench.reference import Weights, check_weights, directions, param_count
 from bench.spec import ModelSpec, TrainSpec
+from impls.base import Unsupported
 
 FRAMEWORK = "torch"
 VARIANTS = {
@@ -111,7 +112,25 @@ class TorchTrainer:
             mkldnn = torch.backends.mkldnn.is_available()
             self.kernel = ("aten-cpu-rnn" if uses_rnn else "aten-cpu-conv") + ("+onednn" if mkldnn else "")
             self.fast_path, self.fast_path_note = True, ""
+            if self.autocast_dtype is not None:
+                self._probe_cpu_bf16()
         self._make_optimizer()
+
+    def _probe_cpu_bf16(self) -> None:
+        # oneDNN builds its bf16 RNN/conv primitives only on CPUs whose ISA it supports for them
+        # (it works on this AMD EPYC, it raised "could not create a primitive descriptor" on a CI
+        # runner). Find out at build time, so the cell is skipped with the reason instead of
+        # failing mid-run. Eval + no_grad: no dropout, so the probe draws nothing from the RNG.
+        self.net.eval()
+        try:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                self.net(torch.zeros(2, 28, 28, device=self.dev))
+        except RuntimeError as e:
+            first = str(e).splitlines()[0][:160]
+            raise Unsupported(f"bf16 on this CPU: oneDNN has no bf16 primitive for this model here ({first})") from e
+        finally:
+            self.net.train()
+
 
     def _make_optimizer(self) -> None:
         t = self.train_spec

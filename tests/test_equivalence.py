@@ -28,6 +28,7 @@ import pytest
 from bench import data, reference, registry
 from bench.spec import ZOO, TrainSpec
 from conftest import FRAMEWORKS, load_impl
+from impls.base import Unsupported
 
 LOGIT_TOL = 1e-5
 STEP_TOL = 1e-5
@@ -158,7 +159,13 @@ def test_training_dropout_is_on_and_inference_dropout_is_off(impl):
 def test_precision_flag_reaches_the_framework(impl, precision, applied):
     m = ZOO["lstm128"]
     x, y = batch(16)
-    tr = build(impl.FRAMEWORK, m, precision=precision)
+    try:
+        tr = build(impl.FRAMEWORK, m, precision=precision)
+    except Unsupported as e:
+        # Only bf16 may be refused, and only by the CPU itself (oneDNN lacks bf16 primitives on
+        # some ISAs): the refusal must say so, since the worker records it as the skip reason.
+        assert precision == "bf16" and "bf16" in str(e), e
+        pytest.skip(f"this CPU refuses bf16: {e}")
     assert tr.precision_applied == applied  # TF32 does not exist on a CPU: it must say fp32
     got = tr.to_numpy(tr.predict(tr.stage(x, y)))
     diff = np.abs(got - reference.forward(m, reference.init_weights(m, 0), x)).max()
@@ -173,3 +180,17 @@ def test_impl_module_declares_what_the_registry_says(impl):
     assert set(impl.VARIANTS) == set(registry.variants(info.name))
     v = impl.versions()
     assert isinstance(v, dict) and v
+
+
+def test_torch_bf16_refused_by_the_cpu_is_a_skip_with_the_reason(monkeypatch):
+    # A CI runner's oneDNN raised "could not create a primitive descriptor" for a bf16 LSTM; the
+    # trainer must turn that into Unsupported at build time, not fail the cell mid-run.
+    torch_impl = load_impl("torch")
+
+    def refuse(self, x):
+        raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive.")
+
+    monkeypatch.setattr(torch_impl.RnnNet, "forward", refuse)
+    with pytest.raises(Unsupported, match="bf16 on this CPU"):
+        torch_impl.build(ZOO["lstm128"], TrainSpec(), "cpu", "bf16", "default", 2)
+    torch_impl.build(ZOO["lstm128"], TrainSpec(), "cpu", "fp32", "default", 2)  # fp32 never probes

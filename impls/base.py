@@ -69,3 +69,19 @@ class Trainer(Protocol):
     def memory(self) -> dict[str, int]:
         """Allocator figures in bytes, named by source, e.g. {"torch_max_allocated_bytes": ...}.
         Empty on CPU where the framework keeps none."""
+
+    def tensor_memory(self, batch: Any) -> dict[str, Any]:
+        """Tensor-level memory of one training step on a staged batch (this may run one extra
+        train step). What the framework itself allocates for the step with the model and
+        optimizer state resident: params, gradients, Adam's moments, the activations kept for
+        backward and the temporaries, without the process's allocator arenas, library caches
+        or code, so that identical code gives an identical figure in every process (RSS moves
+        by tens of percent). The worker calls it after its RSS window. Returns exactly:
+          "tensor_peak_bytes": int (None only where the framework cannot say, with the reason
+              in tensor_method): resident state + the step's peak transient allocations;
+          "tensor_method": str, one line: how it was obtained (API, what is summed);
+          "tensor_breakdown": dict[str, int]: named components in bytes where the framework
+              gives them (e.g. params, optimizer_state, batch, grads, saved activations,
+              temporaries, XLA's arguments/outputs/temps).
+        On GPU the figure the harness judges is memory()'s allocator peak; this still returns
+        what it can there."""

@@ -416,6 +416,50 @@ class JaxTrainer:
             out["jax_bytes_in_use"] = int(stats["bytes_in_use"])
         return out
 
+    def tensor_memory(self, batch: tuple[jax.Array, jax.Array]) -> dict[str, Any]:
+        """Tensor-level memory of one training step on a staged batch, from XLA's buffer
+        assignment of the compiled step (no step runs). XLA allocates a jitted computation's
+        buffers once per call: its arguments (params, Adam state, key, batch) are live for the
+        whole call, the outputs that do not reuse a donated argument are allocated beside them,
+        and every intermediate (gradients, the activations the backward pass reads, backward
+        temporaries) lives in one temp block sized by buffer assignment. So
+        arguments + outputs - aliased + temps is what the step holds at once, and it is a
+        property of the compiled program: identical for identical code, whatever the process.
+        What it leaves out: the runtime's own memory (compiled code, thread pools) and any
+        scratch a library kernel (e.g. oneDNN, cuDNN workspaces on GPU) takes outside buffer
+        assignment."""
+        x, y = batch
+        # Same arguments as train_step, so the same program (and XLA's compile cache usually
+        # serves it). lower() only traces: the donated buffers are not consumed.
+        compiled = self._step.lower(self.params, self.opt_state, self._key, x, y).compile()
+        ma = compiled.memory_analysis()
+        if ma is None:  # a backend without buffer-assignment statistics
+            return {"tensor_peak_bytes": None, "tensor_breakdown": {},
+                    "tensor_method": "jax: compiled.memory_analysis() returned None on this backend"}
+        args, outs = int(ma.argument_size_in_bytes), int(ma.output_size_in_bytes)
+        alias, temps = int(ma.alias_size_in_bytes), int(ma.temp_size_in_bytes)
+
+        def nbytes(tree: Any) -> int:
+            return int(sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(tree) if hasattr(leaf, "nbytes")))
+
+        breakdown = {
+            "params": nbytes(self.params),
+            "optimizer_state": nbytes(self.opt_state),  # Adam m, v (+ the step count)
+            "batch": nbytes((x, y)),
+            "arguments": args,
+            "outputs": outs,
+            "aliased_donated": alias,
+            # XLA does not split its temp block: gradients, saved activations and backward
+            # temporaries share it (buffers with disjoint lifetimes share bytes).
+            "temps_grads_activations": temps,
+        }
+        return {
+            "tensor_peak_bytes": args + outs - alias + temps,
+            "tensor_method": "jax: jit(step).lower(...).compile().memory_analysis(): argument + output "
+                             "- alias (donated params/Adam state) + temp bytes of XLA's buffer assignment",
+            "tensor_breakdown": breakdown,
+        }
+
 
 def _check_cudnn(m: ModelSpec, precision: str, on_gpu: bool) -> None:
     if m.family != "rnn":

@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 if "keras" not in __import__("sys").modules:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TF's CPU BFC allocator: the only TF CPU allocator that reports its allocations, which
+# TfTrainer.tensor_memory reads. TF reads the variable when it creates its CPU device (its
+# first op), so this works unless TF already ran an op in this process; the harness also puts
+# it in the worker's environment (bench.registry.framework_env).
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -270,6 +276,7 @@ class TfTrainer:
             self.opt.build(self.vars)
         self._train_fn = tf.function(self._step, jit_compile=self.jit)
         self._predict_fn = tf.function(self._infer, jit_compile=self.jit)
+        self._measure_fn = None  # the step traced again for tensor_memory, made on first use
         self._last = None
 
     def _set_kernel(self, is_rnn: bool, use_cudnn: bool) -> None:
@@ -414,6 +421,172 @@ class TfTrainer:
             return {}
         info = tf.config.experimental.get_memory_info("GPU:0")
         return {"tf_peak_bytes": int(info["peak"]), "tf_current_bytes": int(info["current"])}
+
+    def _resident_bytes(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, int]:
+        def nbytes(variables: Any) -> int:
+            return int(sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables))
+
+        trainable = {id(v) for v in self.vars}
+        return {
+            "params": nbytes(self.vars),
+            "optimizer_state": nbytes(self.opt.variables),  # Adam m, v, iterations, learning rate
+            # Keras' dropout seed state and any other non-trainable model variable
+            "other_variables": nbytes(v for v in self.net.variables if id(v) not in trainable),
+            "batch": int(sum(t.shape.num_elements() * t.dtype.size for t in batch)),
+        }
+
+    def tensor_memory(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, Any]:
+        """Tensor-level memory of one training step on a staged batch (runs one extra step,
+        plus, the first time, a trace of the step for the executor below and one warm-up call).
+
+        CPU: the resident state (variables and the batch) plus the peak of the step's own
+        allocations. TF's default CPU allocator keeps no statistics; its BFC allocator
+        (TF_CPU_ALLOCATOR_USE_BFC=true before TF's first op: bench.registry.framework_env and
+        this module's import set it) reports every allocation and free, with the requested
+        size, to the TF profiler. The peak is taken over those requested sizes in time order
+        (frees matched by address), not over BFC's bytes_in_use, which counts whole chunks
+        (a chunk under twice the request is not split) and so depends on the allocator's
+        history. The step runs under TF's SINGLE_THREADED_EXECUTOR: the default executor runs
+        independent ops side by side on the inter-op threads, so which temporaries overlap,
+        and the peak, changed by up to ~15% from step to step; one op at a time in a fixed
+        order gives the same figure every time. That executor runs functional While loops
+        as such (the default lowers them to dataflow), which moved lstm128's figure by a few
+        percent. What it misses: memory outside TF's allocator (oneDNN/Eigen internal scratch,
+        XLA's compiled code and runtime), and the default executor's op overlap.
+
+        GPU: the GPU BFC allocator's peak (get_memory_info) over one step after a reset:
+        everything TF holds on the GPU, resident state included."""
+        breakdown = self._resident_bytes(batch)
+        if self.on_gpu:
+            self.sync()
+            tf.config.experimental.reset_memory_stats("GPU:0")
+            self.train_step(batch)
+            self.sync()
+            info = tf.config.experimental.get_memory_info("GPU:0")
+            return {"tensor_peak_bytes": int(info["peak"]), "tensor_breakdown": breakdown,
+                    "tensor_method": "tf: GPU BFC allocator peak (get_memory_info) over one step after "
+                                     "reset_memory_stats (everything TF holds on the GPU)"}
+        if not _cpu_bfc_active():
+            return {"tensor_peak_bytes": None, "tensor_breakdown": breakdown,
+                    "tensor_method": "tf: unavailable: TF's CPU allocator is not BFC, which alone reports "
+                                     f"allocations ({_CPU_BFC_ENV}=true must be set before TF's first op)"}
+        from tensorflow.python.eager import context
+
+        def step() -> None:
+            with tf.device(self.dev):
+                self._last = self._measure_fn(*batch)
+            self.sync()
+
+        with context.function_executor_type(_SINGLE_THREADED):
+            if self._measure_fn is None:
+                # A second trace of the same step. A function first run by the default
+                # executor has its While loops lowered to dataflow, which the single-threaded
+                # executor refuses; a fresh one first run under it keeps them functional. Its
+                # first call instantiates kernels and constants: one-off allocations kept out
+                # of the measured step.
+                self._measure_fn = tf.function(self._step, jit_compile=self.jit)
+                step()
+            events = _profile_allocations(step)
+        peak, at_peak = _allocation_peak(events, self.opt.name)
+        breakdown["step_peak_transient"] = peak
+        breakdown.update(at_peak)
+        return {
+            "tensor_peak_bytes": sum(v for k, v in breakdown.items() if not k.startswith("at_peak_")),
+            "tensor_method": "tf: variables + batch, plus the peak of the running sum of requested bytes "
+                             "allocated - freed in one step (CPU BFC allocator events in a TF profiler "
+                             "trace; SINGLE_THREADED_EXECUTOR, so op order is fixed)",
+            "tensor_breakdown": breakdown,
+        }
+
+
+_CPU_BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
+_SINGLE_THREADED = "SINGLE_THREADED_EXECUTOR"
+
+
+def _cpu_bfc_active() -> bool:
+    # The default CPU allocator has no statistics and says so; the BFC one answers.
+    try:
+        tf.config.experimental.get_memory_info("CPU:0")
+        return True
+    except ValueError:
+        return False
+
+
+def _profile_allocations(fn: Any) -> list[tuple[int, str, int, int, str]]:
+    """Run fn under the TF profiler (host trace) and return the allocator events it saw:
+    (time ps, kind, address, requested bytes, tf_op), time-ordered. The profiler writes its
+    trace to disk only; it is read back from a temporary directory."""
+    import glob
+    import tempfile
+
+    try:
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    except ImportError:  # older layouts
+        from tsl.profiler.protobuf import xplane_pb2  # type: ignore[no-redef]
+
+    with tempfile.TemporaryDirectory(prefix="tf_tensor_memory_") as logdir:
+        opts = tf.profiler.experimental.ProfilerOptions(host_tracer_level=2, python_tracer_level=0,
+                                                        device_tracer_level=0)
+        tf.profiler.experimental.start(logdir, options=opts)
+        try:
+            fn()
+        finally:
+            tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        for path in glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True):
+            with open(path, "rb") as f:
+                space.MergeFromString(f.read())
+    events = []
+    for plane in space.planes:
+        kinds = {k: m.name for k, m in plane.event_metadata.items()}
+        stat_names = {k: m.name for k, m in plane.stat_metadata.items()}
+        for line in plane.lines:
+            for ev in line.events:
+                kind = kinds.get(ev.metadata_id)
+                if kind not in ("MemoryAllocation", "MemoryDeallocation"):
+                    continue
+                st: dict[str, Any] = {}
+                for s in ev.stats:
+                    which = s.WhichOneof("value")
+                    val = getattr(s, which) if which else None
+                    if which == "ref_value":
+                        val = stat_names.get(val, "")
+                    st[stat_names.get(s.metadata_id, "")] = val
+                if str(st.get("allocator_name", "")).startswith("GPU"):
+                    continue  # a CPU cell on a GPU machine: only host memory counts here
+                events.append((line.timestamp_ns * 1000 + ev.offset_ps, kind, int(st.get("addr", 0)),
+                               int(st.get("requested_bytes", 0)), str(st.get("tf_op", ""))))
+    events.sort(key=lambda e: e[0])
+    return events
+
+
+def _allocation_peak(events: list[tuple[int, str, int, int, str]], opt_name: str) -> tuple[int, dict[str, int]]:
+    """Peak of (requested bytes allocated - freed) in time order, counting only blocks
+    allocated inside the trace (frees matched by address), and what was live at that peak by
+    the op that allocated it: forward (mostly the activations kept for backward), backward
+    (gradient_tape/...), optimizer, or an XLA cluster (one temp block per compiled call)."""
+    live: dict[int, tuple[int, str]] = {}
+    cur = peak = 0
+    at_peak: dict[int, tuple[int, str]] = {}
+    for _, kind, addr, size, op in events:
+        if kind == "MemoryAllocation":
+            live[addr] = (size, op)
+            cur += size
+            if cur > peak:
+                peak, at_peak = cur, dict(live)
+        elif addr in live:
+            cur -= live.pop(addr)[0]
+    parts = {"at_peak_forward": 0, "at_peak_backward": 0, "at_peak_optimizer": 0, "at_peak_xla_cluster": 0}
+    for size, op in at_peak.values():
+        if op.startswith("gradient_tape/"):
+            parts["at_peak_backward"] += size
+        elif op.startswith(opt_name + "/"):
+            parts["at_peak_optimizer"] += size
+        elif op.startswith("__inference_"):
+            parts["at_peak_xla_cluster"] += size
+        else:
+            parts["at_peak_forward"] += size
+    return peak, parts
 
 
 def build(model: ModelSpec, train: TrainSpec, device: str, precision: str = "fp32", variant: str = "default",

@@ -1,6 +1,8 @@
 """PyTorch: nn.LSTM / nn.GRU / nn.RNN (cuDNN on CUDA), nn.Conv2d CNNs, torch.optim.Adam."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -131,7 +133,6 @@ class TorchTrainer:
         finally:
             self.net.train()
 
-
     def _make_optimizer(self) -> None:
         t = self.train_spec
         self.opt = torch.optim.Adam(self.net.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps,
@@ -233,6 +234,98 @@ class TorchTrainer:
             "torch_max_reserved_bytes": int(torch.cuda.max_memory_reserved(self.dev)),
             "torch_allocated_bytes": int(torch.cuda.memory_allocated(self.dev)),
         }
+
+    def tensor_memory(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+        """Tensor-level memory of one training step on a staged batch (runs one extra step,
+        two if Adam's state does not exist yet).
+
+        CPU: torch keeps no CPU allocator statistics, but with profile_memory=True every
+        allocation and free through c10's CPU allocator is recorded with its pointer and size.
+        The step runs under the profiler with its grads already released (as every step
+        releases them first, in zero_grad), so every byte the step allocates is in the
+        trace: the running sum of allocations minus frees (matched by pointer) peaks at the
+        step's transient peak (grads, saved activations, autograd and optimizer
+        temporaries). The resident state (params, Adam's moments, the batch) is added from
+        the tensors themselves. The allocations are a function of the code and the shapes,
+        so the figure repeats exactly. What it misses: memory a library takes outside c10's
+        allocator (oneDNN/MKL/OpenMP internal scratch and caches), autograd's graph nodes,
+        the allocator's own slack. A saved_tensors_hook, which leaves the tensors as they
+        are, sizes what autograd saved for backward (distinct storages, params and batch
+        excluded) for the breakdown.
+
+        GPU: the caching allocator's max_memory_allocated over one step after a reset:
+        everything live on the device, resident state included."""
+        def nbytes(tensors: Any) -> int:
+            return int(sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t)))
+
+        params = list(self.net.parameters())
+        if not self.opt.state:  # Adam creates its moments at the first step: have them resident
+            self.train_step(batch)
+        self.opt.zero_grad(set_to_none=True)
+        opt_tensors = [v for s in self.opt.state.values() for v in s.values()]
+        breakdown = {"params": nbytes(params), "optimizer_state": nbytes(opt_tensors), "batch": nbytes(batch)}
+        resident = sum(breakdown.values())
+
+        if self.on_gpu:
+            torch.cuda.synchronize(self.dev)
+            torch.cuda.reset_peak_memory_stats(self.dev)
+            self.train_step(batch)
+            torch.cuda.synchronize(self.dev)
+            breakdown["grads"] = nbytes(p.grad for p in params)
+            return {"tensor_peak_bytes": int(torch.cuda.max_memory_allocated(self.dev)),
+                    "tensor_method": "torch: torch.cuda.max_memory_allocated over one step after "
+                                     "reset_peak_memory_stats (every live CUDA tensor, resident state included)",
+                    "tensor_breakdown": breakdown}
+
+        excluded = {t.untyped_storage().data_ptr() for t in [*params, *batch]}
+        saved: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            st = t.untyped_storage()
+            if st.data_ptr() not in excluded:
+                saved[st.data_ptr()] = st.nbytes()
+            return t  # the tensor itself: memory and numerics exactly as without the hook
+
+        from torch.profiler import ProfilerActivity, profile
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            self.train_step(batch)
+        step_peak = _cpu_allocation_peak(prof)
+        breakdown["grads"] = nbytes(p.grad for p in params)  # allocated in the step: inside step_peak
+        breakdown["saved_for_backward"] = int(sum(saved.values()))  # inside step_peak as well
+        breakdown["step_peak_transient"] = step_peak
+        return {"tensor_peak_bytes": resident + step_peak,
+                "tensor_method": "torch: params + Adam state + batch, plus the peak of the running sum "
+                                 "of c10 CPU allocations - frees in one step (torch.profiler, profile_memory=True)",
+                "tensor_breakdown": breakdown}
+
+
+def _cpu_allocation_peak(prof: Any) -> int:
+    """Peak of (bytes allocated - bytes freed) over a profiled region, in time order, for CPU
+    allocations made inside it. Frees are matched to allocations by pointer, so a block
+    allocated before the region (and freed in it) is left out on both sides: the figure is
+    what the region itself added at its worst."""
+    events: list[tuple[int, int, int]] = []  # (time ns, pointer, signed bytes)
+
+    def walk(nodes: Any) -> None:
+        for n in nodes:
+            f = n.extra_fields
+            if type(f).__name__ == "_ExtraFields_Allocation" and f.device.type == "cpu" and f.alloc_size:
+                events.append((n.start_time_ns, f.ptr, f.alloc_size))
+            walk(n.children)
+
+    walk(prof.profiler.kineto_results.experimental_event_tree())
+    events.sort(key=lambda e: e[0])  # stable: same-time events keep the order they were recorded
+    live: dict[int, int] = {}
+    cur = peak = 0
+    for _, ptr, size in events:
+        if size > 0:
+            live[ptr] = size
+            cur += size
+            peak = max(peak, cur)
+        elif ptr in live:
+            cur -= live.pop(ptr)
+    return peak
 
 
 def build(model: ModelSpec, train: TrainSpec, device: str, precision: str = "fp32", variant: str = "default",

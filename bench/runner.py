@@ -8,6 +8,7 @@ worker's environment, because frameworks read them at import time.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
 import signal
@@ -382,6 +383,10 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
         for side in sides:
             side.manifest.update(status=status, finished_utc=envinfo.utc_now())
             results.write_manifest(side.run_dir, side.manifest)
+            # Workers' staging directories are emptied as records are filed; an empty parent
+            # left behind is clutter. A non-empty one (a worker killed mid-write) stays.
+            with contextlib.suppress(OSError):
+                (side.run_dir / "staging").rmdir()
     return 130 if status == "interrupted" else 0
 
 

@@ -127,6 +127,7 @@ def test_crash_is_recorded_others_survive_and_resume_runs_only_what_is_missing(r
     assert p.returncode == 0 and "1 of 2 cells already done" in p.stdout
     assert [r["status"] for r in results.read_records(run)] == ["ok", "ok"]
     assert results.read_manifest(run)["status"] == "complete"
+    assert not (run / "staging").exists()  # emptied as records were filed, then removed
 
 
 @pytest.mark.slow

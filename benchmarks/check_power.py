@@ -73,7 +73,7 @@ def inject(tree: Path, k: int) -> None:
 
 
 def calibrate(tree: Path, threads: int) -> tuple[float, float]:
-    """(lstm128 b128 train step ms, one injected matmul ms) on this machine, 2 threads."""
+    """(lstm128 b128 train step ms, one injected matmul ms) on this machine at `threads`."""
     code = f"""
 import time, torch, json
 torch.set_num_threads({threads})
@@ -129,7 +129,7 @@ def collect(args: argparse.Namespace) -> int:
             load0 = os.getloadavg()[0]
             env = dict(os.environ, PYTHONPATH=str(trees[level]))
             p = subprocess.run([sys.executable, "-m", "bench", "--results-dir", str(rd), "check", "--against", commit,
-                                *CELL, "--rounds", str(args.rounds), "--max-rounds", str(args.rounds),
+                                *CELL, "--threads", str(args.threads), "--rounds", str(args.rounds), "--max-rounds", str(args.rounds),
                                 "--budget-s", "100000", "--gate", "train", "-q"],
                                cwd=trees[level], env=env, capture_output=True, text=True)
             wall = time.monotonic() - t0

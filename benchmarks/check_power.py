@@ -92,7 +92,7 @@ ts.sort(); print(json.dumps(ts[3]))
     out = tempfile.mkdtemp(prefix="power-cal-")
     step = []
     for i in range(3):
-        subprocess.run([sys.executable, "-m", "bench", "--results-dir", out, "run", *CELL, "--profile", "ci", "-q",
+        subprocess.run([sys.executable, "-m", "bench", "--results-dir", out, "run", *CELL, "--threads", str(threads), "--profile", "ci", "-q",
                         "--memory-rounds", "0", "--run-id", f"c{i}"], cwd=tree, env=env, check=True,
                        capture_output=True)
         rec = json.loads(next(Path(out, f"c{i}", "cells").glob("*.json")).read_text())

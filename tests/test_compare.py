@@ -265,6 +265,42 @@ def test_check_against_runs_base_code_and_head_code_in_interleaved_rounds(tmp_pa
 
 
 @pytest.mark.slow
+def test_a_check_cancelled_with_sigterm_removes_its_worktree(tmp_path):
+    """CI cancels jobs with SIGTERM: the check must clean up as on Ctrl-C, not leave a worktree."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_cli import ROOT
+
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+
+    def base_worktrees() -> set[str]:
+        out = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
+        return {ln.split()[0] for ln in out.splitlines() if "lstm-bench-base-" in ln}
+
+    before = base_worktrees()
+    rd = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "--results-dir", str(rd), "check", "--against", "HEAD",
+                             "-f", "torch", "-m", "cnn_small", "--profile", "smoke", "-q", "--rounds", "2",
+                             "--max-rounds", "2"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (base_worktrees() - before):
+        time.sleep(0.1)
+    assert base_worktrees() - before, "the check never made its worktree"
+    time.sleep(1.0)  # let a worker start, so the signal lands mid-round
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert base_worktrees() <= before
+
+
+@pytest.mark.slow
 def test_calibrate_reports_noise_and_detectable_slowdown(tmp_path):
     """A/A rounds of this checkout against itself: one row per rounds-judged metric with the
     process spread and the smallest slowdown the budget can detect."""

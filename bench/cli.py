@@ -370,7 +370,7 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
         sides = _check_sides(args, sel, cells, tree, ("base", "head"), args.against)
         console.print(f"check --against {args.against}: {len(cells)} cell(s), base and head in fresh processes, "
                       f"interleaved A B / B A, {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "
-                      f"per cell")
+                      f"per cell, {args.threads} CPU thread(s)")
         rounds = runner.Rounds(full=args.rounds, max_full=args.max_rounds, budget_s=args.budget_s,
                                decide=_round_settles(args, sides, rules, gate, confidence))
         code = runner.execute_sides(sides, cells, None, args.timeout or runner.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
@@ -384,6 +384,8 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 unchanged or improved, 1 regressed, 3 inconclusive (gated metrics), 2 bad input."""
+    if (args.calibrate or args.against) and not args.threads:
+        args.threads = measure.check_threads_default()
     if args.calibrate:
         return cmd_calibrate(args)
     if args.against:
@@ -525,7 +527,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _selection_args(r: argparse.ArgumentParser) -> None:
+def _selection_args(r: argparse.ArgumentParser, threads_default: str = "all cores") -> None:
     r.add_argument("--all", action="store_true", help="every framework x default model x available device")
     r.add_argument("--framework", "-f", action="append", help="torch, tf, jax (repeatable or comma-separated)")
     r.add_argument("--model", "-m", action="append", help="zoo model(s), see `list`")
@@ -542,7 +544,7 @@ def _selection_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--warmup", type=int, help="warm-up steps before timing, the first reported as compile_s")
     r.add_argument("--repeats", type=int, help="timed repeats (median and IQR are over these)")
     r.add_argument("--repeat-steps", type=int, help="training steps per timed repeat")
-    r.add_argument("--threads", type=int, default=0, help="CPU threads for every framework (default: all cores)")
+    r.add_argument("--threads", type=int, default=0, help=f"CPU threads for every framework (default: {threads_default})")
     r.add_argument("--precision", default="fp32", help="fp32 (default), tf32 (GPU), bf16")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--strict", action="store_true", help="fail a cell whose expected fast path (e.g. cuDNN) did not run")
@@ -602,7 +604,7 @@ def build_parser() -> Parser:
                                 "slowdown detectable within --budget-s")
             c.add_argument("--summary-md", metavar="FILE", help="append the verdict table as markdown to FILE "
                                                                 "(e.g. $GITHUB_STEP_SUMMARY)")
-            _selection_args(c)
+            _selection_args(c, threads_default="all cores but one, left to the OS: rounds then vary far less")
             c.set_defaults(profile="ci", rounds=6)
 
     pl = sub.add_parser("plot", help="bar charts of a run's throughput and memory (PNG)")

@@ -111,3 +111,12 @@ def cpu_threads_default() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def check_threads_default() -> int:
+    """Threads for `bench check` rounds: every core but one. A check detects code changes, not
+    the machine's peak, and a core left to the OS, the driver and the neighbours is what makes
+    rounds comparable: on the 2-core development machine the per-round sd of log(head/base) for
+    torch lstm128 was 17% at 2 threads and 10% at 1 (results/published/check-power-*.md), and
+    the rounds a check needs grow with its square."""
+    return max(1, cpu_threads_default() - 1)

@@ -259,6 +259,9 @@ def test_check_against_runs_base_code_and_head_code_in_interleaved_rounds(tmp_pa
     assert [r["round"] for r in b] == [0, 1] and [r["round"] for r in h] == [0, 1]
     assert all(r["status"] == "ok" for r in b + h) and {r["key"] for r in b} == {r["key"] for r in h}
     assert b[0]["env"]["git"] == {"commit": head_commit, "dirty": False}  # REF's own clean tree ran the base
+    from bench import measure
+
+    assert {r["threads"] for r in b + h} == {measure.check_threads_default()}  # a core left to the OS
     # A B then B A: the base process of round 0 started before the head's, of round 1 after it.
     assert b[0]["env"]["utc"] <= h[0]["env"]["utc"] and h[1]["env"]["utc"] <= b[1]["env"]["utc"]
     assert base_worktrees() <= before  # the check removed the worktree it made

@@ -33,3 +33,9 @@ def test_rss_sampler_sees_a_known_allocation():
 def test_calibration_gives_a_plausible_rate():
     g = measure.calibrate_matmul_gflops(0, n=256, seconds=0.05)
     assert 0.5 < g < 100_000
+
+
+@pytest.mark.parametrize("cores,expected", [(1, 1), (2, 1), (16, 15)])
+def test_check_leaves_one_core_to_the_os(monkeypatch, cores, expected):
+    monkeypatch.setattr(measure, "cpu_threads_default", lambda: cores)
+    assert measure.check_threads_default() == expected

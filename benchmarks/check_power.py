@@ -25,6 +25,7 @@ report: replays the check's own decision rule (bench.compare / bench.stats: min 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -230,6 +231,8 @@ def report(args: argparse.Namespace) -> int:
     pool = load_pool(d)
     meta = json.loads((d / "meta.json").read_text())
     rule = compare.RULES_BY_NAME["train"]
+    if args.floor_pct is not None:  # what `check --floor train:N%` would decide on the same rounds
+        rule = dataclasses.replace(rule, floor=args.floor_pct / 100)
     kw = dict(budget_s=args.budget_s, min_rounds=args.min_rounds, max_rounds=args.max_rounds, rule=rule,
               confidence=args.confidence)
     lines = [f"# `bench check` power on this machine ({meta['started_utc'][:10]})", "",
@@ -307,6 +310,7 @@ def main() -> int:
     r.add_argument("--max-rounds", type=int, default=40)
     r.add_argument("--confidence", type=float, default=0.95)
     r.add_argument("--resamples", type=int, default=2000)
+    r.add_argument("--floor-pct", type=float, help="replay with this train floor in %% (default: the check's)")
     r.add_argument("--md")
     r.set_defaults(func=report)
     args = p.parse_args()

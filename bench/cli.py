@@ -604,7 +604,7 @@ def build_parser() -> Parser:
                                 "slowdown detectable within --budget-s")
             c.add_argument("--summary-md", metavar="FILE", help="append the verdict table as markdown to FILE "
                                                                 "(e.g. $GITHUB_STEP_SUMMARY)")
-            _selection_args(c, threads_default="all cores but one, left to the OS: rounds then vary far less")
+            _selection_args(c, threads_default="all cores but one, left to the OS: processes then vary less")
             c.set_defaults(profile="ci", rounds=6)
 
     pl = sub.add_parser("plot", help="bar charts of a run's throughput and memory (PNG)")

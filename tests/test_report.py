@@ -170,3 +170,24 @@ def test_flip_points_name_the_batch_where_the_claim_changes_sides():
             [rec("lstm128", "rnn", 9000, 10e6, batch=b) for b in (16, 64)]
     assert report.flip_points(recs2) == ["lstm128 [torch:default cpu] uses less memory than cnn_tutorial at every "
                                          "measured batch (b16..b64: 0.10x..0.10x)"]
+
+
+def test_pct_of_sgemm_divides_by_the_runs_pooled_calibration_not_one_cells_outlier():
+    """One worker's start-up sgemm figure can be far off (86 among 134-171 GFLOP/s in a real run);
+    the % column uses the median over the set's cells on the same machine, device and threads."""
+    recs = []
+    for i, (model, calib) in enumerate([("lstm128", 160.0), ("lstm512", 80.0), ("cnn_small", 170.0)]):
+        r = rec(model, "rnn", 100, 1e6)
+        r["threads"], r["env"] = 2, {"machine_id": "m1"}
+        r["analytic"].update(achieved_gflops=72.0, calibration_gflops=calib, pct_of_achievable=100 * 72.0 / calib)
+        recs.append(r)
+    other = rec("lstm128", "rnn", 100, 1e6, fw="jax")  # another thread count: its own pool
+    other["threads"], other["env"] = 1, {"machine_id": "m1"}
+    other["analytic"].update(achieved_gflops=30.0, calibration_gflops=60.0, pct_of_achievable=50.0)
+    recs.append(other)
+    assert report.pooled_sgemm(recs) == {("m1", "cpu", 2): 160.0, ("m1", "cpu", 1): 60.0}
+    md = report.to_markdown(recs)
+    assert md.count("72.0 (45%)") == 3  # 72 / 160, not 72 / 80 = 90% for the outlier cell
+    assert "30.0 (50%)" in md
+    gpu = rec("lstm128", "rnn", 100, 1e6, device="gpu")  # no calibration: the stored figure stands
+    assert "10.0 (50%)" in report.row(gpu, report.pooled_sgemm(recs))

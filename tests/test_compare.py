@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bench import cli, compare, results, stats
+from bench import cli, compare, measure, results, stats
 from bench.pool import pool_records
 from test_cli import bench
 
@@ -233,6 +233,16 @@ def test_check_against_a_bad_ref_is_one_line_exit_2(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "cannot check out 'no-such-ref-xyz'" in err
 
 
+def base_worktrees() -> set[str]:
+    """The temporary git worktrees `check --against` makes (lstm-bench-base-*) that exist now."""
+    import subprocess
+
+    from test_cli import ROOT
+
+    out = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
+    return {ln.split()[0] for ln in out.splitlines() if "lstm-bench-base-" in ln}
+
+
 @pytest.mark.slow
 def test_check_against_runs_base_code_and_head_code_in_interleaved_rounds(tmp_path):
     import subprocess
@@ -243,10 +253,6 @@ def test_check_against_runs_base_code_and_head_code_in_interleaved_rounds(tmp_pa
                                  text=True).stdout.strip()
     if not head_commit:
         pytest.skip("not a git checkout")
-    def base_worktrees() -> set[str]:
-        out = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
-        return {ln.split()[0] for ln in out.splitlines() if "lstm-bench-base-" in ln}
-
     before = base_worktrees()  # another check (killed, or running beside this test) may own some
     rd = tmp_path / "results"
     p = bench("--results-dir", str(rd), "check", "--against", "HEAD", "-f", "torch", "-m", "cnn_small",
@@ -259,8 +265,6 @@ def test_check_against_runs_base_code_and_head_code_in_interleaved_rounds(tmp_pa
     assert [r["round"] for r in b] == [0, 1] and [r["round"] for r in h] == [0, 1]
     assert all(r["status"] == "ok" for r in b + h) and {r["key"] for r in b} == {r["key"] for r in h}
     assert b[0]["env"]["git"] == {"commit": head_commit, "dirty": False}  # REF's own clean tree ran the base
-    from bench import measure
-
     assert {r["threads"] for r in b + h} == {measure.check_threads_default()}  # a core left to the OS
     # A B then B A: the base process of round 0 started before the head's, of round 1 after it.
     assert b[0]["env"]["utc"] <= h[0]["env"]["utc"] and h[1]["env"]["utc"] <= b[1]["env"]["utc"]
@@ -280,10 +284,6 @@ def test_a_check_cancelled_with_sigterm_removes_its_worktree(tmp_path):
 
     if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
         pytest.skip("not a git checkout")
-
-    def base_worktrees() -> set[str]:
-        out = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
-        return {ln.split()[0] for ln in out.splitlines() if "lstm-bench-base-" in ln}
 
     before = base_worktrees()
     rd = tmp_path / "results"

@@ -93,8 +93,8 @@ ts.sort(); print(json.dumps(ts[3]))
     out = tempfile.mkdtemp(prefix="power-cal-")
     step = []
     for i in range(3):
-        subprocess.run([sys.executable, "-m", "bench", "--results-dir", out, "run", *CELL, "--threads", str(threads), "--profile", "ci", "-q",
-                        "--memory-rounds", "0", "--run-id", f"c{i}"], cwd=tree, env=env, check=True,
+        subprocess.run([sys.executable, "-m", "bench", "--results-dir", out, "run", *CELL, "--threads", str(threads),
+                        "--profile", "ci", "-q", "--memory-rounds", "0", "--run-id", f"c{i}"], cwd=tree, env=env, check=True,
                        capture_output=True)
         rec = json.loads(next(Path(out, f"c{i}", "cells").glob("*.json")).read_text())
         step.append(rec["metrics"]["step_ms"]["median"])
@@ -130,7 +130,8 @@ def collect(args: argparse.Namespace) -> int:
             load0 = os.getloadavg()[0]
             env = dict(os.environ, PYTHONPATH=str(trees[level]))
             p = subprocess.run([sys.executable, "-m", "bench", "--results-dir", str(rd), "check", "--against", commit,
-                                *CELL, "--threads", str(args.threads), "--rounds", str(args.rounds), "--max-rounds", str(args.rounds),
+                                *CELL, "--threads", str(args.threads), "--rounds", str(args.rounds),
+                                "--max-rounds", str(args.rounds),
                                 "--budget-s", "100000", "--gate", "train", "-q"],
                                cwd=trees[level], env=env, capture_output=True, text=True)
             wall = time.monotonic() - t0

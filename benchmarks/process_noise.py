@@ -26,6 +26,11 @@ import shutil
 import statistics
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import measure  # noqa: E402  (imports no framework)
 
 STEP = """
 import json, os, sys, time
@@ -51,20 +56,13 @@ print(json.dumps(reps))
 """
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def variants() -> dict[str, tuple[list[str], dict[str, str], int]]:
-    n = cores()
+    n = measure.cpu_threads_default()
     out = {"plain": ([], {}, n)}
     if shutil.which("setarch"):
         out["norand"] = (["setarch", os.uname().machine, "-R"], {}, n)
     out["pinned"] = ([], {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}, n)
-    out["spare"] = ([], {}, max(1, n - 1))
+    out["spare"] = ([], {}, measure.check_threads_default())
     return out
 
 

@@ -139,10 +139,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         todo = cells
         if args.all and envinfo.gpu_absent_reason():
             console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
+    from . import estimate
+
     gflops = measure.calibrate_matmul_gflops(0, seconds=0.2)
-    est = runner.estimate_s(todo, gflops, rounds)
-    console.print(f"run {run_id}: {len(todo)} cells, estimated {est / 60:.0f} min on this machine "
-                  f"(FLOPs at 40% of the {gflops:.0f} GFLOP/s sgemm measured just now, + start-up) -> {run_dir}")
+    est = estimate.estimate(todo, gflops, estimate.load_priors(results_dir, envinfo.machine_id()),
+                            rounds.full, max(0, rounds.memory - rounds.full))
+    console.print(f"run {run_id}: {len(todo)} cells, estimated {est.seconds / 60:.0f} min on this machine "
+                  f"({est.describe(gflops)}) -> {run_dir}")
     if getattr(args, "dry_run", False):
         for c in todo:
             console.print(f"  {c.key}")
@@ -151,6 +154,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             shutil.rmtree(run_dir, ignore_errors=True)  # a dry run leaves no run behind
         return 0
+    manifest["estimate_s"] = round(est.seconds, 1)  # kept, so the estimate can be checked against the run
+    results.write_manifest(run_dir, manifest)
+    t_run0 = time.monotonic()
     code = runner.execute(run_dir, manifest, todo, data_path, args.timeout or runner.DEFAULT_TIMEOUT_S.get(
         todo[0].profile if todo else "quick", 1800), RunUI(console, quiet=args.quiet), rounds)
     from . import report
@@ -161,7 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[yellow]interrupted[/]: {len(recs)} of {len(cells)} cells kept; "
                       f"resume with: python -m bench run --resume {run_id}")
         return 130
-    console.print(f"records: {run_dir}")
+    took_s = time.monotonic() - t_run0
+    console.print(f"took {took_s / 60:.1f} min, estimated {est.seconds / 60:.1f} min "
+                  f"({100.0 * (took_s - est.seconds) / est.seconds:+.0f}%); records: {run_dir}")
     return 0
 
 

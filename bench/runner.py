@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import analytic, envinfo, measure, registry, results
+from . import envinfo, measure, registry, results
 from .spec import DEFAULT_MODELS, Cell, Protocol, SpecError, TrainSpec, get_model, get_profile
 
 DEFAULT_TIMEOUT_S = {"smoke": 300, "ci": 600, "claim": 900, "quick": 900, "full": 7200}
@@ -118,22 +118,6 @@ def worker_env(cell: Cell, code_root: Path = envinfo.REPO_ROOT) -> dict[str, str
     root = str(code_root)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
-
-
-def estimate_s(cells: list[Cell], gflops: float, rounds: "Rounds | None" = None) -> float:
-    """A rough wall-time estimate from FLOPs at a fraction of this machine's sgemm rate
-    (the zoo's LSTMs reach 50-75% of it in torch on CPU), plus start-up per process."""
-    full = rounds.full if rounds else 1
-    mem = max(0, rounds.memory - full) if rounds else 0
-    total = 0.0
-    for c in cells:
-        cost = analytic.cost(c.model)
-        flops = c.train.steps * c.train.batch_size * cost.train_flops_per_sample
-        flops += c.protocol.test_samples * cost.forward_flops_per_sample
-        mem_flops = (c.protocol.warmup_steps + c.protocol.memory_steps) * c.train.batch_size * cost.train_flops_per_sample
-        rate = (gflops * 0.4 if c.device == "cpu" else 20_000.0) * 1e9
-        total += full * (flops / rate + 12.0) + mem * (mem_flops / rate + 8.0)
-    return total
 
 
 def new_run_id(profile: str) -> str:

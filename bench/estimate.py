@@ -1,0 +1,149 @@
+"""How long a run will take, said before it starts.
+
+The first guess, FLOPs at a fixed fraction of the machine's sgemm rate, was 35-50% off on the
+zoo (TF and JAX run lstm128 at half torch's rate, JAX's convolutions at a fifth of sgemm), so
+a cell this machine has measured before is estimated from its own record instead: the newest
+ok record of the same framework, variant, model, device, threads and precision on the same
+machine gives the seconds per step (scaled linearly to the new batch size), the inference
+rate and the process overhead (start-up, compile, memory pass: the record's wall time minus
+its training and evaluation). Cells never measured here fall back to FLOPs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import analytic, results
+from .spec import Cell
+
+FLOP_FRACTION = 0.4  # of sgemm, for cells with no record here (torch's LSTMs reach 50-75% on CPU)
+GPU_GFLOPS = 20_000.0
+STARTUP_S, MEMORY_STARTUP_S = 12.0, 8.0  # per process, for cells with no record here
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What one earlier record says about a cell's speed on this machine."""
+
+    batch_size: int
+    step_s: float
+    infer_samples_per_s: float
+    overhead_s: float  # wall time that is neither training steps nor the evaluation
+    memory_wall_s: float | None  # a memory-only process of that cell, when one was recorded
+    memory_steps: int  # warm-up + memory steps that process ran
+
+
+def _ident(framework: str, variant: str, model: str, device: str, threads: int, precision: str) -> tuple:
+    return (framework, variant, model, device, int(threads or 0), precision)
+
+
+def cell_ident(c: Cell) -> tuple:
+    return _ident(c.framework, c.variant, c.model.name, c.device, c.threads, c.precision)
+
+
+def priors(records: Iterable[dict[str, Any]], machine_id: str) -> dict[tuple, list[Prior]]:
+    """Per cell identity and batch size, the newest usable record, from this machine only."""
+    full: dict[tuple, tuple[str, dict]] = {}
+    mem: dict[tuple, tuple[str, dict]] = {}
+    for r in records:
+        if r.get("status") != "ok" or (r.get("env") or {}).get("machine_id") != machine_id:
+            continue
+        ident = _ident(r.get("framework", ""), r.get("variant", ""), r.get("model", ""), r.get("device", ""),
+                       r.get("threads") or 0, r.get("precision", "")) + (int(r.get("batch_size") or 0),)
+        when = str(r.get("run_id", ""))
+        target = mem if r.get("mode") == "memory" else full
+        if ident not in target or when > target[ident][0]:
+            target[ident] = (when, r)
+    out: dict[tuple, list[Prior]] = {}
+    for ident, (_, r) in full.items():
+        m = r.get("metrics") or {}
+        try:
+            step_s = float(m["step_ms"]["median"]) / 1000.0
+            infer = float(m["infer_samples_per_s"]["median"])
+            steps, test_n, wall = int(m["trained_steps"]), int(m["test_samples"]), float(r["wall_s"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not (step_s > 0 and infer > 0 and math.isfinite(wall)):
+            continue
+        proto = (r.get("cell") or {}).get("protocol") or {}
+        overhead = max(0.0, wall - steps * step_s - test_n / infer)
+        mrec = mem.get(ident, (None, None))[1]
+        out.setdefault(ident[:-1], []).append(Prior(batch_size=int(r.get("batch_size") or 0) or 1, step_s=step_s, infer_samples_per_s=infer,
+                           overhead_s=overhead, memory_wall_s=float(mrec["wall_s"]) if mrec and mrec.get("wall_s") else None,
+                           memory_steps=int(proto.get("warmup_steps", 0)) + int(proto.get("memory_steps", 0))))
+    return out
+
+
+def nearest(candidates: list[Prior] | None, batch_size: int) -> Prior | None:
+    """The record at the batch size closest (in ratio) to the one asked for: step time is far
+    from linear in the batch across a sweep, so the nearest measured batch is scaled least."""
+    if not candidates:
+        return None
+    return min(candidates, key=lambda p: abs(math.log(batch_size / p.batch_size)))
+
+
+def load_priors(results_dir: Path, machine_id: str) -> dict[tuple, list[Prior]]:
+    """Every record under results_dir that reads cleanly (a corrupt one is simply not used:
+    an estimate must never stop a run)."""
+    recs: list[dict[str, Any]] = []
+    for run_dir in results.list_runs(results_dir):
+        try:
+            recs.extend(results.read_rounds(run_dir))
+        except Exception:  # noqa: BLE001 - see docstring
+            continue
+    return priors(recs, machine_id)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    from_records: int  # cells estimated from this machine's earlier records
+    from_flops: int
+
+    def describe(self, gflops: float) -> str:
+        parts = []
+        if self.from_records:
+            parts.append(f"{self.from_records} cell(s) from their earlier records on this machine")
+        if self.from_flops:
+            parts.append(f"{self.from_flops} from FLOPs at {FLOP_FRACTION:.0%} of the {gflops:.0f} GFLOP/s "
+                         "sgemm measured just now")
+        return "; ".join(parts)
+
+
+def estimate(cells: list[Cell], gflops: float, priors_: dict[tuple, list[Prior]], full_rounds: int = 1,
+             memory_processes: int = 0) -> Estimate:
+    """Seconds for `full_rounds` full processes and `memory_processes` memory-only processes
+    per cell (the evaluations every K steps for time-to-accuracy included)."""
+    total, n_rec, n_flops = 0.0, 0, 0
+    for c in cells:
+        p = nearest(priors_.get(cell_ident(c)), c.train.batch_size)
+        n_evals = evaluations(c)
+        if p is not None:
+            n_rec += 1
+            step_s = p.step_s * c.train.batch_size / p.batch_size
+            infer_s = c.protocol.test_samples / p.infer_samples_per_s
+            full = p.overhead_s + c.train.steps * step_s + infer_s * (1 + n_evals)
+            mem_steps = c.protocol.warmup_steps + c.protocol.memory_steps
+            if p.memory_wall_s is not None:
+                memory = p.memory_wall_s + (mem_steps - p.memory_steps) * step_s
+            else:
+                memory = min(p.overhead_s, STARTUP_S) + mem_steps * step_s
+        else:
+            n_flops += 1
+            cost = analytic.cost(c.model)
+            rate = (gflops * FLOP_FRACTION if c.device == "cpu" else GPU_GFLOPS) * 1e9
+            train = c.train.steps * c.train.batch_size * cost.train_flops_per_sample / rate
+            infer = c.protocol.test_samples * cost.forward_flops_per_sample / rate
+            full = STARTUP_S + train + infer * (1 + n_evals)
+            mem_steps = c.protocol.warmup_steps + c.protocol.memory_steps
+            memory = MEMORY_STARTUP_S + mem_steps * c.train.batch_size * cost.train_flops_per_sample / rate
+        total += full_rounds * full + memory_processes * max(0.0, memory)
+    return Estimate(seconds=total, from_records=n_rec, from_flops=n_flops)
+
+
+def evaluations(c: Cell) -> int:
+    """Test-set evaluations during training (time-to-accuracy), beside the final one."""
+    every = int(getattr(c.protocol, "eval_every_steps", 0) or 0)
+    return (c.train.steps - 1) // every if every > 0 else 0

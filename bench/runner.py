@@ -184,15 +184,21 @@ def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, o
         t.start()
     t0 = time.monotonic()
     timed_out = False
-    while proc.poll() is None:
-        if stop.is_set():
-            _kill(proc)
-            raise KeyboardInterrupt
-        if time.monotonic() - t0 > timeout_s:
-            timed_out = True
-            _kill(proc)
-            break
-        time.sleep(0.1)
+    try:
+        while proc.poll() is None:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            if time.monotonic() - t0 > timeout_s:
+                timed_out = True
+                _kill(proc)
+                break
+            time.sleep(0.1)
+    except BaseException:
+        # Ctrl-C / SIGTERM arrive as KeyboardInterrupt wherever the main thread is (mostly in
+        # the sleep above). The worker runs in its own session, so nothing else stops it: an
+        # orphan would go on burning the cores the next measurement needs.
+        _kill(proc)
+        raise
     proc.wait()
     for t in readers:
         t.join(timeout=2)

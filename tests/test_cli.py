@@ -139,19 +139,42 @@ def test_a_cell_past_its_timeout_is_recorded_as_timeout(rdir):
     assert rec["status"] == "timeout" and "cell timeout" in rec["reason"]
 
 
+def _workers(rdir: Path) -> list[int]:
+    """PIDs of live bench.worker processes working on jobs under rdir."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next((ln for ln in (d / "status").read_text().splitlines() if ln.startswith("State:")), "")
+        except (OSError, ValueError):
+            continue
+        if "bench.worker" in cmd and str(rdir) in cmd and "zombie" not in state:
+            pids.append(int(d.name))
+    return pids
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(rdir):
-    e = dict(os.environ, PYTHONPATH=str(ROOT))
+    # lstm128's worker sleeps 4 s per step (quiet, like a long real step), so it is mid-step
+    # when the signal lands and would not die of a closed pipe on its own.
+    e = dict(os.environ, PYTHONPATH=str(ROOT), LSTM_BENCH_FAULT="slow:lstm128:4")
     proc = subprocess.Popen([sys.executable, "-m", "bench", "--results-dir", str(rdir), "run", "-f", "torch", "-m",
                              "cnn_small,lstm128,lstm512", "--profile", "smoke", "-q", "--run-id", "i"],
                             cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cells = rdir / "i" / "cells"
     deadline = time.time() + 120
-    while time.time() < deadline and not (cells.is_dir() and any(cells.glob("*.json"))):
+    while time.time() < deadline and not (cells.is_dir() and any(cells.glob("*.json")) and _workers(rdir)):
         time.sleep(0.2)
+    assert _workers(rdir), "no worker running when the signal was sent"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    # The worker runs in its own session (a terminal's Ctrl-C reaches only the runner): the
+    # runner must stop it, or it goes on using the cores after the run says it stopped.
+    deadline = time.time() + 1
+    while time.time() < deadline and _workers(rdir):
+        time.sleep(0.1)
+    assert not _workers(rdir), "a worker outlived the interrupted run"
     manifest = results.read_manifest(rdir / "i")
     assert manifest["status"] == "interrupted"
     kept = results.read_records(rdir / "i")

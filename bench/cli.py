@@ -192,7 +192,43 @@ def _selection(args: argparse.Namespace) -> runner.Selection:
         profile=args.profile, variants=variants, batch_sizes=_ints(args.batch_size, "--batch-size"),
         steps=args.steps, threads=args.threads, precision=args.precision, seed=args.seed, strict=args.strict,
         warmup_steps=args.warmup, repeats=args.repeats, steps_per_repeat=args.repeat_steps,
+        seeds=_seeds(getattr(args, "seeds", None), args.seed),
+        eval_every_steps=_eval_every(getattr(args, "eval_every", None)),
+        target_accuracy=_target(getattr(args, "target_accuracy", None)),
     )
+
+
+def _seeds(text: str | None, seed: int) -> tuple[int, ...]:
+    """--seeds 0,1,2 (these seeds) or --seeds 3 (seeds 0, 1, 2)."""
+    if text is None:
+        return ()
+    if seed:
+        raise UsageError("give either --seed or --seeds, not both")
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds takes a count (3) or a list (0,1,2), got {text!r}") from None
+    if "," not in text:
+        if len(vals) != 1 or vals[0] < 1:
+            raise UsageError(f"--seeds N needs N >= 1, got {text!r}")
+        return tuple(range(vals[0]))
+    if not vals or min(vals) < 0 or len(set(vals)) != len(vals):
+        raise UsageError(f"--seeds list must hold distinct seeds >= 0, got {text!r}")
+    return tuple(vals)
+
+
+def _eval_every(v: int | None) -> int:
+    if v is not None and v < 1:
+        raise UsageError(f"--eval-every must be >= 1 step, got {v}")
+    return v or 0
+
+
+def _target(v: float | None) -> float:
+    if v is None:
+        return 0.0
+    if not 0.0 < v < 1.0:
+        raise UsageError(f"--target-accuracy is a fraction of the test set in (0, 1), e.g. 0.97; got {v}")
+    return v
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -239,7 +275,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from . import report
 
     if args.explain:
-        for c in report.COLUMNS:
+        for c in report.COLUMNS + (report.TTA_COLUMN,):
             print(f"{c.title:>18}  {c.help}")
         return 0
     if not args.run:
@@ -528,6 +564,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     try:
         paths = [plot.plot_run(recs, out, f"lstm-bench {run_dir.name}")]
         paths += plot.plot_claim(recs, out.parent, f"lstm-bench {run_dir.name}")
+        paths += plot.plot_accuracy(recs, out.parent, f"lstm-bench {run_dir.name}")
     except plot.PlotUnavailable as e:
         raise UsageError(str(e)) from None
     for p in paths:
@@ -555,6 +592,14 @@ def _selection_args(r: argparse.ArgumentParser, threads_default: str = "all core
     r.add_argument("--threads", type=int, default=0, help=f"CPU threads for every framework (default: {threads_default})")
     r.add_argument("--precision", default="fp32", help="fp32 (default), tf32 (GPU), bf16")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seeds", metavar="N|LIST", help="every cell once per seed: a count (3 = seeds 0,1,2) or a "
+                   "list (0,1,2); accuracy is then reported as mean +- sd and checked across frameworks")
+    r.add_argument("--target-accuracy", type=float, metavar="FRACTION",
+                   help="time to accuracy: training seconds and steps until the test accuracy first reaches "
+                        "this (e.g. 0.97), evaluated every --eval-every steps outside the timed region")
+    r.add_argument("--eval-every", type=int, metavar="STEPS",
+                   help="test-set evaluations every STEPS training steps (default with --target-accuracy: "
+                        "about 20 over the run)")
     r.add_argument("--strict", action="store_true", help="fail a cell whose expected fast path (e.g. cuDNN) did not run")
     r.add_argument("--timeout", type=float, help="seconds per cell (default: by profile)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

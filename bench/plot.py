@@ -12,6 +12,53 @@ class PlotUnavailable(RuntimeError):
     pass
 
 
+def _plt():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotUnavailable("plots need matplotlib: pip install 'lstm-bench[all]'") from None
+    return plt
+
+
+def plot_accuracy(records: list[dict[str, Any]], out_dir: Path, title: str) -> list[Path]:
+    """Time to accuracy: test accuracy against training seconds (evaluations excluded), one
+    panel per model, one line per framework variant and seed, the target dashed. None written
+    when no record evaluated during training (run --target-accuracy / --eval-every)."""
+    from .report import cell_label
+
+    ok = [r for r in records if r.get("status") == "ok" and (r.get("accuracy_curve") or {}).get("points")]
+    if not ok:
+        return []
+    plt = _plt()
+    models = list(dict.fromkeys(r["model"] for r in ok))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.5), squeeze=False)
+    for ax, m in zip(axes[0], models):
+        targets = set()
+        for r in (r for r in ok if r["model"] == m):
+            c = r["accuracy_curve"]
+            pts = c["points"]
+            ax.plot([p["train_s"] for p in pts], [100 * p["test_accuracy"] for p in pts], ".-",
+                    label=cell_label(r).replace(f" {m}", ""))
+            if c.get("target_accuracy"):
+                targets.add(c["target_accuracy"])
+        for t in targets:
+            ax.axhline(100 * t, color="k", ls="--", lw=1)
+        ax.set(xlabel="training seconds (compile included, evaluations excluded)", ylabel="test accuracy %",
+               title=m)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: time to accuracy")
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "accuracy-vs-time.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return [out]
+
+
 def plot_run(records: list[dict[str, Any]], out: Path, title: str) -> Path:
     try:
         import matplotlib
@@ -28,7 +75,7 @@ def plot_run(records: list[dict[str, Any]], out: Path, title: str) -> Path:
     models = list(dict.fromkeys(r["model"] for r in ok))
     series = list(dict.fromkeys(f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}" for r in ok))
     panels = (("train samples/s (median, IQR bars)", "metrics.train_samples_per_s", True),
-              ("memory MB (CPU: RSS delta; GPU: allocator peak)", "analytic.measured_memory_bytes", False))
+              ("memory MB (CPU: tensor-level; GPU: allocator peak)", "analytic.measured_memory_bytes", False))
     fig, axes = plt.subplots(1, 2, figsize=(14, 5))
     width = 0.8 / max(1, len(series))
     for ax, (label, path, has_stats) in zip(axes, panels):

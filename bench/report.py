@@ -65,11 +65,21 @@ COLUMNS = (
                       "(the median of the run's per-process measurements)"),
     Column("kernel", "what actually ran; (!) = the expected fast path did not"),
 )
+# Shown only when a record has a target (run --target-accuracy).
+TTA_COLUMN = Column("to target", "time to accuracy: training seconds (compile included, evaluations every K "
+                                 "steps excluded) and steps until the test accuracy first reached the target")
+
+
+def columns(records: list[dict[str, Any]]) -> tuple[Column, ...]:
+    from .accuracy import tta_text
+
+    return COLUMNS + ((TTA_COLUMN,) if any(tta_text(r) for r in records) else ())
 
 
 def cell_label(rec: dict[str, Any]) -> str:
     fw = rec["framework"] + ("" if rec.get("variant") == "default" else f":{rec.get('variant')}")
-    return f"{fw} {rec['model']} {rec['device']} b{rec['batch_size']}"
+    seed = int(_get(rec, "cell.train.seed", 0) or 0)  # shown only when not the default seed
+    return f"{fw} {rec['model']} {rec['device']} b{rec['batch_size']}" + (f" seed {seed}" if seed else "")
 
 
 def _sgemm_key(rec: dict[str, Any]) -> tuple:
@@ -90,7 +100,16 @@ def pooled_sgemm(records: list[dict[str, Any]]) -> dict[tuple, float]:
     return {k: float(statistics.median(v)) for k, v in groups.items()}
 
 
-def row(rec: dict[str, Any], sgemm: dict[tuple, float] | None = None) -> list[str]:
+def row(rec: dict[str, Any], sgemm: dict[tuple, float] | None = None, tta: bool = False) -> list[str]:
+    cells = _row(rec, sgemm)
+    if tta:
+        from .accuracy import tta_text
+
+        cells.append(tta_text(rec) or "-")
+    return cells
+
+
+def _row(rec: dict[str, Any], sgemm: dict[tuple, float] | None = None) -> list[str]:
     status = rec.get("status", "?")
     if status == "ok" and rec.get("suspect"):
         status = "ok?"
@@ -340,16 +359,27 @@ def verdict(records: Iterable[dict[str, Any]]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-def header() -> list[str]:
-    return [c.title for c in COLUMNS]
+def header(records: list[dict[str, Any]] | None = None) -> list[str]:
+    return [c.title for c in (columns(records) if records is not None else COLUMNS)]
 
 
 def to_markdown(records: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(header()) + " |", "|" + "---|" * len(COLUMNS)]
+    from . import accuracy
+
+    cols = columns(records)
+    tta = len(cols) > len(COLUMNS)
+    lines = ["| " + " | ".join(c.title for c in cols) + " |", "|" + "---|" * len(cols)]
     sgemm = pooled_sgemm(records)
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in row(r, sgemm)) + " |" for r in records]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row(r, sgemm, tta)) + " |" for r in records]
     out = "\n".join(lines) + "\n\n" + "\n".join(
         ln if not ln.startswith("  ") else "- " + ln.strip() for ln in verdict_lines(records)) + "\n"
+    seeds = accuracy.seed_table(records)
+    if seeds:
+        out += "\n| " + " | ".join(accuracy.SEED_HEADER) + " |\n|" + "---|" * len(accuracy.SEED_HEADER) + "\n"
+        out += "".join("| " + " | ".join(r) + " |\n" for r in seeds)
+    agree = accuracy.agreement_lines(records)
+    if agree:
+        out += "\n" + "\n".join(ln if not ln.startswith("  ") else "- " + ln.strip() for ln in agree) + "\n"
     table = claim_table(records)
     if table:
         out += "\n| " + " | ".join(CLAIM_HEADER) + " |\n|" + "---|" * len(CLAIM_HEADER) + "\n"
@@ -378,12 +408,13 @@ def rich_table(records: list[dict[str, Any]], title: str):
     from rich.table import Table
 
     t = Table(title=title, header_style="bold", show_lines=False, caption="columns: python -m bench show --explain")
-    for c in COLUMNS:
+    cols = columns(records)
+    for c in cols:
         numeric = c.title not in ("cell", "status", "kernel")
         t.add_column(c.title, justify="right" if numeric else "left", overflow="fold")
     sgemm = pooled_sgemm(records)
     for r in records:
-        cells = row(r, sgemm)
+        cells = row(r, sgemm, len(cols) > len(COLUMNS))
         style = None if r.get("status") == "ok" and not r.get("suspect") else (
             "yellow" if r.get("status") in ("ok", "skipped") else "red")
         t.add_row(*(escape(c) for c in cells), style=style)
@@ -410,4 +441,18 @@ def print_report(records: list[dict[str, Any]], title: str, console: Any) -> Non
             t.add_row(*(escape(c) for c in r))
         console.print(t)
     for line in verdict_lines(records) + flip_points(records):
+        console.print(line, markup=False)
+    from rich.table import Table
+
+    from . import accuracy
+
+    seeds = accuracy.seed_table(records)
+    if seeds:
+        t = Table(title="accuracy over seeds", header_style="bold")
+        for c in accuracy.SEED_HEADER:
+            t.add_column(c)
+        for r in seeds:
+            t.add_row(*(escape(c) for c in r))
+        console.print(t)
+    for line in accuracy.agreement_lines(records):
         console.print(line, markup=False)

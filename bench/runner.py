@@ -44,6 +44,10 @@ class Selection:
     warmup_steps: int | None = None
     repeats: int | None = None
     steps_per_repeat: int | None = None
+    seeds: tuple[int, ...] = ()  # several seeds: every cell once per seed (empty = (seed,))
+    # Time to accuracy: evaluate every K steps (0 = off; with a target and no K, ~20 evaluations).
+    eval_every_steps: int = 0
+    target_accuracy: float = 0.0
 
 
 Decide = Callable[[Cell, int], bool]  # (cell, rounds done) -> stop adding rounds for this cell
@@ -67,9 +71,12 @@ class Rounds:
     decide: Decide | None = None
 
 
-def _protocol(sel: Selection, base: Protocol) -> Protocol:
+def _protocol(sel: Selection, base: Protocol, steps: int) -> Protocol:
     over = {k: v for k, v in (("warmup_steps", sel.warmup_steps), ("repeats", sel.repeats),
                               ("steps_per_repeat", sel.steps_per_repeat)) if v is not None}
+    every = sel.eval_every_steps or (max(1, -(-steps // 20)) if sel.target_accuracy else 0)
+    if every:
+        over.update(eval_every_steps=every, target_accuracy=sel.target_accuracy)
     return replace(base, **over) if over else base
 
 
@@ -88,14 +95,16 @@ def plan(sel: Selection) -> list[Cell]:
                 for device in sel.devices:
                     for bs in sel.batch_sizes or prof.batch_sizes or (entry.batch_size,):
                         steps = sel.steps if sel.steps is not None else entry.steps
-                        protocol = _protocol(sel, entry.protocol)
+                        protocol = _protocol(sel, entry.protocol, steps)
                         if steps < protocol.measured_steps:
                             raise SpecError(f"{steps} training steps is fewer than the timing protocol needs for "
                                             f"{name} ({protocol.measured_steps}: warm-up + repeats x steps)")
-                        train = TrainSpec(batch_size=bs, steps=steps, seed=sel.seed)
-                        cells.append(Cell(framework=fw, variant=variant, model=model, train=train, device=device,
-                                          precision=sel.precision, threads=threads if device == "cpu" else 0,
-                                          protocol=protocol, profile=sel.profile, strict=sel.strict))
+                        for seed in sel.seeds or (sel.seed,):
+                            train = TrainSpec(batch_size=bs, steps=steps, seed=seed)
+                            cells.append(Cell(framework=fw, variant=variant, model=model, train=train,
+                                              device=device, precision=sel.precision,
+                                              threads=threads if device == "cpu" else 0, protocol=protocol,
+                                              profile=sel.profile, strict=sel.strict))
     keys = [c.key for c in cells]
     dup = {k for k in keys if keys.count(k) > 1}
     if dup:

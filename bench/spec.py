@@ -58,6 +58,9 @@ class ModelSpec:
     features: int = 28
     classes: int = 10
     flatten_order: str = CNN_FLATTEN_ORDER
+    # Tutorial 001's dynamic RNN: each sample runs for its own length (its image with the
+    # trailing empty rows cut, bench.data.row_lengths) and is read out at its own last step.
+    variable_length: bool = False
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the dataclass hashable.
@@ -71,6 +74,8 @@ class ModelSpec:
             _check(self.cell in CELL_TYPES, f"unknown cell type {self.cell!r} (choose from {', '.join(CELL_TYPES)})")
             _check(int(self.hidden) > 0, f"hidden must be > 0, got {self.hidden}")
             _check(int(self.layers) > 0, f"layers must be > 0, got {self.layers}")
+            _check(not (self.variable_length and self.bidirectional),
+                   "variable_length is for one direction (a backward pass would start in the padding)")
         else:
             _check(len(self.conv_channels) > 0, "a cnn needs at least one conv layer")
             _check(all(c > 0 for c in self.conv_channels), f"conv channels must be > 0, got {self.conv_channels}")
@@ -102,7 +107,8 @@ class ModelSpec:
             return f"CNN {convs}{fc}->fc{self.classes}"
         bi = "bi-" if self.bidirectional else ""
         drop = f", dropout {self.dropout}" if self.dropout else ""
-        return f"{bi}{self.cell.upper()} {self.layers}x{self.hidden}{drop}"
+        var = ", variable length" if self.variable_length else ""
+        return f"{bi}{self.cell.upper()} {self.layers}x{self.hidden}{drop}{var}"
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,10 @@ class Protocol:
     infer_repeats: int = 5
     memory_steps: int = 3  # steps of the separate, sampled memory pass
     test_samples: int = 10_000  # accuracy is on the full test set unless a profile says less
+    # Time to accuracy (MLPerf style): test accuracy every K training steps, outside the timed
+    # region, and the training seconds until it first reaches `target_accuracy` (0 = off).
+    eval_every_steps: int = 0
+    target_accuracy: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.warmup_steps >= 1, "warmup_steps must be >= 1 (the first step is the compile step)")
@@ -152,6 +162,9 @@ class Protocol:
         _check(self.infer_repeats >= 1, "infer_repeats must be >= 1")
         _check(self.memory_steps >= 0, "memory_steps must be >= 0")
         _check(1 <= self.test_samples <= 10_000, "test_samples must be in 1..10000")
+        _check(self.eval_every_steps >= 0, "eval_every_steps must be >= 0")
+        _check(0.0 <= self.target_accuracy < 1.0, f"target accuracy is a fraction in (0, 1), e.g. 0.97, "
+                                                   f"got {self.target_accuracy}")
 
     @property
     def measured_steps(self) -> int:
@@ -193,8 +206,8 @@ class Cell:
     def key(self) -> str:
         """Stable join key: what was measured, not when. The digest covers every spec field, so
         two records with the same key trained the same network with the same recipe."""
-        body = json.dumps({"m": self.model.to_dict(), "t": self.train.to_dict(), "p": self.protocol.to_dict()},
-                          sort_keys=True)
+        body = json.dumps({"m": _digest_view(self.model.to_dict()), "t": self.train.to_dict(),
+                           "p": _digest_view(self.protocol.to_dict())}, sort_keys=True)
         digest = hashlib.sha256(body.encode()).hexdigest()[:8]
         return (f"{self.framework}.{self.variant}.{self.model.name}.{self.device}."
                 f"b{self.train.batch_size}.{self.precision}.t{self.threads}.{digest}")
@@ -214,6 +227,15 @@ class Cell:
         d["train"] = TrainSpec.from_dict(d["train"])
         d["protocol"] = Protocol.from_dict(d.get("protocol", {}))
         return cls(**_known(cls, d))
+
+
+# Fields added after records were first published, with their defaults: left out of the key's
+# digest while at the default, so a baseline recorded before they existed still joins by key.
+_LATER_FIELDS: dict[str, Any] = {"variable_length": False, "eval_every_steps": 0, "target_accuracy": 0.0}
+
+
+def _digest_view(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:

@@ -35,12 +35,15 @@ def progress(phase: str, done: int, total: int) -> None:
 
 
 def timed_window(trainer: Any, batches: list[Any], repeats: int, per_repeat: int,
-                 step: Callable[[Any], Any]) -> tuple[list[float], float, list[Any]]:
+                 step: Callable[[Any], Any],
+                 between: Callable[[int], None] | None = None) -> tuple[list[float], float, list[Any]]:
     """Run `repeats` windows of `per_repeat` calls of step(batch), syncing only at window
     boundaries. Returns per-repeat seconds, the wall time around all of them (read by a clock
-    of its own, for the self-check) and the outputs (device handles, not synced)."""
+    of its own, for the self-check) and the outputs (device handles, not synced).
+    `between(r)` runs after repeat r, outside every timer (time-to-accuracy evaluations)."""
     outs: list[Any] = []
     rep_s: list[float] = []
+    outside_ns = 0
     trainer.sync()
     t_all = time.perf_counter_ns()
     for r in range(repeats):
@@ -49,30 +52,106 @@ def timed_window(trainer: Any, batches: list[Any], repeats: int, per_repeat: int
             outs.append(step(batches[r * per_repeat + i]))
         trainer.sync()
         rep_s.append(time.perf_counter() - t0)
-    total_s = (time.perf_counter_ns() - t_all) / 1e9
+        if between is not None:
+            t_out = time.perf_counter_ns()
+            between(r)
+            outside_ns += time.perf_counter_ns() - t_out
+    total_s = (time.perf_counter_ns() - t_all - outside_ns) / 1e9
     return rep_s, total_s, outs
+
+
+class AccuracyCurve:
+    """Time to accuracy, MLPerf style: test accuracy every `eval_every_steps` training steps,
+    outside the timed region, and the training seconds until it first reaches the target.
+    Training seconds are wall time from the first step (compilation included, as a user waits
+    for it) minus the time spent evaluating. Inside the timed window an evaluation that falls
+    due waits for the end of the repeat (no timer runs there), so its step is recorded as run."""
+
+    def __init__(self, cell: Cell, trainer: Any, ds: data.Mnist) -> None:
+        P = cell.protocol
+        self.every, self.target = P.eval_every_steps, P.target_accuracy
+        self.trainer, self.B = trainer, cell.train.batch_size
+        self.points: list[dict[str, Any]] = []
+        self.eval_s = 0.0
+        self._slot = 0
+        self._t0 = 0.0
+        self._staged: list[Any] = []
+        if self.every:
+            x, y = ds.test_arrays(P.test_samples)
+            self._n, self._y = len(y), y
+            self._staged = staged_chunks(trainer, x, y, self.B)
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def train_s(self) -> float:
+        return time.perf_counter() - self._t0 - self.eval_s
+
+    def maybe(self, steps_done: int) -> None:
+        """Evaluate if a multiple of `every` was passed since the last evaluation."""
+        if not self.every or steps_done // self.every <= self._slot:
+            return
+        self._slot = steps_done // self.every
+        self.trainer.sync()  # the steps so far count as training time, the evaluation does not
+        train_s = self.train_s()
+        t0 = time.perf_counter()
+        logits = [self.trainer.to_numpy(self.trainer.predict(b)) for b in self._staged]
+        acc = float((np.concatenate(logits)[:self._n].argmax(axis=1) == self._y).mean())
+        self.eval_s += time.perf_counter() - t0
+        self.points.append({"step": steps_done, "train_s": train_s, "test_accuracy": acc})
+
+    def release(self) -> None:
+        self._staged = []  # the memory pass must not count the staged test set
+
+    def summary(self, final_step: int, final_train_s: float, final_acc: float) -> dict[str, Any]:
+        if not self.points or self.points[-1]["step"] != final_step:
+            self.points.append({"step": final_step, "train_s": final_train_s, "test_accuracy": final_acc})
+        out: dict[str, Any] = {"eval_every_steps": self.every, "eval_s": self.eval_s, "points": self.points}
+        if self.target:
+            hit = next((p for p in self.points if p["test_accuracy"] >= self.target), None)
+            out["target_accuracy"] = self.target
+            out["reached"] = hit is not None
+            out["best_accuracy"] = max(p["test_accuracy"] for p in self.points)
+            if hit is not None:
+                out.update(step=hit["step"], train_s=hit["train_s"], samples=hit["step"] * self.B)
+        return out
+
+
+def staged_chunks(trainer: Any, x: np.ndarray, y: np.ndarray, B: int) -> list[Any]:
+    """The test set in batches of B, the last one padded to a full batch: one compiled shape."""
+    n = len(y)
+    n_chunks = math.ceil(n / B)
+    pad = n_chunks * B - n
+    if pad:
+        x = np.concatenate([x, x[:pad]])
+        y = np.concatenate([y, y[:pad]])
+    return [trainer.stage(x[i * B:(i + 1) * B], y[i * B:(i + 1) * B]) for i in range(n_chunks)]
 
 
 def train_and_time(cell: Cell, trainer: Any, ds: data.Mnist) -> dict[str, Any]:
     P, T = cell.protocol, cell.train
     B, seed = T.batch_size, T.seed
     handles: list[Any] = []
-    t_train0 = time.perf_counter()
+    curve = AccuracyCurve(cell, trainer, ds)
 
     trainer.sync()
     first = trainer.stage(*ds.train_batch(seed, 0, B))
     trainer.sync()
+    curve.start()
     t0 = time.perf_counter()
     handles.append(trainer.train_step(first))
     trainer.sync()
     compile_s = time.perf_counter() - t0
+    curve.maybe(1)
     for s in range(1, P.warmup_steps):
         handles.append(trainer.train_step(trainer.stage(*ds.train_batch(seed, s, B))))
+        curve.maybe(s + 1)
     progress("warmup", P.warmup_steps, T.steps)
 
     n_timed = P.repeats * P.steps_per_repeat
     staged = [trainer.stage(*ds.train_batch(seed, P.warmup_steps + i, B)) for i in range(n_timed)]
-    rep_s, total_s, outs = timed_window(trainer, staged, P.repeats, P.steps_per_repeat, trainer.train_step)
+    rep_s, total_s, outs = timed_window(trainer, staged, P.repeats, P.steps_per_repeat, trainer.train_step,
+                                        lambda r: curve.maybe(P.warmup_steps + (r + 1) * P.steps_per_repeat))
     del staged
     handles.extend(outs)
     done = P.warmup_steps + n_timed
@@ -80,14 +159,17 @@ def train_and_time(cell: Cell, trainer: Any, ds: data.Mnist) -> dict[str, Any]:
     every = max(1, (T.steps - done) // 20)
     for s in range(done, T.steps):
         handles.append(trainer.train_step(trainer.stage(*ds.train_batch(seed, s, B))))
+        if s + 1 < T.steps:
+            curve.maybe(s + 1)  # the last step's accuracy is the final evaluation's
         if (s + 1) % every == 0:
             trainer.sync()
             progress("train", s + 1, T.steps)
     trainer.sync()
-    train_wall_s = time.perf_counter() - t_train0
+    train_wall_s = curve.train_s()
+    curve.release()
     losses = [trainer.loss_value(h) for h in handles]
     return {"compile_s": compile_s, "rep_s": rep_s, "total_s": total_s, "losses": losses,
-            "timed_losses": losses[P.warmup_steps:done], "train_wall_s": train_wall_s}
+            "timed_losses": losses[P.warmup_steps:done], "train_wall_s": train_wall_s, "curve": curve}
 
 
 def evaluate(cell: Cell, trainer: Any, ds: data.Mnist) -> dict[str, Any]:
@@ -95,12 +177,8 @@ def evaluate(cell: Cell, trainer: Any, ds: data.Mnist) -> dict[str, Any]:
     P, B = cell.protocol, cell.train.batch_size
     x, y = ds.test_arrays(P.test_samples)
     n = len(y)
-    n_chunks = math.ceil(n / B)
-    pad = n_chunks * B - n  # pad the last chunk to a full batch: one compiled shape
-    if pad:
-        x = np.concatenate([x, x[:pad]])
-        y = np.concatenate([y, y[:pad]])
-    staged = [trainer.stage(x[i * B:(i + 1) * B], y[i * B:(i + 1) * B]) for i in range(n_chunks)]
+    staged = staged_chunks(trainer, x, y, B)
+    n_chunks = len(staged)
     trainer.sync()
     t0 = time.perf_counter()
     trainer.to_numpy(trainer.predict(staged[0]))
@@ -245,6 +323,8 @@ def measure_cell(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
             "pct_of_achievable": (100.0 * achieved / calib) if calib else None,
         },
         "losses": timing["losses"],
+        **({"accuracy_curve": timing["curve"].summary(cell.train.steps, timing["train_wall_s"], ev["test_accuracy"])}
+           if cell.protocol.eval_every_steps else {}),
         "self_check": {"passed": not reasons, "reasons": reasons},
         "suspect": bool(reasons),
     }

@@ -1,0 +1,65 @@
+"""The run-time estimate: from this machine's own earlier records where it has them."""
+from __future__ import annotations
+
+import pytest
+
+from bench import estimate, results, runner
+
+
+def record(model="lstm128", batch=128, step_ms=20.0, infer=10_000.0, steps=300, test=10_000, wall=30.0,
+           machine="m1", mode="full", status="ok", run_id="r1"):
+    return {"framework": "torch", "variant": "default", "model": model, "device": "cpu", "threads": 2,
+            "precision": "fp32", "batch_size": batch, "status": status, "mode": mode, "run_id": run_id,
+            "wall_s": wall, "env": {"machine_id": machine},
+            "cell": {"protocol": {"warmup_steps": 5, "memory_steps": 3}},
+            "metrics": {"step_ms": {"median": step_ms}, "infer_samples_per_s": {"median": infer},
+                        "trained_steps": steps, "test_samples": test} if mode == "full" else {}}
+
+
+def cells(steps=None, batch=(128,), model="lstm128"):
+    sel = runner.Selection(frameworks=("torch",), models=(model,), devices=("cpu",), threads=2, steps=steps,
+                           batch_sizes=batch)
+    return runner.plan(sel)
+
+
+def test_a_measured_cell_is_estimated_from_its_record():
+    # 300 steps x 20 ms + 10,000 images at 10,000/s = 7 s of work in a 30 s process: 23 s overhead
+    pri = estimate.priors([record()], "m1")
+    est = estimate.estimate(cells(steps=800), 100.0, pri)
+    assert est.from_records == 1 and est.from_flops == 0
+    assert est.seconds == pytest.approx(23.0 + 800 * 0.020 + 1.0)
+
+
+def test_batch_scaling_uses_the_nearest_measured_batch():
+    pri = estimate.priors([record(batch=128, step_ms=20.0), record(batch=1024, step_ms=100.0, run_id="r0")], "m1")
+    near = estimate.nearest(pri[estimate.cell_ident(cells()[0])], 900)
+    assert near.batch_size == 1024
+
+
+def test_other_machines_failed_records_and_memory_processes():
+    pri = estimate.priors([record(machine="m2"), record(status="failed")], "m1")
+    est = estimate.estimate(cells(), 100.0, pri)
+    assert est.from_records == 0 and est.from_flops == 1
+    pri = estimate.priors([record(), record(mode="memory", wall=10.0)], "m1")
+    one = estimate.estimate(cells(), 100.0, pri)
+    two = estimate.estimate(cells(), 100.0, pri, memory_processes=2)
+    assert two.seconds - one.seconds == pytest.approx(2 * 10.0)  # same warm-up + memory steps as recorded
+
+
+def test_newest_record_wins_and_evaluations_are_counted():
+    pri = estimate.priors([record(step_ms=50.0, run_id="r1"), record(step_ms=20.0, run_id="r2")], "m1")
+    assert pri[estimate.cell_ident(cells()[0])][0].step_s == pytest.approx(0.020)
+    sel = runner.Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2,
+                           target_accuracy=0.9)
+    (c,) = runner.plan(sel)
+    base = estimate.estimate(cells(), 100.0, pri).seconds
+    assert estimate.estimate([c], 100.0, pri).seconds == pytest.approx(base + estimate.evaluations(c) * 1.0)
+    assert estimate.evaluations(c) == 19  # every 15 of 300 steps, the last one being the final evaluation
+
+
+def test_a_corrupt_run_does_not_stop_the_estimate(tmp_path):
+    run = tmp_path / "bad"
+    (run / "cells").mkdir(parents=True)
+    (run / "manifest.json").write_text("{not json")
+    assert estimate.load_priors(tmp_path, "m1") == {}
+    assert results.list_runs(tmp_path) == [run]

@@ -168,8 +168,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"resume with: python -m bench run --resume {run_id}")
         return 130
     took_s = time.monotonic() - t_run0
-    console.print(f"took {took_s / 60:.1f} min, estimated {est.seconds / 60:.1f} min "
-                  f"({100.0 * (took_s - est.seconds) / est.seconds:+.0f}%); records: {run_dir}")
+    # A resumed run with nothing left to do has no estimate to compare against.
+    off = f" ({100.0 * (took_s - est.seconds) / est.seconds:+.0f}%)" if est.seconds > 0 else ""
+    console.print(f"took {took_s / 60:.1f} min, estimated {est.seconds / 60:.1f} min{off}; records: {run_dir}")
     return 0
 
 

@@ -47,8 +47,9 @@ def group_key(rec: dict[str, Any]) -> tuple:
 
 
 def comparable_key(rec: dict[str, Any]) -> tuple:
-    """The same experiment in another framework: model, device, batch, recipe."""
-    return (rec["model"], rec["device"], rec["batch_size"], rec.get("precision"), _get(rec, "cell.train.steps"))
+    """The same experiment in another framework: model, device, batch, recipe, test images."""
+    return (rec["model"], rec["device"], rec["batch_size"], rec.get("precision"), _get(rec, "cell.train.steps"),
+            _get(rec, "cell.protocol.test_samples", 10_000))
 
 
 @dataclass(frozen=True)
@@ -120,21 +121,22 @@ def agreement(records: Iterable[dict[str, Any]]) -> list[Agreement]:
         fw = r["framework"] + ("" if r.get("variant") == "default" else f":{r.get('variant')}")
         by.setdefault(comparable_key(r), {}).setdefault(fw, {})[seed_of(r)] = float(r["metrics"]["test_accuracy"])
     dropout_of = {comparable_key(r): bool(_get(r, "cell.model.dropout", 0.0)) for r in ok}
+
     out = []
     for key, per_fw in by.items():
         if len(per_fw) < 2:
             continue
-        model, device, batch, _, steps = key
+        model, device, batch, _, steps, images = key
         exp = f"{model} {device} b{batch} @{steps}"
         fws = tuple(sorted(per_fw))
         if not dropout_of[key]:
-            out.append(_same_seed(exp, fws, per_fw))
+            out.append(_same_seed(exp, fws, per_fw, int(images)))
         else:
             out.append(_means(exp, fws, per_fw))
     return out
 
 
-def _same_seed(exp: str, fws: tuple[str, ...], per_fw: dict[str, dict[int, float]]) -> Agreement:
+def _same_seed(exp: str, fws: tuple[str, ...], per_fw: dict[str, dict[int, float]], images: int) -> Agreement:
     seeds = sorted(set.intersection(*(set(v) for v in per_fw.values())))
     if not seeds:
         return Agreement(exp, fws, False, "undecided", "no seed measured by every framework")
@@ -143,7 +145,7 @@ def _same_seed(exp: str, fws: tuple[str, ...], per_fw: dict[str, dict[int, float
     sds = [statistics.stdev(v.values()) for v in per_fw.values() if len(v) > 1]
     sd_txt = f"; seed-to-seed sd {100 * statistics.fmean(sds):.2f} points" if sds else ""
     per_seed = ", ".join(f"seed {s}: " + "/".join(f"{100 * per_fw[f][s]:.2f}" for f in fws) for s in seeds)
-    detail = f"largest gap {100 * worst:.2f} points ({round(worst * 10_000)} of 10,000 images){sd_txt}; {per_seed}"
+    detail = f"largest gap {100 * worst:.2f} points ({round(worst * images)} of {images:,} images){sd_txt}; {per_seed}"
     if worst == 0:
         return Agreement(exp, fws, False, "identical", detail)
     verdict = "agree" if 100 * worst <= AGREE_POINTS + 1e-9 else "differ"

@@ -56,6 +56,17 @@ class Mnist:
         return to_float(self.x_test[:n]), self.y_test[:n].astype(np.int32)
 
 
+def row_lengths(x: np.ndarray) -> np.ndarray:
+    """Each image's sequence length for the variable-length models: its rows up to and
+    including the last one with any ink, i.e. the trailing empty rows cut (an all-empty image
+    keeps one row, so every sequence has a last step). x: (B, T, F) -> int32 (B,), in 1..T.
+    On the MNIST test set: 18..28, mean 24.5."""
+    inked = (np.asarray(x) != 0).any(axis=2)  # (B, T)
+    T = inked.shape[1]
+    last = T - np.argmax(inked[:, ::-1], axis=1)  # index after the last inked row; T if none inked
+    return np.where(inked.any(axis=1), last, 1).astype(np.int32)
+
+
 def to_float(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) * np.float32(1.0 / 255.0)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import data
 from .spec import GATES, ModelSpec
 
 Weights = dict[str, np.ndarray]
@@ -129,6 +130,9 @@ def _rnn_features(model: ModelSpec, w: Weights, x: np.ndarray) -> np.ndarray:
     seq = x.astype(np.float64)
     w = {k: v.astype(np.float64) for k, v in w.items()}
     B, T = seq.shape[0], seq.shape[1]
+    # Variable length: a sample's state stops changing after its own last step, so the final
+    # state is the one at that step (its outputs past it are zeros, as in a packed sequence).
+    lengths = data.row_lengths(x) if model.variable_length else np.full(B, T)
     finals = []
     for layer in range(model.layers):
         outs, finals = [], []
@@ -139,8 +143,10 @@ def _rnn_features(model: ModelSpec, w: Weights, x: np.ndarray) -> np.ndarray:
             ys = [None] * T
             order = range(T) if d == "fwd" else range(T - 1, -1, -1)
             for t in order:
-                h, c = _cell_step(model, w, p, seq[:, t], h, c)
-                ys[t] = h
+                h_new, c_new = _cell_step(model, w, p, seq[:, t], h, c)
+                live = (t < lengths)[:, None]
+                h, c = np.where(live, h_new, h), np.where(live, c_new, c)
+                ys[t] = np.where(live, h_new, 0.0)
             outs.append(np.stack(ys, axis=1))
             finals.append(h)
         seq = np.concatenate(outs, axis=-1)

@@ -260,6 +260,9 @@ ZOO: dict[str, ModelSpec] = {m.name: m for m in (
     # The other two recurrent cells, same size as the smallest LSTM.
     ModelSpec("gru128", cell="gru", hidden=128),
     ModelSpec("rnn128", cell="rnn", hidden=128),
+    # 001c's dynamic RNN on MNIST: lstm128 where each image ends at its last non-empty row
+    # (lengths 18..28, mean 24.5 on the test set) and is read out there.
+    ModelSpec("lstm128_varlen", hidden=128, variable_length=True),
     # Classic 2-conv tutorial CNN: conv5x5x32 -> pool -> conv5x5x64 -> pool -> fc1024 -> dropout -> fc10.
     ModelSpec("cnn_tutorial", family="cnn", conv_channels=(32, 64), conv_kernel=5, fc_hidden=1024, dropout=0.5),
     # A small CNN (35,234 params) for the memory comparison at the other end of the scale.
@@ -318,6 +321,7 @@ PROFILES: dict[str, Profile] = {
             "lstm3x256": ProfileEntry(128, 40, _p(3, 5, 6)),
             "gru128": ProfileEntry(128, 300, _p(5, 5, 40)),
             "rnn128": ProfileEntry(128, 300, _p(5, 5, 40)),
+            "lstm128_varlen": ProfileEntry(128, 300, _p(5, 5, 40)),
             "cnn_tutorial": ProfileEntry(128, 60, _p(3, 5, 8)),
             "cnn_small": ProfileEntry(128, 200, _p(5, 5, 30)),
         },
@@ -335,6 +339,7 @@ PROFILES: dict[str, Profile] = {
             "lstm3x256": ProfileEntry(128, 2 + 6 * 2, _p(2, 6, 2, test=2000)),
             "gru128": ProfileEntry(128, 3 + 6 * 10, _p(3, 6, 10, test=2000)),
             "rnn128": ProfileEntry(128, 3 + 6 * 10, _p(3, 6, 10, test=2000)),
+            "lstm128_varlen": ProfileEntry(128, 3 + 6 * 10, _p(3, 6, 10, test=2000)),
             "cnn_tutorial": ProfileEntry(128, 2 + 6 * 3, _p(2, 6, 3, test=2000)),
             "cnn_small": ProfileEntry(128, 3 + 6 * 8, _p(3, 6, 8, test=2000)),
         },
@@ -355,6 +360,7 @@ PROFILES: dict[str, Profile] = {
             "lstm3x256": ProfileEntry(100, 2000, _p(10, 10, 50)),
             "gru128": ProfileEntry(128, 800, _p(10, 10, 50)),
             "rnn128": ProfileEntry(128, 800, _p(10, 10, 50)),
+            "lstm128_varlen": ProfileEntry(128, 800, _p(10, 10, 50)),
             "cnn_tutorial": ProfileEntry(128, 800, _p(10, 10, 50)),
             "cnn_small": ProfileEntry(128, 800, _p(10, 10, 50)),
         },

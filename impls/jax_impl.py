@@ -27,6 +27,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from bench.data import row_lengths
 from bench.reference import Weights, check_weights, directions, init_weights, param_count
 from bench.spec import ModelSpec, TrainSpec
 from impls.base import Unsupported
@@ -204,28 +205,34 @@ def _cell(cell: str, H: int, zx: jax.Array, zh: jax.Array, h: jax.Array, c: jax.
 
 
 def _scan_layer(m: ModelSpec, form: _Form, num: _Numerics, p: dict[str, jax.Array], pre: str, xs: jax.Array,
-                reverse: bool) -> tuple[jax.Array, jax.Array]:
+                reverse: bool, lengths: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """One direction of one layer over time-major xs (T, B, in), differentiated by jax.grad
     through lax.scan. Returns (ys (T, B, H), final h). reverse=True scans t = T-1..0 with ys
     kept in input order, so the final state is the one after row 0 and ys lines up with the
-    forward direction's outputs."""
+    forward direction's outputs. `lengths` (B,): variable length as a masked scan, each
+    sample's (h, c) frozen after its own last step, so the final h is the one at that step."""
     H, cell = m.hidden, m.cell
     w_ih, w_hh = p[pre + "w_ih"], p[pre + "w_hh"]
     # Outside a GRU's reset product the two biases only ever appear summed: add them once.
     b_in = p[pre + "b_ih"] if cell == "gru" else p[pre + "b_ih"] + p[pre + "b_hh"]
     seq = _mm(xs, w_ih, num) + b_in if form.hoist else xs
 
-    def step(carry, xt):
-        h, c = carry
+    def step(carry, inp):
+        xt, t = inp if lengths is not None else (inp, None)
+        h0, c0 = carry
         zx = xt if form.hoist else _mm(xt, w_ih, num) + b_in
-        zh = _mm(h, w_hh, num)
+        zh = _mm(h0, w_hh, num)
         if cell == "gru":
             zh = zh + p[pre + "b_hh"]
-        h, c = _cell(cell, H, zx, zh, h, c)
-        return (h, c), h
+        h, c = _cell(cell, H, zx, zh, h0, c0)
+        if lengths is None:
+            return (h, c), h
+        live = (t < lengths)[:, None]
+        return (jnp.where(live, h, h0), jnp.where(live, c, c0)), jnp.where(live, h, 0.0)
 
     zeros = jnp.zeros((xs.shape[1], H), xs.dtype)
-    (h, _), ys = lax.scan(step, (zeros, zeros), seq, reverse=reverse, unroll=form.unroll)
+    inputs = seq if lengths is None else (seq, jnp.arange(xs.shape[0]))
+    (h, _), ys = lax.scan(step, (zeros, zeros), inputs, reverse=reverse, unroll=form.unroll)
     return ys, h
 
 
@@ -242,7 +249,7 @@ def _cudnn_weights(m: ModelSpec, p: dict[str, jax.Array], layer: int) -> jax.Arr
 
 
 def _cudnn_layer(m: ModelSpec, num: _Numerics, p: dict[str, jax.Array], layer: int,
-                 xb: jax.Array) -> tuple[jax.Array, jax.Array]:
+                 xb: jax.Array, lengths: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """One (bi)LSTM layer through cuDNN on batch-major xb (B, T, in): returns (y (B, T, H*dirs),
     h_n (dirs, B, H)), h_n of the reverse direction being its state after row 0. One call per
     layer, not one for the stack, so dropout between layers is this module's own, as in the
@@ -252,15 +259,18 @@ def _cudnn_layer(m: ModelSpec, num: _Numerics, p: dict[str, jax.Array], layer: i
     flat = _cudnn_weights(m, p, layer)
     B, T, n_in = xb.shape
     h0 = jnp.zeros((m.directions, B, m.hidden), jnp.float32)
-    y, h_n, _ = rnn.lstm(xb, h0, h0, flat, jnp.full((B,), T, jnp.int32), input_size=n_in,
+    # seq_lengths: cuDNN's own variable-length path (h_n at each sample's last valid step, as
+    # jax.experimental.rnn's lstm_ref masks it); full length for the fixed-length models.
+    seq_lengths = lengths if lengths is not None else jnp.full((B,), T, jnp.int32)
+    y, h_n, _ = rnn.lstm(xb, h0, h0, flat, seq_lengths, input_size=n_in,
                          hidden_size=m.hidden, num_layers=1, dropout=0.0, bidirectional=m.bidirectional,
                          precision=num.precision)
     return y, h_n
 
 
 def _rnn_logits(m: ModelSpec, form: _Form, num: _Numerics, params: dict[str, jax.Array], x: jax.Array,
-                key: jax.Array | None) -> jax.Array:
-    """key None = inference (no dropout)."""
+                key: jax.Array | None, lengths: jax.Array | None = None) -> jax.Array:
+    """key None = inference (no dropout); lengths (B,) for a variable-length model."""
     p = {k: v.astype(num.compute) for k, v in params.items()}
     drop = key is not None and m.dropout > 0
     keys = jax.random.split(key, m.layers) if drop else [None] * m.layers
@@ -270,12 +280,12 @@ def _rnn_logits(m: ModelSpec, form: _Form, num: _Numerics, params: dict[str, jax
     for layer in range(m.layers):
         last = layer == m.layers - 1
         if form.cudnn:
-            seq, h_n = _cudnn_layer(m, num, p, layer, seq)
+            seq, h_n = _cudnn_layer(m, num, p, layer, seq, lengths)
             finals = [h_n[i] for i in range(m.directions)]
         else:
             outs, finals = [], []
             for d in directions(m):
-                ys, h = _scan_layer(m, form, num, p, f"rnn.{layer}.{d}.", seq, reverse=d == "bwd")
+                ys, h = _scan_layer(m, form, num, p, f"rnn.{layer}.{d}.", seq, reverse=d == "bwd", lengths=lengths)
                 outs.append(ys)
                 finals.append(h)
             seq = None if last else (jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0])
@@ -288,7 +298,7 @@ def _rnn_logits(m: ModelSpec, form: _Form, num: _Numerics, params: dict[str, jax
 
 
 def _cnn_logits(m: ModelSpec, num: _Numerics, params: dict[str, jax.Array], x: jax.Array,
-                key: jax.Array | None) -> jax.Array:
+                key: jax.Array | None, lengths: None = None) -> jax.Array:
     """NHWC throughout (see _to_internal for why the flatten needs no transpose)."""
     p = {k: v.astype(num.compute) for k, v in params.items()}
     a = x.astype(num.compute)[..., None]
@@ -335,6 +345,8 @@ class JaxTrainer:
             self.kernel = "cudnn-rnn"
         else:
             self.kernel = f"xla-scan-{where}" if model.family == "rnn" else f"xla-conv-{where}"
+        if model.variable_length:
+            self.kernel += " (masked)" if not self.form.cudnn else " (seq_lengths)"
         self.fast_path, self.fast_path_note = True, ""
         self._dropout = model.dropout > 0
         self.opt = optax.adam(train.lr, b1=train.beta1, b2=train.beta2, eps=train.eps)
@@ -344,19 +356,19 @@ class JaxTrainer:
         else:
             logits = partial(_cnn_logits, model, self.num)
 
-        def loss_fn(params, x, y, key):
-            return optax.softmax_cross_entropy_with_integer_labels(logits(params, x, key), y).mean()
+        def loss_fn(params, x, y, key, lengths):
+            return optax.softmax_cross_entropy_with_integer_labels(logits(params, x, key, lengths), y).mean()
 
-        def step(params, opt_state, key, x, y):
+        def step(params, opt_state, key, x, y, lengths=None):
             sub = None
             if key is not None:  # one fresh dropout key per step, advanced on the device
                 key, sub = jax.random.split(key)
-            loss, grads = jax.value_and_grad(loss_fn)(params, x, y, sub)
+            loss, grads = jax.value_and_grad(loss_fn)(params, x, y, sub, lengths)
             updates, opt_state = self.opt.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, key, loss
 
         self._step = jax.jit(step, donate_argnums=(0, 1, 2))
-        self._predict = jax.jit(lambda params, x: logits(params, x, None))
+        self._predict = jax.jit(lambda params, x, lengths=None: logits(params, x, None, lengths))
         self._key = jax.device_put(jax.random.key(train.seed), self.dev) if self._dropout else None
         self._loss = None
         self._logits = None  # the last predict output: sync() must wait for it too
@@ -364,14 +376,15 @@ class JaxTrainer:
         self.set_weights(init_weights(model, train.seed))
 
     # -- protocol ------------------------------------------------------------------------------
-    def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, ...]:
+        host = (np.ascontiguousarray(x, dtype=np.float32), np.asarray(y, dtype=np.int32))
+        if self.model_spec.variable_length:
+            host += (row_lengths(x),)
         # device_put is asynchronous: wait, so no copy is still in flight when timing starts.
-        return jax.block_until_ready((jax.device_put(np.ascontiguousarray(x, dtype=np.float32), self.dev),
-                                      jax.device_put(np.asarray(y, dtype=np.int32), self.dev)))
+        return jax.block_until_ready(tuple(jax.device_put(a, self.dev) for a in host))
 
-    def train_step(self, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
-        x, y = batch
-        self.params, self.opt_state, self._key, self._loss = self._step(self.params, self.opt_state, self._key, x, y)
+    def train_step(self, batch: tuple[jax.Array, ...]) -> jax.Array:
+        self.params, self.opt_state, self._key, self._loss = self._step(self.params, self.opt_state, self._key, *batch)
         return self._loss
 
     def loss_value(self, loss: jax.Array) -> float:
@@ -382,8 +395,8 @@ class JaxTrainer:
         # asynchronous too; without it, inference windows would time only the dispatch).
         jax.block_until_ready((self.params, self.opt_state, self._loss, self._logits))
 
-    def predict(self, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
-        self._logits = self._predict(self.params, batch[0])
+    def predict(self, batch: tuple[jax.Array, ...]) -> jax.Array:
+        self._logits = self._predict(self.params, batch[0], *batch[2:])
         return self._logits
 
     def to_numpy(self, logits: jax.Array) -> np.ndarray:
@@ -416,7 +429,7 @@ class JaxTrainer:
             out["jax_bytes_in_use"] = int(stats["bytes_in_use"])
         return out
 
-    def tensor_memory(self, batch: tuple[jax.Array, jax.Array]) -> dict[str, Any]:
+    def tensor_memory(self, batch: tuple[jax.Array, ...]) -> dict[str, Any]:
         """Tensor-level memory of one training step on a staged batch, from XLA's buffer
         assignment of the compiled step (no step runs). XLA allocates a jitted computation's
         buffers once per call: its arguments (params, Adam state, key, batch) are live for the
@@ -428,10 +441,9 @@ class JaxTrainer:
         What it leaves out: the runtime's own memory (compiled code, thread pools) and any
         scratch a library kernel (e.g. oneDNN, cuDNN workspaces on GPU) takes outside buffer
         assignment."""
-        x, y = batch
         # Same arguments as train_step, so the same program (and XLA's compile cache usually
         # serves it). lower() only traces: the donated buffers are not consumed.
-        compiled = self._step.lower(self.params, self.opt_state, self._key, x, y).compile()
+        compiled = self._step.lower(self.params, self.opt_state, self._key, *batch).compile()
         ma = compiled.memory_analysis()
         if ma is None:  # a backend without buffer-assignment statistics
             return {"tensor_peak_bytes": None, "tensor_breakdown": {},
@@ -445,7 +457,7 @@ class JaxTrainer:
         breakdown = {
             "params": nbytes(self.params),
             "optimizer_state": nbytes(self.opt_state),  # Adam m, v (+ the step count)
-            "batch": nbytes((x, y)),
+            "batch": nbytes(batch),
             "arguments": args,
             "outputs": outs,
             "aliased_donated": alias,

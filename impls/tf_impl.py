@@ -27,6 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench.data import row_lengths  # noqa: E402
 from bench.reference import Weights, check_weights, directions, param_count  # noqa: E402
 from bench.spec import ModelSpec, TrainSpec  # noqa: E402
 from impls.base import Unsupported  # noqa: E402
@@ -152,10 +153,13 @@ class _RnnNet(keras.Model):
         self.drops = [keras.layers.Dropout(m.dropout, dtype=policy) for _ in range(m.layers)] if m.dropout else []
         self.head = keras.layers.Dense(m.classes, dtype="float32", name="head")  # float32 logits
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, lengths=None):
         seq = x
+        # Variable length the Keras way: a right-padded mask. Masked steps carry the state
+        # through, so the final state is each sample's own last step (cuDNN takes this mask).
+        mask = None if lengths is None else tf.sequence_mask(lengths, maxlen=self.m.timesteps)
         for layer, dirs in enumerate(self.rnns):
-            outs = [rnn(seq, training=training) for rnn in dirs]
+            outs = [rnn(seq, mask=mask, training=training) for rnn in dirs]
             if layer < self.m.layers - 1 and len(outs) == 2:
                 outs[1] = tf.reverse(outs[1], axis=[1])
             seq = outs[0] if len(outs) == 1 else tf.concat(outs, axis=-1)
@@ -280,6 +284,11 @@ class TfTrainer:
         self._last = None
 
     def _set_kernel(self, is_rnn: bool, use_cudnn: bool) -> None:
+        self._set_kernel_kind(is_rnn, use_cudnn)
+        if self.model_spec.variable_length:
+            self.kernel += " (masked)"
+
+    def _set_kernel_kind(self, is_rnn: bool, use_cudnn: bool) -> None:
         m = self.model_spec
         self.fast_path, self.fast_path_note = True, ""
         if not self.on_gpu:
@@ -299,22 +308,28 @@ class TfTrainer:
         return self.net.rnns[layer][directions(self.model_spec).index(d)]
 
     # -- compiled bodies -----------------------------------------------------------------------
-    def _step(self, x, y):
+    def _step(self, x, y, lengths=None):
         with tf.GradientTape() as tape:
-            logits = self.net(x, training=True)
+            logits = self._net(x, True, lengths)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         grads = tape.gradient(loss, self.vars)
         self.opt.apply(grads, self.vars)
         return loss
 
-    def _infer(self, x):
-        return self.net(x, training=False)
+    def _infer(self, x, lengths=None):
+        return self._net(x, False, lengths)
+
+    def _net(self, x, training, lengths):
+        # only the recurrent net takes lengths (the variable-length models' mask)
+        return self.net(x, training=training) if lengths is None else self.net(x, training=training, lengths=lengths)
 
     # -- protocol ------------------------------------------------------------------------------
-    def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
+    def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, ...]:
+        host = (np.ascontiguousarray(x, dtype=np.float32), np.asarray(y, dtype=np.int32))
+        if self.model_spec.variable_length:
+            host += (row_lengths(x),)
         with tf.device(self.dev):
-            return (tf.identity(tf.convert_to_tensor(np.ascontiguousarray(x, dtype=np.float32))),
-                    tf.identity(tf.convert_to_tensor(np.asarray(y, dtype=np.int32))))
+            return tuple(tf.identity(tf.convert_to_tensor(a)) for a in host)
 
     def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
         with tf.device(self.dev):
@@ -336,7 +351,7 @@ class TfTrainer:
 
     def predict(self, batch: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
         with tf.device(self.dev):
-            self._last = self._predict_fn(batch[0])
+            self._last = self._predict_fn(batch[0], *batch[2:])
         return self._last
 
     def to_numpy(self, logits: tf.Tensor) -> np.ndarray:

@@ -8,13 +8,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.data import row_lengths
 from bench.reference import Weights, check_weights, directions, param_count
 from bench.spec import ModelSpec, TrainSpec
 from impls.base import Unsupported
 
 FRAMEWORK = "torch"
 VARIANTS = {
-    "default": "eager nn.LSTM/GRU/RNN (cuDNN on GPU), torch.optim.Adam (fused on GPU)",
+    "default": "eager nn.LSTM/GRU/RNN (cuDNN on GPU), torch.optim.Adam (fused on GPU); variable length: packed",
+    # Variable-length models only: the same function without packing. On CPU oneDNN takes no
+    # packed input (a packed LSTM runs ATen's per-step cells), so this runs the padded batch
+    # through the fused LSTM and gathers each sample's output at its own last step: no compute
+    # saved on the padding, the fast kernel kept.
+    "gather": "variable-length models: padded fused LSTM, output gathered at each sample's last step",
 }
 _RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -35,9 +41,9 @@ def gpu_available() -> bool:
 
 
 class RnnNet(nn.Module):
-    def __init__(self, m: ModelSpec) -> None:
+    def __init__(self, m: ModelSpec, gather: bool = False) -> None:
         super().__init__()
-        self.m = m
+        self.m, self.gather = m, gather
         # nn.LSTM's own dropout acts between layers; the readout dropout below covers the last
         # layer's output, so every layer's output sequence is dropped as the spec says.
         self.rnn = _RNN[m.cell](m.features, m.hidden, num_layers=m.layers, batch_first=True,
@@ -45,7 +51,15 @@ class RnnNet(nn.Module):
         self.drop = nn.Dropout(m.dropout)
         self.head = nn.Linear(m.hidden * m.directions, m.classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is not None and self.gather:
+            out, _ = self.rnn(x)  # (B, T, H): one layer, one direction (ModelSpec checks)
+            feats = out[torch.arange(out.shape[0], device=out.device), lengths.to(out.device) - 1]
+            return self.head(self.drop(feats))
+        if lengths is not None:
+            # Variable length the torch way: a packed sequence runs each sample for its own
+            # steps (cuDNN takes packed input too), and h_n is then each sample's own last state.
+            x = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         _, state = self.rnn(x)
         h_n = state[0] if isinstance(state, tuple) else state  # (layers*dirs, B, H)
         feats = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.m.bidirectional else h_n[-1]
@@ -102,7 +116,10 @@ class TorchTrainer:
         self.precision_applied = _set_precision(precision, self.on_gpu)
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
         torch.manual_seed(train.seed)  # dropout masks; weights come from set_weights
-        self.net = (RnnNet(model) if model.family == "rnn" else CnnNet(model)).to(self.dev)
+        if variant == "gather" and not (model.variable_length and model.layers == 1):
+            raise Unsupported("torch variant 'gather' is for one-layer variable-length models (e.g. lstm128_varlen)")
+        gather = variant == "gather"
+        self.net = (RnnNet(model, gather) if model.family == "rnn" else CnnNet(model)).to(self.dev)
         self.param_count = param_count(model)
         uses_rnn = model.family == "rnn"
         if self.on_gpu:
@@ -116,6 +133,12 @@ class TorchTrainer:
             self.fast_path, self.fast_path_note = True, ""
             if self.autocast_dtype is not None:
                 self._probe_cpu_bf16()
+        if model.variable_length and gather:
+            self.kernel += " (padded, gathered)"
+        elif model.variable_length and not self.on_gpu:
+            self.kernel = "aten-cpu-rnn (packed: per-step ATen cells, oneDNN takes no packed input)"
+        elif model.variable_length:
+            self.kernel += " (packed)"
         self._make_optimizer()
 
     def _probe_cpu_bf16(self) -> None:
@@ -139,21 +162,27 @@ class TorchTrainer:
                                     fused=True if self.on_gpu else None)
 
     # -- protocol ------------------------------------------------------------------------------
-    def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.from_numpy(np.ascontiguousarray(x)).to(self.dev),
-                torch.from_numpy(y.astype(np.int64)).to(self.dev))
+    def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, ...]:
+        staged = (torch.from_numpy(np.ascontiguousarray(x)).to(self.dev),
+                  torch.from_numpy(y.astype(np.int64)).to(self.dev))
+        if self.model_spec.variable_length:
+            # pack_padded_sequence wants the lengths as a CPU int64 tensor, on any device
+            staged += (torch.from_numpy(row_lengths(x).astype(np.int64)),)
+        return staged
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+    def _logits(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, lengths = batch[0], (batch[2] if len(batch) > 2 else None)
+        args = (x,) if lengths is None else (x, lengths)
         if self.autocast_dtype is None:
-            return self.net(x)
+            return self.net(*args)
         with torch.autocast(self.dev.type, dtype=self.autocast_dtype):
-            return self.net(x).float()
+            return self.net(*args).float()
 
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        x, y = batch
+    def train_step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        y = batch[1]
         self.net.train()
         self.opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self._logits(x), y)
+        loss = F.cross_entropy(self._logits(batch), y)
         loss.backward()
         self.opt.step()
         return loss.detach()
@@ -168,7 +197,7 @@ class TorchTrainer:
     def predict(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         self.net.eval()
         with torch.inference_mode():
-            return self._logits(batch[0])
+            return self._logits(batch)
 
     def to_numpy(self, logits: torch.Tensor) -> np.ndarray:
         return logits.float().cpu().numpy()

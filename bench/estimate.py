@@ -85,10 +85,12 @@ def nearest(candidates: list[Prior] | None, batch_size: int) -> Prior | None:
 
 
 def load_priors(results_dir: Path, machine_id: str) -> dict[tuple, list[Prior]]:
-    """Every record under results_dir that reads cleanly (a corrupt one is simply not used:
-    an estimate must never stop a run)."""
+    """Every record under results_dir, and under its committed baselines/, that reads cleanly
+    (a corrupt one is simply not used: an estimate must never stop a run). The baselines count
+    only where they were measured on this very machine (priors() filters on the machine id),
+    so a fresh clone on the machine that made them estimates from them before its first run."""
     recs: list[dict[str, Any]] = []
-    for run_dir in results.list_runs(results_dir):
+    for run_dir in results.list_runs(results_dir / "baselines") + results.list_runs(results_dir):
         try:
             recs.extend(results.read_rounds(run_dir))
         except Exception:  # noqa: BLE001 - see docstring

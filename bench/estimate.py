@@ -33,6 +33,7 @@ class Prior:
     overhead_s: float  # wall time that is neither training steps nor the evaluation
     memory_wall_s: float | None  # a memory-only process of that cell, when one was recorded
     memory_steps: int  # warm-up + memory steps that process ran
+    sgemm_gflops: float | None = None  # the sgemm rate that record's process measured at its start
 
 
 def _ident(framework: str, variant: str, model: str, device: str, threads: int, precision: str) -> tuple:
@@ -72,8 +73,28 @@ def priors(records: Iterable[dict[str, Any]], machine_id: str) -> dict[tuple, li
         mrec = mem.get(ident, (None, None))[1]
         out.setdefault(ident[:-1], []).append(Prior(batch_size=int(r.get("batch_size") or 0) or 1, step_s=step_s, infer_samples_per_s=infer,
                            overhead_s=overhead, memory_wall_s=float(mrec["wall_s"]) if mrec and mrec.get("wall_s") else None,
-                           memory_steps=int(proto.get("warmup_steps", 0)) + int(proto.get("memory_steps", 0))))
+                           memory_steps=int(proto.get("warmup_steps", 0)) + int(proto.get("memory_steps", 0)),
+                           sgemm_gflops=_positive((r.get("analytic") or {}).get("calibration_gflops"))))
     return out
+
+
+def _positive(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if v > 0 and math.isfinite(v) else None
+
+
+def speed_factor(p: Prior, gflops: float, device: str) -> float:
+    """How much slower this run's host is than the one that made the record, by the sgemm
+    rate each measured: one machine id has been served by hosts 1.5x apart in sgemm (and
+    2.7x apart in torch lstm128's step time) on the shared development machine, so a record
+    made on another day is scaled. Never below 1 (a faster sgemm now is no promise that
+    the small recurrent matmuls are faster) and only on the CPU."""
+    if device != "cpu" or p.sgemm_gflops is None or not gflops > 0:
+        return 1.0
+    return max(1.0, p.sgemm_gflops / gflops)
 
 
 def nearest(candidates: list[Prior] | None, batch_size: int) -> Prior | None:
@@ -124,8 +145,9 @@ def estimate(cells: list[Cell], gflops: float, priors_: dict[tuple, list[Prior]]
         n_evals = evaluations(c)
         if p is not None:
             n_rec += 1
-            step_s = p.step_s * c.train.batch_size / p.batch_size
-            infer_s = c.protocol.test_samples / p.infer_samples_per_s
+            slow = speed_factor(p, gflops, c.device)
+            step_s = slow * p.step_s * c.train.batch_size / p.batch_size
+            infer_s = slow * c.protocol.test_samples / p.infer_samples_per_s
             full = p.overhead_s + c.train.steps * step_s + infer_s * (1 + n_evals)
             mem_steps = c.protocol.warmup_steps + c.protocol.memory_steps
             if p.memory_wall_s is not None:

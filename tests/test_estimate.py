@@ -63,3 +63,23 @@ def test_a_corrupt_run_does_not_stop_the_estimate(tmp_path):
     (run / "manifest.json").write_text("{not json")
     assert estimate.load_priors(tmp_path, "m1") == {}
     assert results.list_runs(tmp_path) == [run]
+
+
+def test_a_record_from_a_faster_host_is_scaled_by_the_sgemm_rates():
+    rec = record()
+    rec["analytic"] = {"calibration_gflops": 200.0}
+    pri = estimate.priors([rec], "m1")
+    same = estimate.estimate(cells(steps=800), 200.0, pri).seconds
+    slower = estimate.estimate(cells(steps=800), 100.0, pri).seconds  # half the sgemm rate now
+    faster = estimate.estimate(cells(steps=800), 400.0, pri).seconds
+    assert same == pytest.approx(23.0 + 800 * 0.020 + 1.0)
+    assert slower - same == pytest.approx(800 * 0.020 + 1.0)  # the work doubles, the overhead stays
+    assert faster == pytest.approx(same)  # never scaled down
+
+
+def test_committed_baselines_of_this_machine_are_read(tmp_path):
+    run = tmp_path / "baselines" / "b1"
+    results.write_manifest(run, {"run_id": "b1"})
+    results.write_record(run, {**record(), "key": "k1"})
+    assert estimate.load_priors(tmp_path, "m1")
+    assert not estimate.load_priors(tmp_path, "m2")

@@ -44,9 +44,14 @@ def test_without_dropout_identical_agree_and_differ_are_told_apart():
                                       and r["metrics"]["test_accuracy"] == 0.9151)]
     (a,) = accuracy.agreement(close)
     assert a.verdict == "agree" and "2 of 10,000 images" in a.detail
-    far = [r for r in same if r["framework"] != "tf"] + [rec("tf", 0.9251, seed=0), rec("tf", 0.9203, seed=1)]
-    (a,) = accuracy.agreement(far)
-    assert a.verdict == "differ" and "100 of 10,000" in a.detail
+    far = [r for r in same if r["framework"] != "tf"] + [rec("tf", 0.9351, seed=0), rec("tf", 0.9203, seed=1)]
+    (a,) = accuracy.agreement(far)  # 200 images apart where moving the seed moves ~40
+    assert a.verdict == "differ" and "200 of 10,000" in a.detail
+    parted = [r for r in same if r["framework"] != "tf"] + [rec("tf", 0.9171, seed=0), rec("tf", 0.9203, seed=1)]
+    (a,) = accuracy.agreement(parted)  # 20 images apart: past 0.1 points, inside the seed spread
+    assert a.verdict == "agree" and "seed-to-seed sd" in a.detail, a.detail
+    (a,) = accuracy.agreement([r for r in parted if r["cell"]["train"]["seed"] == 0])
+    assert a.verdict == "undecided" and "--seeds" in a.detail  # one seed: no spread to judge 20 images by
 
 
 def test_with_dropout_means_are_compared_not_seeds():

@@ -154,7 +154,7 @@ def _same_seed(exp: str, fws: tuple[str, ...], per_fw: dict[str, dict[int, float
     if 100 * worst <= AGREE_POINTS + 1e-9:
         return Agreement(exp, fws, False, "agree", detail + f" (agree = within {AGREE_POINTS} points)")
     # Past the last-bit band. Same-seed runs part as training goes on (torch and TF lstm128: within
-    # 1 image for 240 steps, 41 images apart after 800), so the gap is judged against what moving
+    # 1 image for 310 steps, 41 images apart after 800), so the gap is judged against what moving
     # the seed does: two draws of the seed-to-seed spread differ by up to ~2.8 sd (95%).
     if not sds:
         return Agreement(exp, fws, False, "undecided",

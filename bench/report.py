@@ -212,13 +212,17 @@ class ClaimRow:
 
 
 def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
+    from .accuracy import seed_of
+
     ok = [r for r in records if r.get("status") == "ok"]
-    cnns = {(r["framework"], r["variant"], r["device"], r["batch_size"]): r for r in ok if r["model"] == CLAIM_CNN}
+    # Paired by seed as well: a --seeds run has one comparison per seed, each labelled with it.
+    cnns = {(r["framework"], r["variant"], r["device"], r["batch_size"], seed_of(r)): r
+            for r in ok if r["model"] == CLAIM_CNN}
     out = []
     for r in ok:
         if _get(r, "cell.model.family") != "rnn":
             continue
-        gk = (r["framework"], r["variant"], r["device"], r["batch_size"])
+        gk = (r["framework"], r["variant"], r["device"], r["batch_size"], seed_of(r))
         cnn = cnns.get(gk)
         if cnn is None:
             continue
@@ -234,7 +238,8 @@ def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
         rss = (rss_r / rss_c) if (rss_r and rss_c and rss_c > 0) else None
         spreads = [v for v in (_get(r, "memory.rss_delta_spread"), _get(cnn, "memory.rss_delta_spread")) if v is not None]
         noise = max(spreads) if len(spreads) == 2 else None
-        group = f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}"
+        group = f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}" + \
+            (f" seed {seed_of(r)}" if seed_of(r) else "")
         decided, basis = speed_decision(r, cnn)
         out.append(ClaimRow(group, r["model"], speed, mem, floor, src_r, rss, noise, r["framework"], r["batch_size"],
                             decided, basis))
@@ -310,7 +315,11 @@ def _by_framework(rows: list[ClaimRow]) -> str:
     by: dict[str, list[str]] = {}
     for x in rows:
         by.setdefault(x.group.split(" ")[0], []).append(x.rnn + (f"@b{x.batch_size}" if len({r.batch_size for r in rows}) > 1 else ""))
-    return "; ".join(f"{g}: {', '.join(v)}" for g, v in by.items())
+    # One name per model: a --seeds run compares each seed, which would repeat every name.
+    def names(v: list[str]) -> str:
+        return ", ".join(n + (f" (x{v.count(n)})" if v.count(n) > 1 else "") for n in dict.fromkeys(v))
+
+    return "; ".join(f"{g}: {names(v)}" for g, v in by.items())
 
 
 def claim_table(records: Iterable[dict[str, Any]]) -> list[list[str]]:

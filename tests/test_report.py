@@ -191,3 +191,16 @@ def test_pct_of_sgemm_divides_by_the_runs_pooled_calibration_not_one_cells_outli
     assert "30.0 (50%)" in md
     gpu = rec("lstm128", "rnn", 100, 1e6, device="gpu")  # no calibration: the stored figure stands
     assert "10.0 (50%)" in report.row(gpu, report.pooled_sgemm(recs))
+
+
+def test_a_seeds_run_pairs_each_rnn_seed_with_the_cnn_of_the_same_seed():
+    def seeded(r, seed):
+        r.setdefault("cell", {}).setdefault("train", {})["seed"] = seed
+        return r
+
+    recs = [seeded(rec("cnn_tutorial", "cnn", 1000, 200e6), 0), seeded(rec("cnn_tutorial", "cnn", 2000, 200e6), 1),
+            seeded(rec("lstm128", "rnn", 500, 100e6), 0), seeded(rec("lstm128", "rnn", 500, 100e6), 1)]
+    rows = report.claim_rows(recs)
+    assert [round(x.speed_ratio, 2) for x in rows] == [0.5, 0.25]  # seed 1's CNN, not seed 0's
+    assert rows[1].group.endswith("seed 1") and not rows[0].group.endswith("seed 0")
+    assert "lstm128 (x2)" in report.verdict_lines(recs)[0]

@@ -124,7 +124,6 @@ def agreement(records: Iterable[dict[str, Any]]) -> list[Agreement]:
         fw = r["framework"] + ("" if r.get("variant") == "default" else f":{r.get('variant')}")
         by.setdefault(comparable_key(r), {}).setdefault(fw, {})[seed_of(r)] = float(r["metrics"]["test_accuracy"])
     dropout_of = {comparable_key(r): bool(_get(r, "cell.model.dropout", 0.0)) for r in ok}
-
     out = []
     for key, per_fw in by.items():
         if len(per_fw) < 2:

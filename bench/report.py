@@ -222,7 +222,8 @@ def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
     for r in ok:
         if _get(r, "cell.model.family") != "rnn":
             continue
-        gk = (r["framework"], r["variant"], r["device"], r["batch_size"], seed_of(r))
+        seed = seed_of(r)
+        gk = (r["framework"], r["variant"], r["device"], r["batch_size"], seed)
         cnn = cnns.get(gk)
         if cnn is None:
             continue
@@ -238,8 +239,7 @@ def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
         rss = (rss_r / rss_c) if (rss_r and rss_c and rss_c > 0) else None
         spreads = [v for v in (_get(r, "memory.rss_delta_spread"), _get(cnn, "memory.rss_delta_spread")) if v is not None]
         noise = max(spreads) if len(spreads) == 2 else None
-        group = f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}" + \
-            (f" seed {seed_of(r)}" if seed_of(r) else "")
+        group = f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}" + (f" seed {seed}" if seed else "")
         decided, basis = speed_decision(r, cnn)
         out.append(ClaimRow(group, r["model"], speed, mem, floor, src_r, rss, noise, r["framework"], r["batch_size"],
                             decided, basis))

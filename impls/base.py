@@ -16,13 +16,25 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from bench.data import row_lengths
 from bench.reference import Weights
+from bench.spec import ModelSpec
 
 
 class Unsupported(RuntimeError):
     """This framework/variant cannot run this cell here (e.g. a cuDNN-only variant on a CPU,
     a cell type a variant lacks). The worker records the cell as `skipped` with this message,
     which must say why in one line."""
+
+
+def host_batch(model: ModelSpec, x: np.ndarray, y: np.ndarray, int_dtype: type = np.int32) -> tuple[np.ndarray, ...]:
+    """The host arrays every framework stages: contiguous float32 images, integer labels and,
+    for a variable-length model, each sample's length (bench.data.row_lengths) as a third
+    element. One place, so the frameworks cannot disagree on what a batch carries."""
+    host = (np.ascontiguousarray(x, dtype=np.float32), np.asarray(y, dtype=int_dtype))
+    if model.variable_length:
+        host += (row_lengths(x).astype(int_dtype),)
+    return host
 
 
 @runtime_checkable
@@ -38,7 +50,8 @@ class Trainer(Protocol):
     precision_applied: str
 
     def stage(self, x: np.ndarray, y: np.ndarray) -> Any:
-        """Copy one batch (x float32 (B,28,28), y int32 (B,)) to the device; returns a handle
+        """Copy one batch (x float32 (B,28,28), y int32 (B,), and a variable-length model's
+        lengths: host_batch builds these) to the device; returns a handle
         train_step/predict accept. Called outside the timed region."""
 
     def train_step(self, batch: Any) -> Any:

@@ -27,10 +27,9 @@ import numpy as np
 import optax
 from jax import lax
 
-from bench.data import row_lengths
 from bench.reference import Weights, check_weights, directions, init_weights, param_count
 from bench.spec import ModelSpec, TrainSpec
-from impls.base import Unsupported
+from impls.base import Unsupported, host_batch
 
 FRAMEWORK = "jax"
 VARIANTS = {
@@ -377,9 +376,7 @@ class JaxTrainer:
 
     # -- protocol ------------------------------------------------------------------------------
     def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, ...]:
-        host = (np.ascontiguousarray(x, dtype=np.float32), np.asarray(y, dtype=np.int32))
-        if self.model_spec.variable_length:
-            host += (row_lengths(x),)
+        host = host_batch(self.model_spec, x, y)
         # device_put is asynchronous: wait, so no copy is still in flight when timing starts.
         return jax.block_until_ready(tuple(jax.device_put(a, self.dev) for a in host))
 

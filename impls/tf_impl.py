@@ -27,10 +27,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.data import row_lengths  # noqa: E402
 from bench.reference import Weights, check_weights, directions, param_count  # noqa: E402
 from bench.spec import ModelSpec, TrainSpec  # noqa: E402
-from impls.base import Unsupported  # noqa: E402
+from impls.base import Unsupported, host_batch  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(f"impls.tf_impl needs the Keras TensorFlow backend, but KERAS_BACKEND is "
@@ -325,11 +324,8 @@ class TfTrainer:
 
     # -- protocol ------------------------------------------------------------------------------
     def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, ...]:
-        host = (np.ascontiguousarray(x, dtype=np.float32), np.asarray(y, dtype=np.int32))
-        if self.model_spec.variable_length:
-            host += (row_lengths(x),)
         with tf.device(self.dev):
-            return tuple(tf.identity(tf.convert_to_tensor(a)) for a in host)
+            return tuple(tf.identity(tf.convert_to_tensor(a)) for a in host_batch(self.model_spec, x, y))
 
     def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
         with tf.device(self.dev):

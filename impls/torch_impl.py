@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data import row_lengths
 from bench.reference import Weights, check_weights, directions, param_count
 from bench.spec import ModelSpec, TrainSpec
-from impls.base import Unsupported
+from impls.base import Unsupported, host_batch
 
 FRAMEWORK = "torch"
 VARIANTS = {
@@ -163,12 +162,10 @@ class TorchTrainer:
 
     # -- protocol ------------------------------------------------------------------------------
     def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, ...]:
-        staged = (torch.from_numpy(np.ascontiguousarray(x)).to(self.dev),
-                  torch.from_numpy(y.astype(np.int64)).to(self.dev))
-        if self.model_spec.variable_length:
-            # pack_padded_sequence wants the lengths as a CPU int64 tensor, on any device
-            staged += (torch.from_numpy(row_lengths(x).astype(np.int64)),)
-        return staged
+        x_h, y_h, *lengths = host_batch(self.model_spec, x, y, np.int64)
+        # pack_padded_sequence wants the lengths as a CPU int64 tensor, on any device
+        return (torch.from_numpy(x_h).to(self.dev), torch.from_numpy(y_h).to(self.dev),
+                *(torch.from_numpy(n) for n in lengths))
 
     def _logits(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, lengths = batch[0], (batch[2] if len(batch) > 2 else None)

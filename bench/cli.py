@@ -281,16 +281,21 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     if not args.run:
         raise UsageError("show: which run? give a run id (see results/) or a run directory")
-    run_dir = results.resolve_run(args.run, Path(args.results_dir))
-    recs = results.read_records(run_dir)
-    if args.format == "table":
-        report.print_report(recs, f"lstm-bench run {run_dir.name}", _console())
-    elif args.format == "markdown":
-        sys.stdout.write(report.to_markdown(recs))
-    elif args.format == "csv":
-        sys.stdout.write(report.to_csv(recs))
-    else:
-        sys.stdout.write(report.to_json(recs) + "\n")
+    if args.out and args.format in ("table", "markdown", "records"):
+        raise UsageError("--out is for the tidy formats (csv, parquet, json); redirect the table instead")
+    from . import tidy
+
+    runs = tidy.read_runs(args.run, Path(args.results_dir))  # every run read (and checked) before any output
+    if args.format in tidy.FORMATS:
+        tidy.write(tidy.encode(tidy.frame(runs), args.format), args.out, args.format)
+        return 0
+    for run_id, recs in runs:
+        if args.format == "table":
+            report.print_report(recs, f"lstm-bench run {run_id}", _console())
+        elif args.format == "markdown":
+            sys.stdout.write((f"## {run_id}\n\n" if len(runs) > 1 else "") + report.to_markdown(recs))
+        else:  # records: the pooled records themselves, nested as stored
+            sys.stdout.write(report.to_json(recs) + "\n")
     return 0
 
 
@@ -626,9 +631,13 @@ def build_parser() -> Parser:
     ls = sub.add_parser("list", help="frameworks (available or not, and why), models, devices, profiles")
     ls.set_defaults(func=cmd_list)
 
-    s = sub.add_parser("show", help="print a run's table")
-    s.add_argument("run", nargs="?", help="run id (under --results-dir) or a run directory")
-    s.add_argument("--format", default="table", choices=("table", "markdown", "csv", "json"))
+    s = sub.add_parser("show", help="print a run's table, or export runs as one tidy table (csv, parquet, json)")
+    s.add_argument("run", nargs="*", help="run id(s) (under --results-dir) or run directories; the tidy formats "
+                                          "concatenate several runs into one table with run_id and node columns")
+    s.add_argument("--format", default="table", choices=("table", "markdown", "csv", "parquet", "json", "records"),
+                   help="table (default), markdown (the published tables), csv / parquet / json (one flat row per "
+                        "cell with every metric), records (the pooled JSON records, nested)")
+    s.add_argument("--out", metavar="FILE", help="write the csv/parquet/json table to FILE (atomically)")
     s.add_argument("--explain", action="store_true", help="say what each table column means")
     s.set_defaults(func=cmd_show)
 

@@ -401,15 +401,6 @@ def to_markdown(records: list[dict[str, Any]]) -> str:
     return out
 
 
-def to_csv(records: list[dict[str, Any]]) -> str:
-    from .results import to_frame
-
-    df = to_frame(records)
-    keep = [c for c in df.columns if not c.startswith(("losses", "env.", "cell.", "error_tail"))
-            and not c.endswith(".values")]
-    return df[keep].to_csv(index=False)
-
-
 def to_json(records: list[dict[str, Any]]) -> str:
     return json.dumps(records, indent=1, sort_keys=True)
 

@@ -23,13 +23,13 @@ class ResultsError(ValueError):
     """A results file or run a user pointed at that cannot be used; one line, exit 2."""
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write-to-temp + fsync + rename: a reader sees the whole file or none of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True, allow_nan=True)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -39,6 +39,10 @@ def atomic_write_json(path: Path, obj: Any) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, allow_nan=True) + "\n").encode())
 
 
 def read_json(path: Path, schema: str) -> dict[str, Any]:

@@ -189,10 +189,11 @@ def test_show_formats_agree(rdir):
               "--run-id", "s")
     assert p.returncode == 0, p.stderr
     md = bench("--results-dir", str(rdir), "show", "s", "--format", "markdown").stdout
-    js = json.loads(bench("--results-dir", str(rdir), "show", "s", "--format", "json").stdout)
+    (rec,) = json.loads(bench("--results-dir", str(rdir), "show", "s", "--format", "records").stdout)
+    (flat,) = json.loads(bench("--results-dir", str(rdir), "show", "s", "--format", "json").stdout)
     csv = bench("--results-dir", str(rdir), "show", "s", "--format", "csv").stdout
-    (rec,) = js
     rate = rec["metrics"]["train_samples_per_s"]["median"]
     assert f"{rate:,.0f}" in md and "cnn_small" in csv.splitlines()[1]
+    assert flat["metrics.train_samples_per_s.median"] == rate and flat["run_id"] == "s"
     assert rec["status"] == "ok" and rec["schema_version"] == results.SCHEMA_VERSION
     assert np.isfinite(rec["metrics"]["final_train_loss"])

@@ -62,6 +62,11 @@ def _scalar(v: Any) -> Any:
     return v
 
 
+def _plain(v: Any) -> Any:
+    """numpy scalars that json cannot write: their Python value."""
+    return v.item() if hasattr(v, "item") else str(v)
+
+
 def frame(runs: Iterable[tuple[str, list[dict[str, Any]]]]):
     """(run id, pooled records) pairs -> one pandas DataFrame, identity columns first."""
     import pandas as pd  # local: bench stays quick to import for `list` and the worker
@@ -91,8 +96,10 @@ def encode(df, fmt: str) -> bytes:
     if fmt == "csv":
         return df.to_csv(index=False).encode()
     if fmt == "json":
-        # one object per row; NaN -> null, as JSON readers other than Python's expect
-        return (df.to_json(orient="records", indent=1) + "\n").encode()
+        # One object per row; NaN -> null, as JSON readers other than Python's expect. Not
+        # DataFrame.to_json: it rounds floats to 10 significant digits.
+        rows = df.astype(object).where(df.notna(), None).to_dict(orient="records")
+        return (json.dumps(rows, indent=1, default=_plain) + "\n").encode()
     if fmt == "parquet":
         try:
             import pyarrow  # noqa: F401

@@ -82,6 +82,10 @@ def test_parquet_and_json_hold_the_same_table_as_csv(two_runs, capsys, tmp_path)
     assert not list(pq_path.parent.glob(".*.tmp"))  # written atomically, nothing left behind
     _, out, _ = show(two_runs, "a", "b", "--format", "json", capsys=capsys)
     js = pd.DataFrame(json.loads(out))
+    exact = {r["key"]: r["metrics"]["train_samples_per_s"]["median"] for r in results.read_records(BASELINE)
+             if r["status"] == "ok"}
+    a = js[js.run_id == "quick-all-2"]
+    assert dict(zip(a.key, a["metrics.train_samples_per_s.median"])) == exact  # every digit, not rounded
     loaded = tidy.load("a", "b", results_dir=two_runs)  # the notebook one-liner
     for other in (pq, js, loaded):
         assert list(other.columns) == list(csv.columns)

@@ -107,6 +107,18 @@ def _console():
 
 # ---------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    _check_executor(args)
+    conf = None
+    if args.config:  # checked whole before anything else, so a bad config leaves nothing behind
+        from . import config
+
+        try:
+            conf = _config(args)
+            conf_cells = conf.plan(args.threads)
+        except config.ConfigError as e:  # several mistakes: one line each, then exit 2
+            for line in e.errors:
+                print(f"error: {line}", file=sys.stderr)
+            return EXIT_USAGE
     console = _console()
     results_dir = Path(args.results_dir)
     data_path = str(Path(args.data).resolve()) if args.data else None
@@ -123,19 +135,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"resuming {manifest['run_id']}: {len(cells) - len(todo)} of {len(cells)} cells already done")
         run_id = manifest["run_id"]
     else:
-        sel = _selection(args)
-        cells = runner.plan(sel)
+        sel: runner.Selection | None = None
+        extra: dict[str, Any] = {}
+        if conf is not None:
+            cells, label = conf_cells, conf.label
+            # The config's text goes into the manifest: the run says what asked for it.
+            extra = {"profile": ",".join(dict.fromkeys(c.profile for c in cells)), "config": conf.manifest_entry()}
+        else:
+            sel = _selection(args)
+            cells = runner.plan(sel)
+            label = sel.profile
         if not cells:
             raise UsageError("the selection is empty")
         if args.rounds < 1 or args.memory_rounds < 0:
             raise UsageError("--rounds must be >= 1 and --memory-rounds >= 0")
         rounds = runner.Rounds(full=args.rounds, memory=args.memory_rounds)
-        run_id = args.run_id or runner.new_run_id(sel.profile)
+        run_id = args.run_id or runner.new_run_id(label)
         run_dir = results_dir / run_id
         if (run_dir / "manifest.json").exists():
             raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
         manifest = runner.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path,
-                                         {"full": rounds.full, "memory": rounds.memory})
+                                         {"full": rounds.full, "memory": rounds.memory}, extra)
         todo = cells
         if args.all and envinfo.gpu_absent_reason():
             console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
@@ -155,17 +175,35 @@ def cmd_run(args: argparse.Namespace) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)  # a dry run leaves no run behind
         return 0
     manifest["estimate_s"] = round(est.seconds, 1)  # kept, so the estimate can be checked against the run
+    manifest["executor"] = args.executor
     results.write_manifest(run_dir, manifest)
-    t_run0 = time.monotonic()
-    code = runner.execute(run_dir, manifest, todo, data_path, args.timeout or runner.DEFAULT_TIMEOUT_S.get(
-        todo[0].profile if todo else "quick", 1800), RunUI(console, quiet=args.quiet), rounds)
+    timeout_s = args.timeout or runner.DEFAULT_TIMEOUT_S.get(todo[0].profile if todo else "quick", 1800)
+    if args.executor == "ray" and todo:
+        from . import ray_executor
+
+        try:
+            cluster = ray_executor.connect(args.address, args.ray_code)
+        except ray_executor.RayUnavailable as e:
+            if not args.resume:
+                import shutil
+
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing ran: no run left behind
+            raise UsageError(str(e)) from None
+        t_run0 = time.monotonic()
+        code = ray_executor.execute(cluster, run_dir, manifest, todo, data_path, timeout_s,
+                                    RunUI(console, quiet=args.quiet), rounds)
+    else:
+        t_run0 = time.monotonic()
+        code = runner.execute(run_dir, manifest, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet), rounds)
     from . import report
 
     recs = results.read_records(run_dir)
     report.print_report(recs, f"lstm-bench run {run_id}", console)
     if code == 130:
         console.print(f"[yellow]interrupted[/]: {len(recs)} of {len(cells)} cells kept; "
-                      f"resume with: python -m bench run --resume {run_id}")
+                      f"resume with: python -m bench run --resume {run_id}"
+                      + (" --executor ray" + (f" --address {args.address}" if args.address else "")
+                         if args.executor == "ray" else ""))
         return 130
     took_s = time.monotonic() - t_run0
     # A resumed run with nothing left to do has no estimate to compare against.
@@ -174,29 +212,72 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_executor(args: argparse.Namespace) -> None:
+    """--executor ray needs Ray importable: said before anything is written."""
+    if args.executor != "ray":
+        if args.address or args.ray_code != "upload":
+            raise UsageError("--address and --ray-code go with --executor ray")
+        return
+    from . import ray_executor
+
+    try:
+        ray_executor.require()
+    except ray_executor.RayUnavailable as e:
+        raise UsageError(str(e)) from None
+
+
 def _selection(args: argparse.Namespace) -> runner.Selection:
     fws, models, devices = _split(args.framework), _split(args.model), _split(args.device)
     variants = _split(args.variant) or ("default",)
     _check_names(fws, list(registry.FRAMEWORKS), "framework")
     _check_names(models, list(ZOO), "model")
     _check_names(devices, DEVICES, "device")
-    if args.profile not in PROFILES:
-        raise UsageError(f"unknown profile {args.profile!r} (choose from {', '.join(PROFILES)})")
-    if args.precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {args.precision!r} (choose from {', '.join(PRECISIONS)})")
-    base = runner.default_selection(args.profile)
+    # run's parser leaves --profile and --precision unset (so --config can tell they were given)
+    profile, precision = args.profile or "quick", args.precision or "fp32"
+    if profile not in PROFILES:
+        raise UsageError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    base = runner.default_selection(profile)
     if not args.all and not (fws or models):
-        raise UsageError("say what to run: --all, or --framework/--model (see python -m bench run --help)")
+        raise UsageError("say what to run: --all, --framework/--model or --config FILE (see: python -m bench run -h)")
     return runner.Selection(
         frameworks=fws or base.frameworks, models=models or base.models,
         devices=(devices or base.devices) if (args.all or devices) else ("cpu",),
-        profile=args.profile, variants=variants, batch_sizes=_ints(args.batch_size, "--batch-size"),
-        steps=args.steps, threads=args.threads, precision=args.precision, seed=args.seed, strict=args.strict,
+        profile=profile, variants=variants, batch_sizes=_ints(args.batch_size, "--batch-size"),
+        steps=args.steps, threads=args.threads, precision=precision, seed=args.seed, strict=args.strict,
         warmup_steps=args.warmup, repeats=args.repeats, steps_per_repeat=args.repeat_steps,
         seeds=_seeds(getattr(args, "seeds", None), args.seed),
         eval_every_steps=_eval_every(getattr(args, "eval_every", None)),
         target_accuracy=_target(getattr(args, "target_accuracy", None)),
     )
+
+
+# run flags that say what to run or how to train, with their unset values: a config says that
+# itself, so giving one beside --config is a conflict, not a silent override. --threads, --run-id,
+# --rounds, --memory-rounds, --timeout, --data, --dry-run and --quiet still apply.
+_CONFIG_CONFLICTS = (("--all", "all", False), ("--framework", "framework", None), ("--model", "model", None),
+                     ("--device", "device", None), ("--variant", "variant", None),
+                     ("--batch-size", "batch_size", None), ("--profile", "profile", None),
+                     ("--precision", "precision", None), ("--steps", "steps", None), ("--warmup", "warmup", None),
+                     ("--repeats", "repeats", None), ("--repeat-steps", "repeat_steps", None),
+                     ("--seed", "seed", 0), ("--seeds", "seeds", None), ("--strict", "strict", False),
+                     ("--target-accuracy", "target_accuracy", None), ("--eval-every", "eval_every", None))
+
+
+def _config(args: argparse.Namespace):
+    """run --config: the flags that conflict with it (a usage error), then the parsed config."""
+    from . import config
+
+    if args.resume or args.retry_failed:
+        raise UsageError("give --config or --resume, not both (a run's manifest holds its config)")
+    given = [flag for flag, dest, unset in _CONFIG_CONFLICTS if getattr(args, dest, unset) != unset]
+    if given:
+        raise UsageError(f"--config conflicts with {', '.join(given)}: the config says what to run and how "
+                         f"(set it in {args.config})")
+    if args.threads < 0:  # else the config would be blamed for the flag's value
+        raise UsageError(f"--threads must be >= 0, got {args.threads}")
+    return config.load(args.config)
 
 
 def _seeds(text: str | None, seed: int) -> tuple[int, ...]:
@@ -345,16 +426,21 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
     colour = {"regressed": "red", "improved": "green", "unchanged": "", "inconclusive": "yellow", "changed": "yellow"}
     from .compare import _fmt
 
-    for f in cmp.findings:
+    # Cells from several nodes (Ray runs): grouped by node, and each says where it ran.
+    several = len(set(cmp.nodes.values())) > 1
+    for f in sorted(cmp.findings, key=lambda f: cmp.nodes.get(f.key, "")) if several else cmp.findings:
         if only_changes and f.verdict == "unchanged" and f.rule != "train":
             continue
         n = cmp.rounds.get(f.key, (0, 0))
-        t.add_row(escape(f.key), f.rule + ("" if f.gated else " (advisory)"), _fmt(f.rule, f.base),
+        cell = f"{cmp.nodes.get(f.key, '?')}: {f.key}" if several else f.key
+        t.add_row(escape(cell), f.rule + ("" if f.gated else " (advisory)"), _fmt(f.rule, f.base),
                   _fmt(f.rule, f.head), f"{n[0]}+{n[1]}" + (" paired" if cmp.paired else ""), escape(f.why),
                   f.verdict, style=colour.get(f.verdict, ""))
     console.print(t)
     for d in diffs:
         console.print(f"[yellow]warning (--force)[/]: {escape(d)}")
+    for line in cmp.model_diffs:  # its cells cannot join: say why instead of listing them as only-in
+        console.print(f"[yellow]{escape(line)}[/]")
     for label, keys in (("only in base", cmp.only_base), ("only in head", cmp.only_head),
                         ("not ok on one side", cmp.not_ok)):
         if keys:
@@ -626,7 +712,21 @@ def build_parser() -> Parser:
     r.add_argument("--dry-run", action="store_true", help="plan and print the cells, run nothing")
     r.add_argument("--memory-rounds", type=int, default=3,
                    help="processes per cell that sample RSS (memory-only processes make up the number; default 3)")
-    r.set_defaults(func=cmd_run)
+    r.add_argument("--config", metavar="FILE.toml",
+                   help="models and sweeps from a TOML file (see examples/sweep.toml) instead of the selection flags")
+    r.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: the cells one after another on this machine (default); ray: each cell as a Ray "
+                        "task on a cluster, CPU cells asking for --threads CPUs, GPU cells for one GPU (needs "
+                        "lstm-bench[ray]). Either way one fresh worker process per cell. `check --against` always "
+                        "runs locally: its A/B interleaving needs one machine")
+    r.add_argument("--address", metavar="HOST:PORT",
+                   help="with --executor ray: the cluster's head (default: RAY_ADDRESS, a cluster started on this "
+                        "machine, else a new local instance)")
+    r.add_argument("--ray-code", choices=("upload", "installed"), default="upload",
+                   help="with --executor ray: upload this checkout to the nodes (default), or use the lstm-bench "
+                        "installed on them")
+    # Unset rather than quick/fp32, so --config can tell that they were given (see _selection).
+    r.set_defaults(func=cmd_run, profile=None, precision=None)
 
     ls = sub.add_parser("list", help="frameworks (available or not, and why), models, devices, profiles")
     ls.set_defaults(func=cmd_list)

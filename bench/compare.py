@@ -21,7 +21,7 @@ Metrics and how each is judged:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 import numpy as np
@@ -29,6 +29,7 @@ import numpy as np
 from . import stats
 from .pool import group_rounds, measured_memory
 from .report import _get
+from .spec import ModelSpec
 
 DETERMINISTIC_TOLERANCE = 0.005  # processes of one side may differ this much on a "deterministic" figure
 
@@ -217,7 +218,7 @@ def _fingerprint(recs: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
 
 def differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[str]:
     """One line per way the two sets differ in machine, framework versions, threads,
-    precision or device (empty: comparable)."""
+    precision, device or the node a cell ran on (empty: comparable)."""
     fb, fh = _fingerprint(base), _fingerprint(head)
     out = []
     for what in fb:
@@ -230,6 +231,29 @@ def differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[
                     out.append(f"framework versions differ: base {by_fw_b[fw]!r}, head {by_fw_h[fw]!r}")
         elif fb[what] and fh[what] and fb[what] != fh[what]:
             out.append(f"{what} differs: base {', '.join(sorted(fb[what]))}; head {', '.join(sorted(fh[what]))}")
+    # A Ray run spreads cells over nodes: a cell measured on one host in base and another in
+    # head compares the machines, whatever the two sets' machine lists say.
+    hb, hh = node_hosts(base), node_hosts(head)
+    moved = [k for k in hb if hh.get(k) and hb[k] and hb[k] != hh[k]]
+    if moved:
+        k = moved[0]
+        out.append(f"node differs in {len(moved)} cell(s), e.g. {k}: base on {', '.join(sorted(hb[k]))}, "
+                   f"head on {', '.join(sorted(hh[k]))}")
+    return out
+
+
+def _where(base: set[str], head: set[str]) -> str:
+    b, h = ", ".join(sorted(base)) or "?", ", ".join(sorted(head)) or "?"
+    return b if b == h else f"{b} / {h}"
+
+
+def node_hosts(recs: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
+    """key -> the hosts its processes ran on (records of a Ray run say; a local run's do not)."""
+    out: dict[str, set[str]] = {}
+    for r in recs:
+        host = _get(r, "node.hostname")
+        if host:
+            out.setdefault(r["key"], set()).add(host)
     return out
 
 
@@ -241,6 +265,11 @@ class Comparison:
     not_ok: tuple[str, ...]  # joined cells where one side has no ok process
     paired: bool
     rounds: dict[str, tuple[int, int]]  # key -> (base processes, head processes) judged
+    # "model NAME differs between the sets: FIELD: base X, head Y": one name, two networks. The
+    # cell key's digest covers the spec, so their cells cannot join; they are left out of
+    # only_base/only_head, which would otherwise list them without saying why.
+    model_diffs: tuple[str, ...] = ()
+    nodes: dict[str, str] = field(default_factory=dict)  # key -> where it ran, when records say (Ray runs)
 
     @property
     def regressions(self) -> list[Finding]:
@@ -267,7 +296,10 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
     bk, hk = _ok_rounds(base), _ok_rounds(head)
     all_b = {r["key"] for r in base}
     all_h = {r["key"] for r in head}
+    diffs = model_differences(base, head)
+    explained = {r["key"] for r in (*base, *head) if _model_name(r) in diffs}
     findings, not_ok, counts = [], [], {}
+    hb, hh = node_hosts(base), node_hosts(head)
     for key in [k for k in dict.fromkeys(r["key"] for r in base) if k in all_h]:
         bp, hp = bk.get(key, {}), hk.get(key, {})
         if not bp or not hp:
@@ -278,9 +310,39 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
             f = judge_cell(key, rule, bp, hp, paired, confidence)
             if f is not None:
                 findings.append(replace(f, gated=rule.name in gate))
-    return Comparison(tuple(findings), tuple(k for k in dict.fromkeys(r["key"] for r in base) if k not in all_h),
-                      tuple(k for k in dict.fromkeys(r["key"] for r in head) if k not in all_b), tuple(not_ok),
-                      paired, counts)
+    return Comparison(tuple(findings),
+                      tuple(k for k in dict.fromkeys(r["key"] for r in base) if k not in all_h and k not in explained),
+                      tuple(k for k in dict.fromkeys(r["key"] for r in head) if k not in all_b and k not in explained),
+                      tuple(not_ok), paired, counts,
+                      tuple(f"model {n} differs between the sets: {d}" for n, d in diffs.items()),
+                      {k: _where(hb.get(k, set()), hh.get(k, set())) for k in counts if k in hb or k in hh})
+
+
+def _model_name(rec: dict[str, Any]) -> str | None:
+    return _get(rec, "cell.model.name") or rec.get("model")
+
+
+# A spec with every field at its default: older records lack fields added since (variable_length).
+_SPEC_DEFAULTS = {k: v for k, v in ModelSpec("_").to_dict().items() if k != "name"}
+
+
+def model_differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> dict[str, str]:
+    """Model names both sets use for different networks (a config's own model redefined):
+    name -> "hidden: base 64, head 128; ..."."""
+    def specs(recs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for r in recs:
+            m = _get(r, "cell.model")
+            if isinstance(m, dict) and m.get("name"):
+                out.setdefault(m["name"], {**_SPEC_DEFAULTS, **m})
+        return out
+
+    b, h = specs(base), specs(head)
+    out = {}
+    for name in (n for n in b if n in h and b[n] != h[n]):
+        out[name] = "; ".join(f"{k}: base {b[name].get(k)}, head {h[name].get(k)}"
+                              for k in dict.fromkeys([*b[name], *h[name]]) if b[name].get(k) != h[name].get(k))
+    return out
 
 
 def settled(findings: Iterable[Finding]) -> bool:

@@ -82,6 +82,18 @@ def cell_label(rec: dict[str, Any]) -> str:
     return f"{fw} {rec['model']} {rec['device']} b{rec['batch_size']}" + (f" seed {seed}" if seed else "")
 
 
+def node_of(rec: dict[str, Any]) -> str | None:
+    """The host a record was measured on, when a Ray run says so (records of a local run do not)."""
+    return _get(rec, "node.hostname")
+
+
+def by_node(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """Records grouped by node (stable) when they come from more than one, and whether they do:
+    figures from different machines are not to be read side by side as if alike."""
+    several = len({node_of(r) for r in records if node_of(r)}) > 1
+    return (sorted(records, key=lambda r: node_of(r) or "") if several else records), several
+
+
 def _sgemm_key(rec: dict[str, Any]) -> tuple:
     return (_get(rec, "env.machine_id"), rec.get("device"), rec.get("threads"))
 
@@ -100,8 +112,11 @@ def pooled_sgemm(records: list[dict[str, Any]]) -> dict[tuple, float]:
     return {k: float(statistics.median(v)) for k, v in groups.items()}
 
 
-def row(rec: dict[str, Any], sgemm: dict[tuple, float] | None = None, tta: bool = False) -> list[str]:
+def row(rec: dict[str, Any], sgemm: dict[tuple, float] | None = None, tta: bool = False,
+        node: bool = False) -> list[str]:
     cells = _row(rec, sgemm)
+    if node:  # records from several nodes: the cell says where it ran
+        cells[0] = f"{node_of(rec) or '?'}: {cells[0]}"
     if tta:
         from .accuracy import tta_text
 
@@ -215,15 +230,17 @@ def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
     from .accuracy import seed_of
 
     ok = [r for r in records if r.get("status") == "ok"]
-    # Paired by seed as well: a --seeds run has one comparison per seed, each labelled with it.
-    cnns = {(r["framework"], r["variant"], r["device"], r["batch_size"], seed_of(r)): r
+    several = by_node(ok)[1]
+    # Paired by seed as well: a --seeds run has one comparison per seed, each labelled with it;
+    # and by node: a speed ratio across two machines says nothing about the models.
+    cnns = {(r["framework"], r["variant"], r["device"], r["batch_size"], seed_of(r), node_of(r)): r
             for r in ok if r["model"] == CLAIM_CNN}
     out = []
     for r in ok:
         if _get(r, "cell.model.family") != "rnn":
             continue
         seed = seed_of(r)
-        gk = (r["framework"], r["variant"], r["device"], r["batch_size"], seed)
+        gk = (r["framework"], r["variant"], r["device"], r["batch_size"], seed, node_of(r))
         cnn = cnns.get(gk)
         if cnn is None:
             continue
@@ -239,7 +256,9 @@ def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
         rss = (rss_r / rss_c) if (rss_r and rss_c and rss_c > 0) else None
         spreads = [v for v in (_get(r, "memory.rss_delta_spread"), _get(cnn, "memory.rss_delta_spread")) if v is not None]
         noise = max(spreads) if len(spreads) == 2 else None
-        group = f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}" + (f" seed {seed}" if seed else "")
+        where = f" on {node_of(r)}" if several else ""
+        group = f"{r['framework']}:{r['variant']} {r['device']}{where} b{r['batch_size']}" + \
+            (f" seed {seed}" if seed else "")
         decided, basis = speed_decision(r, cnn)
         out.append(ClaimRow(group, r["model"], speed, mem, floor, src_r, rss, noise, r["framework"], r["batch_size"],
                             decided, basis))
@@ -381,7 +400,8 @@ def to_markdown(records: list[dict[str, Any]]) -> str:
     tta = len(cols) > len(COLUMNS)
     lines = ["| " + " | ".join(c.title for c in cols) + " |", "|" + "---|" * len(cols)]
     sgemm = pooled_sgemm(records)
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in row(r, sgemm, tta)) + " |" for r in records]
+    grouped, several = by_node(records)
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row(r, sgemm, tta, several)) + " |" for r in grouped]
     out = "\n".join(lines) + "\n\n" + "\n".join(
         ln if not ln.startswith("  ") else "- " + ln.strip() for ln in verdict_lines(records)) + "\n"
     seeds = accuracy.seed_table(records)
@@ -415,8 +435,9 @@ def rich_table(records: list[dict[str, Any]], title: str):
         numeric = c.title not in ("cell", "status", "kernel")
         t.add_column(c.title, justify="right" if numeric else "left", overflow="fold")
     sgemm = pooled_sgemm(records)
-    for r in records:
-        cells = row(r, sgemm, len(cols) > len(COLUMNS))
+    grouped, several = by_node(records)
+    for r in grouped:
+        cells = row(r, sgemm, len(cols) > len(COLUMNS), several)
         style = None if r.get("status") == "ok" and not r.get("suspect") else (
             "yellow" if r.get("status") in ("ok", "skipped") else "red")
         t.add_row(*(escape(c) for c in cells), style=style)

@@ -19,10 +19,11 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from . import envinfo, measure, registry, results
-from .spec import DEFAULT_MODELS, Cell, Protocol, SpecError, TrainSpec, get_model, get_profile
+from .spec import (DEFAULT_MODELS, Cell, ModelSpec, Profile, Protocol, SpecError, TrainSpec, get_model,
+                   get_profile)
 
 DEFAULT_TIMEOUT_S = {"smoke": 300, "ci": 600, "claim": 900, "quick": 900, "full": 7200}
 
@@ -80,8 +81,11 @@ def _protocol(sel: Selection, base: Protocol, steps: int) -> Protocol:
     return replace(base, **over) if over else base
 
 
-def plan(sel: Selection) -> list[Cell]:
-    prof = get_profile(sel.profile)
+def plan(sel: Selection, models: Mapping[str, ModelSpec] | None = None, profile: Profile | None = None) -> list[Cell]:
+    """The cells of a selection. `models` resolves names the zoo does not know (a config's own
+    models: the worker builds whatever spec the cell carries, so nothing downstream looks a
+    name up again); `profile` replaces the named one (a config's protocol overrides)."""
+    prof = profile or get_profile(sel.profile)
     threads = sel.threads or measure.cpu_threads_default()
     cells: list[Cell] = []
     for fw in sel.frameworks:
@@ -90,7 +94,7 @@ def plan(sel: Selection) -> list[Cell]:
         for variant in variants:
             registry.check_variant(fw, variant)
             for name in sel.models:
-                model = get_model(name)
+                model = models[name] if models and name in models else get_model(name)
                 entry = prof.entry(name)
                 for device in sel.devices:
                     for bs in sel.batch_sizes or prof.batch_sizes or (entry.batch_size,):
@@ -155,8 +159,7 @@ Progress = Callable[[str, str], None]  # (cell key, phase text)
 
 def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, on_progress: Progress,
              stop: threading.Event, code_root: Path = envinfo.REPO_ROOT) -> CellOutcome:
-    """Start the worker, follow its progress, enforce the timeout; if it dies without a record,
-    write one that says how it died."""
+    """Run one cell's worker here and file its record (or one that says how it died)."""
     run_dir = run_dir.resolve()  # the worker runs in code_root, not here
     job = {"round": 0, "mode": "full", **job, "run_dir": str(run_dir)}
     out_path = results.cell_path(run_dir, cell.key, job["round"], job["mode"])
@@ -164,16 +167,27 @@ def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, o
     # The worker writes into a staging directory of its own, and the runner files the record
     # under its round: a base worktree of older code (check --against) knows nothing of rounds
     # and would otherwise overwrite round 0 with every later round.
-    stage = run_dir / "staging" / out_path.stem
+    job["run_dir"] = str(run_dir / "staging" / out_path.stem)
+    rec = run_worker(cell, job, run_dir / "jobs" / out_path.name, timeout_s, on_progress, stop,
+                     worker_env(cell, code_root), code_root)
+    return file_record(run_dir, rec, job)
+
+
+def run_worker(cell: Cell, job: dict[str, Any], job_path: Path, timeout_s: float, on_progress: Progress,
+               stop: threading.Event, env: dict[str, str], code_root: Path,
+               preexec: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Start `python -m bench.worker JOB` (its record goes to the staging dir job["run_dir"]),
+    follow its progress, enforce the timeout; return its record, or one that says how it died.
+    Shared by the local runner and the Ray task (bench.ray_executor), which runs it on a node.
+    `preexec` runs in the child before the worker starts."""
+    stage = Path(job["run_dir"])
     shutil.rmtree(stage, ignore_errors=True)
-    job["run_dir"] = str(stage)
-    job_path = run_dir / "jobs" / out_path.name
     results.atomic_write_json(job_path, job)
-    proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=worker_env(cell, code_root),
+    proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             # `python -m` puts the cwd first on sys.path: run in code_root so the
                             # worker imports that code, not whatever lies in the caller's cwd.
-                            cwd=code_root, start_new_session=True)
+                            cwd=code_root, start_new_session=True, preexec_fn=preexec)
     err_tail: collections.deque[str] = collections.deque(maxlen=40)
 
     def read_out() -> None:
@@ -204,21 +218,19 @@ def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, o
             time.sleep(0.1)
     except BaseException:
         # Ctrl-C / SIGTERM arrive as KeyboardInterrupt wherever the main thread is (mostly in
-        # the sleep above). The worker runs in its own session, so nothing else stops it: an
-        # orphan would go on burning the cores the next measurement needs.
+        # the sleep above; in a Ray task, ray.cancel raises it there). The worker runs in its own
+        # session, so nothing else stops it: an orphan would go on burning the cores the next
+        # measurement needs.
         _kill(proc)
         raise
     proc.wait()
     for t in readers:
         t.join(timeout=2)
     produced = sorted((stage / "cells").glob("*.json"))
-    if produced and not timed_out:
-        rec = results.read_json(produced[0], results.RECORD_SCHEMA)
-        rec.update(round=job["round"], mode=job["mode"])
-        results.write_record(run_dir, rec)
-        shutil.rmtree(stage, ignore_errors=True)
-        return CellOutcome(cell.key, rec["status"], rec.get("reason", ""))
+    rec = results.read_json(produced[0], results.RECORD_SCHEMA) if produced and not timed_out else None
     shutil.rmtree(stage, ignore_errors=True)
+    if rec is not None:
+        return rec
     tail = [ln for ln in err_tail if ln.strip()][-15:]
     if timed_out:
         status, reason = "timeout", f"no record after the {timeout_s:.0f}s cell timeout"
@@ -226,8 +238,14 @@ def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, o
         status, reason = "oom", f"worker killed (exit {proc.returncode}), most likely out of memory"
     else:
         status, reason = "failed", f"worker exited with code {proc.returncode} without a record"
-    write_outcome(run_dir, cell, job, status, reason, tail)
-    return CellOutcome(cell.key, status, reason)
+    return outcome_record(cell, job, status, reason, tail)
+
+
+def file_record(run_dir: Path, rec: dict[str, Any], job: dict[str, Any]) -> CellOutcome:
+    """File a worker's record under the round and mode the runner gave it (atomic)."""
+    rec = {**rec, "round": job["round"], "mode": job["mode"]}
+    results.write_record(run_dir, rec)
+    return CellOutcome(rec["key"], rec["status"], rec.get("reason", ""))
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -238,15 +256,21 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def write_outcome(run_dir: Path, cell: Cell, job: dict[str, Any], status: str, reason: str,
-                  tail: list[str] | None = None) -> None:
+def outcome_record(cell: Cell, job: dict[str, Any], status: str, reason: str,
+                   tail: list[str] | None = None) -> dict[str, Any]:
+    """A record for a cell that has no worker record: skipped, or how its worker died."""
     from .worker import base_record  # worker imports no framework at module level
 
     rec = base_record(cell, job)
     rec.update(status=status, reason=reason)
     if tail:
         rec["error_tail"] = tail
-    results.write_record(run_dir, rec)
+    return rec
+
+
+def write_outcome(run_dir: Path, cell: Cell, job: dict[str, Any], status: str, reason: str,
+                  tail: list[str] | None = None) -> None:
+    results.write_record(run_dir, outcome_record(cell, job, status, reason, tail))
 
 
 def start_manifest(run_dir: Path, run_id: str, cells: list[Cell], sel: Selection | None, argv: list[str],
@@ -286,14 +310,14 @@ def cells_from_manifest(manifest: dict[str, Any]) -> list[Cell]:
 
 def remaining(run_dir: Path, cells: list[Cell], retry_failed: bool, rounds: Rounds = Rounds()) -> list[Cell]:
     """Cells of a run still missing a process record (any round); with `retry_failed`, also
-    those whose first measurement failed (their failed record is removed so it reruns)."""
+    those whose first measurement failed (their failed record is removed so it reruns). A
+    record marked `lost` (a Ray task lost with its node or worker: it says nothing about the
+    cell) counts as missing even without `retry_failed`."""
     recs = results.read_rounds(run_dir)
-    if retry_failed:
-        for r in recs:
-            if r["status"] not in ("ok", "skipped"):
-                results.cell_path(run_dir, r["key"], int(r.get("round", 0)), r.get("mode", "full")).unlink(
-                    missing_ok=True)
-        recs = [r for r in recs if r["status"] in ("ok", "skipped")]
+    drop = [r for r in recs if r.get("lost") or (retry_failed and r["status"] not in ("ok", "skipped"))]
+    for r in drop:
+        results.cell_path(run_dir, r["key"], int(r.get("round", 0)), r.get("mode", "full")).unlink(missing_ok=True)
+    recs = [r for r in recs if r not in drop]
     first = {r["key"]: r["status"] for r in recs if r.get("mode", "full") == "full" and not r.get("round")}
     have = {(r["key"], int(r.get("round", 0)), r.get("mode", "full")) for r in recs}
     wanted = [(r, "full" if r < rounds.full else "memory") for r in range(max(rounds.full, rounds.memory))]
@@ -322,12 +346,18 @@ def _one(side: Side, cell: Cell, round_: int, mode: str, data_path: str | None, 
         outcome = CellOutcome(cell.key, "skipped", reason)
     else:
         outcome = run_cell(cell, side.run_dir, job, timeout_s, ui.cell_progress, stop, side.code_root)
-    label = ([side.name] if tag else []) + ([f"round {round_ + 1}"] if round_ or tag else []) + \
-        (["memory only"] if mode == "memory" else [])
-    if label:
-        outcome = CellOutcome(outcome.key, outcome.status, f"[{', '.join(label)}] {outcome.reason}".rstrip())
+    outcome = labelled(outcome, round_, mode, side.name if tag else None)
     ui.cell_finished(cell, outcome)
     return outcome
+
+
+def labelled(outcome: CellOutcome, round_: int, mode: str, side: str | None = None) -> CellOutcome:
+    """The outcome as the progress log shows it: which side, round and kind of process."""
+    label = ([side] if side else []) + ([f"round {round_ + 1}"] if round_ or side else []) + \
+        (["memory only"] if mode == "memory" else [])
+    if not label:
+        return outcome
+    return CellOutcome(outcome.key, outcome.status, f"[{', '.join(label)}] {outcome.reason}".rstrip())
 
 
 def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | None, timeout_s: float,
@@ -378,15 +408,20 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
-        ui.stop()
-        for side in sides:
-            side.manifest.update(status=status, finished_utc=envinfo.utc_now())
-            results.write_manifest(side.run_dir, side.manifest)
-            # Workers' staging directories are emptied as records are filed; an empty parent
-            # left behind is clutter. A non-empty one (a worker killed mid-write) stays.
-            with contextlib.suppress(OSError):
-                (side.run_dir / "staging").rmdir()
+        finish(sides, ui, status)
     return 130 if status == "interrupted" else 0
+
+
+def finish(sides: tuple[Side, ...], ui: Any, status: str) -> None:
+    """End of a run, however it ended: the manifest says complete or interrupted."""
+    ui.stop()
+    for side in sides:
+        side.manifest.update(status=status, finished_utc=envinfo.utc_now())
+        results.write_manifest(side.run_dir, side.manifest)
+        # Workers' staging directories are emptied as records are filed; an empty parent
+        # left behind is clutter. A non-empty one (a worker killed mid-write) stays.
+        with contextlib.suppress(OSError):
+            (side.run_dir / "staging").rmdir()
 
 
 class GitError(RuntimeError):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import results
+from .report import node_of  # the Ray executor records the host; a local run's records are "local"
 
 # Columns first in every export, in this order (the rest follow in record order).
 IDENTITY = ("run_id", "node", "machine_id", "commit", "key", "framework", "variant", "model", "device",
@@ -30,18 +31,11 @@ _DROP_SUFFIXES = (".values",)
 FORMATS = ("csv", "parquet", "json")
 
 
-def node_of(rec: dict[str, Any]) -> str:
-    """The host a record was measured on: the Ray executor records it per task; a local run's
-    records are from the machine of the run (named by its machine id)."""
-    node = rec.get("node") or {}
-    return str(node.get("hostname") or (rec.get("env") or {}).get("hostname") or "local")
-
-
 def row(rec: dict[str, Any], run_id: str) -> dict[str, Any]:
     cell = rec.get("cell") or {}
     env = rec.get("env") or {}
     out: dict[str, Any] = {
-        "run_id": run_id, "node": node_of(rec), "machine_id": env.get("machine_id"),
+        "run_id": run_id, "node": node_of(rec) or "local", "machine_id": env.get("machine_id"),
         "commit": (env.get("git") or {}).get("commit"),
         "seed": (cell.get("train") or {}).get("seed"), "steps": (cell.get("train") or {}).get("steps"),
     }

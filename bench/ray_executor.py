@@ -1,0 +1,266 @@
+"""`run --executor ray`: each cell as a Ray task, on whichever node of a cluster has room.
+
+It stays one fresh worker process per cell: the task starts `python -m bench.worker JOB.json`
+on its node (runner.run_worker, as the local runner does: a Ray worker process is reused across
+tasks and would carry framework state) and returns the record, or how the worker died; the
+driver files it under results/<run-id>/cells/ as the local runner does. A CPU cell asks Ray for
+`threads` CPUs and a GPU cell for one GPU. Ray counts CPUs logically and pins nothing: two
+cells never hold more CPUs than a node has, but the OS still places their threads. Per-phase
+progress lines are not streamed back: the progress bar moves when a cell finishes.
+
+Ray is imported in this module's functions only: bench stays importable without it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import envinfo, registry, results, runner
+from .spec import Cell
+
+INSTALL_HINT = "pip install 'lstm-bench[ray]'"
+# What the working_dir upload leaves behind (gitignore patterns, anchored at the repo root).
+EXCLUDES = ["/.venv", "/.git", "/results", "/.pytest_cache", "/.benchmarks", "__pycache__", "*.egg-info",
+            "/build", "/dist"]
+CANCEL_GRACE_S = 5.0  # after Ctrl-C, how long tasks get to stop their workers before a force-kill
+
+
+class RayUnavailable(RuntimeError):
+    """Ray is not installed or the cluster cannot be reached: one line, exit 2."""
+
+
+@dataclass
+class Cluster:
+    address: str  # the GCS address joined (of a local instance, when none was given)
+    code: str  # "upload" (working_dir) or "installed" (the package is installed on the nodes)
+    nodes: list[dict[str, Any]]
+
+
+def require() -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise RayUnavailable(f"--executor ray needs Ray: {INSTALL_HINT}") from None
+
+
+def connect(address: str | None, code: str = "upload") -> Cluster:
+    """Join the cluster at `address`, or start a local instance. With code "upload" the tasks
+    get this checkout (working tree as it is) through Ray's runtime environment."""
+    require()
+    import ray
+
+    host, sep, port = (address or "").rpartition(":")
+    if sep and port.isdigit() and "://" not in address:  # Ray itself retries a dead address for minutes
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except OSError as e:
+            raise RayUnavailable(f"cannot reach Ray at {address}: {e.strerror or e}") from None
+    env = {"working_dir": str(envinfo.REPO_ROOT), "excludes": EXCLUDES} if code == "upload" else None
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(address=address, runtime_env=env, include_dashboard=False if address is None else None,
+                 logging_level=logging.ERROR)  # not its warnings about what the upload leaves out
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise RayUnavailable(f"cannot connect to Ray at {address or 'a new local instance'}: "
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    finally:
+        # ray.init replaces the SIGTERM handler with sys.exit; keep bench's (KeyboardInterrupt),
+        # so a cancelled CI job still cancels the tasks and marks the run interrupted.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
+    nodes = [{"hostname": n.get("NodeManagerHostname"), "node_id": n.get("NodeID"),
+              "cpus": n.get("Resources", {}).get("CPU", 0), "gpus": n.get("Resources", {}).get("GPU", 0)}
+             for n in ray.nodes() if n.get("Alive")]
+    return Cluster(ray.get_runtime_context().gcs_address, code, nodes)
+
+
+def _task(job: dict[str, Any], timeout_s: float, uploaded: bool) -> dict[str, Any]:
+    """On the node: one fresh worker process for the cell, in a temp dir of this node."""
+    import ray
+
+    cell = Cell.from_dict(job["cell"])
+    # With a working_dir Ray runs the task in its unpacked copy of the code, and the worker
+    # runs that copy; an installed package runs from where it is installed.
+    code_root = Path.cwd() if uploaded else envinfo.REPO_ROOT
+    reason = registry.unavailable_reason(cell.framework)  # this node's packages, not the driver's
+    if reason:
+        rec = runner.outcome_record(cell, job, "skipped", reason)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix=f"lstm-bench-{job['run_id']}-"))
+        try:
+            env = runner.worker_env(cell, code_root)
+            if not cell.threads:
+                # Ray sets OMP_NUM_THREADS to the task's CPU count; a GPU cell sets no thread
+                # count, so its worker gets the frameworks' defaults, as locally.
+                env.pop("OMP_NUM_THREADS", None)
+            rec = runner.run_worker(cell, {**job, "run_dir": str(tmp / "stage")}, tmp / "job.json", timeout_s,
+                                    lambda key, phase: None, threading.Event(), env, code_root, _die_with_parent())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    rec["node"] = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
+    return rec
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Linux: the worker process gets SIGKILL when the task's process dies. It runs in a session
+    of its own (runner.run_worker), so a crashed or force-cancelled Ray worker, which has no
+    chance to stop it, would leave it running, using the cores the next cell is measured on."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl, parent = ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the task died before that took hold
+            os._exit(1)
+
+    return preexec
+
+
+def _lost(ray: Any, e: BaseException) -> tuple[str, str, bool]:
+    """(status, reason, lost) for a task that returned no record. Lost: the task went with its
+    node, its Ray worker or its owner, so the record says nothing of the cell and --resume
+    reruns it."""
+    x = ray.exceptions
+    cause = getattr(e, "cause", None) if isinstance(e, x.RayTaskError) else None
+    err = cause if isinstance(cause, x.RayError) else e
+    if isinstance(err, x.OutOfMemoryError):
+        return "oom", f"Ray's memory monitor killed the task: {str(err).splitlines()[0][:200]}", False
+    what = next((text for kind, text in (
+        (x.WorkerCrashedError, "its Ray worker process died"), (x.NodeDiedError, "its node died"),
+        (x.LocalRayletDiedError, "its node's raylet died"), (x.OwnerDiedError, "the driver that owned it died"),
+        (x.ObjectLostError, "its result was lost with its node"), (x.TaskCancelledError, "it was cancelled"),
+        (x.RuntimeEnvSetupError, "its node could not set up the runtime environment (the code upload)"),
+        (x.TaskUnschedulableError, "no node could run it"), (x.RaySystemError, "a Ray system error"),
+    ) if isinstance(err, kind)), None)
+    if what is None:  # the task's own code raised: a bug, not a lost task
+        last = str(err).splitlines()[-1][:200] if str(err) else ""
+        return "failed", f"Ray task raised {type(err).__name__}: {last}", False
+    return "failed", f"Ray task lost: {what} ({type(err).__name__}); --resume reruns it", True
+
+
+def _skip_reason(cell: Cell, nodes: list[dict[str, Any]]) -> str | None:
+    """What no node of the cluster can give the cell (Ray would wait for it forever)."""
+    if cell.device == "gpu" and not any(n["gpus"] for n in nodes):
+        return "no GPU in the Ray cluster"
+    most = max((n["cpus"] for n in nodes), default=0)
+    if cell.device == "cpu" and cell.threads > most:
+        return f"{cell.threads} threads: no Ray node has that many CPUs (the largest has {most:g}; use --threads)"
+    return None
+
+
+def execute(cluster: Cluster, run_dir: Path, manifest: dict[str, Any], cells: list[Cell], data_path: str | None,
+            timeout_s: float, ui: Any, rounds: runner.Rounds = runner.Rounds()) -> int:
+    """runner.execute's contract on Ray: every outcome gets a record, Ctrl-C/SIGTERM cancels the
+    tasks and keeps what finished. Returns 0, or 130 when interrupted."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if rounds.decide is not None:
+        raise ValueError("adaptive rounds (check --against) need one machine: they run locally")
+    manifest.update(executor="ray", ray={"address": cluster.address, "code": cluster.code, "nodes": cluster.nodes})
+    results.write_manifest(run_dir, manifest)
+    task = ray.remote(max_retries=0)(_task)  # never a silent re-measurement
+    alive = {n["node_id"] for n in cluster.nodes}
+    git = envinfo.git_state()
+    schedule = [(r, "full" if r < rounds.full else "memory") for r in range(max(rounds.full, rounds.memory))]
+    todo = {c.key: list(schedule) for c in cells}
+    home: dict[str, str] = {}  # cell -> the node of its first process: its further rounds run there too
+    pending: dict[Any, tuple[Cell, dict[str, Any]]] = {}
+    side = runner.Side("run", run_dir, manifest, envinfo.REPO_ROOT)
+    ui.start(len(cells) * len(schedule))
+
+    def store(cell: Cell, job: dict[str, Any], rec: dict[str, Any]) -> runner.CellOutcome:
+        if cluster.code == "upload" and isinstance(rec.get("env"), dict):
+            rec["env"]["git"] = git  # the upload has no .git: the code is this checkout's working tree
+        return runner.labelled(runner.file_record(run_dir, rec, job), job["round"], job["mode"])
+
+    def file(cell: Cell, job: dict[str, Any], rec: dict[str, Any]) -> None:
+        outcome = store(cell, job, rec)
+        ui.cell_finished(cell, outcome)
+        if job["round"] == 0 and outcome.status != "ok":
+            ui.advance(len(todo[cell.key]))  # skipped or failed: more processes will not help
+            todo[cell.key].clear()
+        elif rec.get("node"):
+            home.setdefault(cell.key, rec["node"]["node_id"])
+        submit(cell)
+
+    def submit(cell: Cell) -> None:
+        while todo[cell.key]:
+            r, mode = todo[cell.key].pop(0)
+            path = results.cell_path(run_dir, cell.key, r, mode)
+            if path.exists():  # done before (--resume)
+                node = results.read_json(path, results.RECORD_SCHEMA).get("node") or {}
+                if node.get("node_id"):
+                    home.setdefault(cell.key, node["node_id"])
+                ui.advance(1)
+                continue
+            job = {"cell": cell.to_dict(), "run_id": manifest["run_id"], "data": data_path, "round": r, "mode": mode}
+            ui.cell_started(cell)
+            reason = _skip_reason(cell, cluster.nodes)
+            if reason:
+                return file(cell, job, runner.outcome_record(cell, job, "skipped", reason))
+            opts: dict[str, Any] = {"num_gpus": 1} if cell.device == "gpu" else {"num_cpus": cell.threads}
+            if home.get(cell.key) in alive:
+                opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(home[cell.key], soft=False)
+            pending[task.options(**opts).remote(job, timeout_s, cluster.code == "upload")] = (cell, job)
+            return
+
+    status = "complete"
+    try:
+        for cell in cells:
+            submit(cell)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in done:
+                cell, job = pending.pop(ref)
+                try:
+                    rec = ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    st, reason, lost = _lost(ray, e)
+                    rec = runner.outcome_record(cell, job, st, reason)
+                    if lost:
+                        rec["lost"] = True
+                file(cell, job, rec)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        _cancel(ray, pending, store)
+    finally:
+        runner.finish((side,), ui, status)
+        ray.shutdown()
+    return 130 if status == "interrupted" else 0
+
+
+def _cancel(ray: Any, pending: dict[Any, tuple[Cell, dict[str, Any]]], keep: Any) -> None:
+    """Stop every outstanding task. First a plain cancel (KeyboardInterrupt in the task, whose
+    run_worker then kills its worker process group), then force=True for what is still running
+    (that kills the Ray worker). A task that finished meanwhile keeps its record."""
+    refs = list(pending)
+    try:
+        for ref in refs:
+            ray.cancel(ref)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S) if refs else ([], [])
+        for ref in ready:
+            try:
+                keep(*pending[ref], ray.get(ref))
+            except ray.exceptions.RayError:
+                pass  # cancelled: no record, as for the cell a local run was in when interrupted
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C: no more grace
+    finally:
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # already finished, or Ray is going away: nothing left to stop
+                pass

@@ -31,6 +31,8 @@ FRAMEWORKS: dict[str, FrameworkInfo] = {f.name: f for f in (
     FrameworkInfo("torch", "impls.torch_impl", ("torch",), "torch", "PyTorch", (
         ("default", "eager nn.LSTM/GRU/RNN (cuDNN on GPU), torch.optim.Adam (fused on GPU); variable length: packed"),
         ("gather", "variable-length models: padded fused LSTM, output gathered at each sample's last step"),
+        ("compiled", "torch.compile (inductor, default mode) of the network (forward and backward) and of Adam's step"),
+        ("channels_last", "CNNs: eager with torch.channels_last (NHWC) weights and activations"),
     )),
     FrameworkInfo("tf", "impls.tf_impl", ("tensorflow", "keras"), "tf", "TensorFlow/Keras", (
         ("default", "CPU: the faster of xla/graph measured here; GPU: graph mode with cuDNN"),

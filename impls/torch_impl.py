@@ -20,6 +20,14 @@ VARIANTS = {
     # through the fused LSTM and gathers each sample's output at its own last step: no compute
     # saved on the padding, the fast kernel kept.
     "gather": "variable-length models: padded fused LSTM, output gathered at each sample's last step",
+    # torch.compile (inductor): the network (forward and, through AOTAutograd, backward) and
+    # Adam's step, each compiled once per mode (train/eval). The first step, which compiles, is
+    # compile_s. Not mode="reduce-overhead" (CUDA graphs) on GPU: its outputs are overwritten by
+    # the next replay, and the harness reads losses and logits after later steps; untested here
+    # without a GPU, so not offered.
+    "compiled": "torch.compile (inductor, default mode) of the network (forward and backward) and of Adam's step",
+    # CNNs only: NHWC activations and weights, which oneDNN's convolutions prefer.
+    "channels_last": "CNNs: eager with torch.channels_last (NHWC) weights and activations",
 }
 _RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -117,8 +125,17 @@ class TorchTrainer:
         torch.manual_seed(train.seed)  # dropout masks; weights come from set_weights
         if variant == "gather" and not (model.variable_length and model.layers == 1):
             raise Unsupported("torch variant 'gather' is for one-layer variable-length models (e.g. lstm128_varlen)")
+        if variant == "channels_last" and model.family != "cnn":
+            raise Unsupported("torch variant 'channels_last' is a memory format for convolutions (CNN models)")
         gather = variant == "gather"
+        self.variant = variant
         self.net = (RnnNet(model, gather) if model.family == "rnn" else CnnNet(model)).to(self.dev)
+        if variant == "channels_last":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # What runs the network: the module itself, or its compiled form (same parameters).
+        self.call = self.net
+        if variant == "compiled":
+            self.call = torch.compile(self.net)
         self.param_count = param_count(model)
         uses_rnn = model.family == "rnn"
         if self.on_gpu:
@@ -132,6 +149,10 @@ class TorchTrainer:
             self.fast_path, self.fast_path_note = True, ""
             if self.autocast_dtype is not None:
                 self._probe_cpu_bf16()
+        if variant == "compiled":
+            self.kernel += "+inductor"
+        elif variant == "channels_last":
+            self.kernel += " (channels_last)"
         if model.variable_length and gather:
             self.kernel += " (padded, gathered)"
         elif model.variable_length and not self.on_gpu:
@@ -159,6 +180,11 @@ class TorchTrainer:
         t = self.train_spec
         self.opt = torch.optim.Adam(self.net.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps,
                                     fused=True if self.on_gpu else None)
+        self.opt_step = self.opt.step
+        if self.variant == "compiled":
+            # torch's recipe for a compiled optimizer: compile a function that calls step()
+            # (inductor fuses Adam's per-parameter updates into a few kernels).
+            self.opt_step = torch.compile(self.opt.step, fullgraph=False)
 
     # -- protocol ------------------------------------------------------------------------------
     def stage(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, ...]:
@@ -171,9 +197,9 @@ class TorchTrainer:
         x, lengths = batch[0], (batch[2] if len(batch) > 2 else None)
         args = (x,) if lengths is None else (x, lengths)
         if self.autocast_dtype is None:
-            return self.net(*args)
+            return self.call(*args)
         with torch.autocast(self.dev.type, dtype=self.autocast_dtype):
-            return self.net(*args).float()
+            return self.call(*args).float()
 
     def train_step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         y = batch[1]
@@ -181,7 +207,7 @@ class TorchTrainer:
         self.opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self._logits(batch), y)
         loss.backward()
-        self.opt.step()
+        self.opt_step()
         return loss.detach()
 
     def loss_value(self, loss: torch.Tensor) -> float:

@@ -93,9 +93,9 @@ def test_weight_round_trip_is_exact(impl, model):
 ONE_STEP = TrainSpec(eps=1e-4)
 
 
-def one_step_weights(fw: str, model: str):
+def one_step_weights(fw: str, model: str, variant: str = "default"):
     m = no_dropout(model)
-    tr = build(fw, m, ONE_STEP)
+    tr = build(fw, m, ONE_STEP, variant=variant)
     x, y = batch(16)
     loss = tr.loss_value(tr.train_step(tr.stage(x, y)))
     return loss, tr.get_weights()
@@ -111,6 +111,22 @@ def test_one_adam_step_gives_the_same_weights(pair, model):
     moved = max(np.abs(wa[k] - w0[k]).max() for k in wa)
     assert moved > 5e-4, "the step did not move the weights: the comparison would be vacuous"
     assert worst <= STEP_TOL, f"{pair} {model}: max |weight difference| after one step = {worst:.2e}"
+
+
+# torch's other variants against its default, where they apply: the compiled step (network
+# and Adam both compiled) on an RNN and a CNN, channels_last on both CNNs. Same tolerance as
+# across frameworks: inductor may fuse and reorder, and must still be the same function.
+TORCH_VARIANT_CASES = [("compiled", "lstm128"), ("compiled", "cnn_small"), ("channels_last", "cnn_small"),
+                       ("channels_last", "cnn_tutorial")]
+
+
+@pytest.mark.parametrize("variant, model", TORCH_VARIANT_CASES, ids=[f"{v}-{m}" for v, m in TORCH_VARIANT_CASES])
+def test_torch_variants_take_the_same_adam_step_as_the_default(variant, model):
+    load_impl("torch")
+    (la, wa), (lb, wb) = one_step_weights("torch", model), one_step_weights("torch", model, variant)
+    assert abs(la - lb) <= LOGIT_TOL
+    worst = max(np.abs(wa[k] - wb[k]).max() for k in wa)
+    assert worst <= STEP_TOL, f"torch:{variant} {model}: max |weight difference| after one step = {worst:.2e}"
 
 
 def loss_curve(fw: str, steps: int = 50, model: str = "lstm128") -> np.ndarray:

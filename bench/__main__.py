@@ -12,4 +12,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 signal.signal(signal.SIGTERM, _terminate)
+if hasattr(signal, "SIGUSR1"):
+    # `kill -USR1 PID` prints every thread's Python stack to stderr: what a run that seems stuck
+    # is doing, without stopping it.
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 sys.exit(main())

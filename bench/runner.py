@@ -203,11 +203,11 @@ def run_worker(cell: Cell, job: dict[str, Any], job_path: Path, timeout_s: float
             err_tail.append(line.rstrip())
 
     readers = [threading.Thread(target=f, daemon=True) for f in (read_out, read_err)]
-    for t in readers:
-        t.start()
     t0 = time.monotonic()
     timed_out = False
     try:
+        for t in readers:  # inside the try: a Ctrl-C while they start must still stop the worker
+            t.start()
         while proc.poll() is None:
             if stop.is_set():
                 raise KeyboardInterrupt

@@ -1,4 +1,4 @@
-"""Records on disk: schema, atomic writes, reading runs back (into pandas for tables).
+"""Records on disk: schema, atomic writes, reading runs back (flattened for the tidy tables, bench.tidy).
 
 Layout: results/<run-id>/manifest.json  (the plan: every cell's spec and key)
         results/<run-id>/cells/<key>.json  (one record per finished cell)
@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 RECORD_SCHEMA = "lstm-bench/record"
 MANIFEST_SCHEMA = "lstm-bench/manifest"
@@ -151,9 +151,3 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
 
     walk("", record)
     return row
-
-
-def to_frame(records: Iterable[dict[str, Any]]):
-    import pandas as pd  # local: `bench list` and the worker need no pandas start-up cost
-
-    return pd.DataFrame([flatten(r) for r in records])

@@ -7,8 +7,8 @@ For each framework, lstm128 and cnn_small at batch 16 and 64:
   48 x activation_bytes_per_sample, lies in the band GROWTH_BANDS states for that framework and
   model (measured values and what lies above the floor are written next to each);
 - it is deterministic: identical in two calls of one process with a training step between
-  them (as the worker calls it, after training), and within DETERMINISM_TOL (identical was
-  measured) in a fresh process.
+  them (as the worker calls it, after training; TF graph mode within 1%, see the last test),
+  and within DETERMINISM_TOL (identical was measured) in a fresh process.
 """
 from __future__ import annotations
 
@@ -96,7 +96,9 @@ def floor(model: str, batch_size: int) -> int:
 def test_tensor_memory_is_above_the_floor_and_named(fw, model):
     for b in (SMALL, LARGE):
         first = measured(fw, model, b)[0]
-        assert set(first) == {"tensor_peak_bytes", "tensor_method", "tensor_breakdown"}
+        # TF's graph mode adds the peak of each op order it measured (test below)
+        assert set(first) - {"tensor_step_transient_per_order_bytes"} == {
+            "tensor_peak_bytes", "tensor_method", "tensor_breakdown"}
         assert first["tensor_method"].startswith(f"{fw}: "), first["tensor_method"]
         assert isinstance(first["tensor_peak_bytes"], int), first["tensor_method"]
         bd = first["tensor_breakdown"]
@@ -126,6 +128,12 @@ def test_growth_with_batch_follows_the_activations(fw, model):
 def test_same_figure_twice_in_one_process(fw, model):
     for b in (SMALL, LARGE):
         first, second = measured(fw, model, b)
+        if "tensor_step_transient_per_order_bytes" in first:
+            # TF graph mode: each call is the least of _ORDERS fresh op orders, so two calls
+            # can land on orders a few KB apart (lstm128 b16: 8,856,389 vs 8,876,865 B)
+            a, c = first["tensor_peak_bytes"], second["tensor_peak_bytes"]
+            assert abs(a - c) <= 0.01 * a, (a, c)
+            continue
         assert first["tensor_peak_bytes"] == second["tensor_peak_bytes"]
         assert first["tensor_breakdown"] == second["tensor_breakdown"]
 
@@ -152,3 +160,27 @@ def _child(fw: str) -> dict[str, int]:
 
     impl = registry.load(fw)
     return {model: figures(impl, model, SMALL, calls=1)[0]["tensor_peak_bytes"] for model in MODELS}
+
+
+def test_tf_graph_mode_keeps_the_least_of_its_op_orders():
+    """TF picks a graph function's op order per instantiation, and cnn_tutorial's peak at b128
+    moved 90.0..113.7 MB between them (12.8 MB fc gradients overlapping or not), so one figure
+    per process moved from run to run. tensor_memory instantiates graph mode _ORDERS times and
+    keeps the least: three calls (24 instantiations) must agree within 1.5% (the two commonest
+    orders read 90.0 and 91.1 MB), and the figure is the resident state plus the least of the
+    recorded per-order transients."""
+    tf_impl = load_impl("tf")
+    m = ZOO["cnn_tutorial"]
+    train = TrainSpec(batch_size=128)
+    tr = tf_impl.build(m, train, "cpu", "fp32", "graph", THREADS)
+    batch = tr.stage(*_mnist().train_batch(train.seed, 0, 128))
+    runs = [tr.tensor_memory(batch) for _ in range(3)]
+    for r in runs:
+        per_order = r["tensor_step_transient_per_order_bytes"]
+        assert len(per_order) == tf_impl._ORDERS
+        bd = r["tensor_breakdown"]
+        assert bd["step_peak_transient"] == min(per_order)
+        resident = bd["params"] + bd["optimizer_state"] + bd["other_variables"] + bd["batch"]
+        assert r["tensor_peak_bytes"] == resident + min(per_order)
+    figs = [r["tensor_peak_bytes"] for r in runs]
+    assert max(figs) <= 1.015 * min(figs), figs

@@ -27,6 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench.defaults import cpu_default  # noqa: E402
 from bench.reference import Weights, check_weights, directions, param_count  # noqa: E402
 from bench.spec import ModelSpec, TrainSpec  # noqa: E402
 from impls.base import Unsupported, host_batch  # noqa: E402
@@ -41,19 +42,11 @@ VARIANTS = {
     "xla": "tf.function(jit_compile=True) everywhere (on GPU: no cuDNN)",
     "graph": "tf.function without XLA",
 }
-# Measured on the 2-core development CPU (AMD EPYC, threads=2, quick profile, batch 128, train
-# samples/s, xla vs graph, 2026-11-24): lstm128 5,955 vs 6,941; lstm512 800 vs 618; bilstm512
-# 378 vs 351; lstm3x256 492 vs 462; cnn_tutorial 979 vs 1,820; cnn_small 6,481 vs 13,329.
-# XLA:CPU's convolutions are ~2x slower than graph mode's oneDNN ones; for LSTMs XLA wins once
-# the per-step matmuls are large and loses on the small lstm128. So the CPU default follows the
-# measurement per zoo model, and per family for models not measured.
-DEFAULT_CPU_JIT_BY_MODEL = {"lstm128": False, "lstm512": True, "bilstm512": True, "lstm3x256": True,
-                            "cnn_tutorial": False, "cnn_small": False}
-DEFAULT_CPU_JIT = {"rnn": True, "cnn": False}
 
 
+# What default runs on CPU per model (xla or graph) is measured: bench/defaults.py.
 def default_cpu_jit(model: ModelSpec) -> bool:
-    return DEFAULT_CPU_JIT_BY_MODEL.get(model.name, DEFAULT_CPU_JIT[model.family])
+    return cpu_default(FRAMEWORK, model.name, model.family) == "xla"
 
 
 _RNN = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}

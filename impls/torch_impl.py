@@ -8,13 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.defaults import cpu_default
 from bench.reference import Weights, check_weights, directions, param_count
 from bench.spec import ModelSpec, TrainSpec
 from impls.base import Unsupported, host_batch
 
 FRAMEWORK = "torch"
 VARIANTS = {
-    "default": "eager nn.LSTM/GRU/RNN (cuDNN on GPU), torch.optim.Adam (fused on GPU); variable length: packed",
+    # What default runs on CPU is measured per model (bench.defaults.CPU_DEFAULT); on GPU it is
+    # eager, whose RNNs and convolutions are cuDNN's.
+    "default": "CPU: the fastest of eager/compiled/channels_last measured per model; GPU: eager (cuDNN)",
+    "eager": "eager nn.LSTM/GRU/RNN (cuDNN on GPU), torch.optim.Adam (fused on GPU); variable length: packed",
     # Variable-length models only: the same function without packing. On CPU oneDNN takes no
     # packed input (a packed LSTM runs ATen's per-step cells), so this runs the padded batch
     # through the fused LSTM and gathers each sample's output at its own last step: no compute
@@ -115,6 +119,8 @@ class TorchTrainer:
                  threads: int) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown torch variant {variant!r} (choose from {', '.join(VARIANTS)})")
+        if variant == "default":
+            variant = "eager" if device == "gpu" else cpu_default(FRAMEWORK, model.name, model.family)
         if threads > 0:
             torch.set_num_threads(threads)
         self.model_spec, self.train_spec = model, train

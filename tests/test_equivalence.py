@@ -113,7 +113,7 @@ def test_one_adam_step_gives_the_same_weights(pair, model):
     assert worst <= STEP_TOL, f"{pair} {model}: max |weight difference| after one step = {worst:.2e}"
 
 
-# torch's other variants against its default, where they apply: the compiled step (network
+# torch's other variants against eager, where they apply: the compiled step (network
 # and Adam both compiled) on an RNN and a CNN, channels_last on both CNNs. Same tolerance as
 # across frameworks: inductor may fuse and reorder, and must still be the same function.
 TORCH_VARIANT_CASES = [("compiled", "lstm128"), ("compiled", "cnn_small"), ("channels_last", "cnn_small"),
@@ -121,12 +121,25 @@ TORCH_VARIANT_CASES = [("compiled", "lstm128"), ("compiled", "cnn_small"), ("cha
 
 
 @pytest.mark.parametrize("variant, model", TORCH_VARIANT_CASES, ids=[f"{v}-{m}" for v, m in TORCH_VARIANT_CASES])
-def test_torch_variants_take_the_same_adam_step_as_the_default(variant, model):
+def test_torch_variants_take_the_same_adam_step_as_eager(variant, model):
     load_impl("torch")
-    (la, wa), (lb, wb) = one_step_weights("torch", model), one_step_weights("torch", model, variant)
+    (la, wa), (lb, wb) = one_step_weights("torch", model, "eager"), one_step_weights("torch", model, variant)
     assert abs(la - lb) <= LOGIT_TOL
     worst = max(np.abs(wa[k] - wb[k]).max() for k in wa)
     assert worst <= STEP_TOL, f"torch:{variant} {model}: max |weight difference| after one step = {worst:.2e}"
+
+
+@pytest.mark.parametrize("fw", ["torch", "tf"])
+def test_default_runs_the_measured_cpu_choice(fw):
+    """`default` on CPU is the variant bench.defaults names for the model: the same kernel."""
+    from bench.defaults import cpu_default
+
+    impl = load_impl(fw)
+    for model in ("lstm128", "lstm512", "cnn_small", "cnn_tutorial"):
+        m = ZOO[model]
+        chosen = cpu_default(fw, model, m.family)
+        assert build(fw, m, variant="default").kernel == build(fw, m, variant=chosen).kernel, (fw, model, chosen)
+    assert impl.FRAMEWORK == fw
 
 
 def loss_curve(fw: str, steps: int = 50, model: str = "lstm128") -> np.ndarray:

@@ -1,0 +1,175 @@
+"""Variants table and batch sweep of a run of benchmarks/variants/variants.toml, as markdown.
+
+  python benchmarks/variants/table.py RUN [--md OUT.md] [--plot OUT.png]
+
+Train samples/s is the median over the cell's processes of each process's median (the process
+is the unit of independence), with the processes' min..max beside it. GFLOP/s is the analytic
+training FLOPs per sample x that median, and % of sgemm divides it by the median sgemm rate the
+run's processes measured at their start. For torch and TF the default's row is starred and the
+selection rule (bench.defaults.pick_default) is applied to the measurement: a line says per
+model whether the published default still holds.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench import defaults, report, results  # noqa: E402
+from bench.spec import ZOO  # noqa: E402
+
+MODELS = ("lstm128", "lstm512", "bilstm512", "lstm3x256", "cnn_tutorial", "cnn_small")
+FRAMEWORKS = ("torch", "tf", "jax")
+LSTM_GOAL_PCT = 50.0  # issue 13: every LSTM cell at >= 50% of the run's sgemm at batch >= 128
+
+
+def per_process(rec: dict[str, Any]) -> list[float]:
+    m = rec["metrics"]["train_samples_per_s"]
+    return list(m["values"]) if m.get("per_process") else [m["median"]]
+
+
+def actual_variant(rec: dict[str, Any]) -> str:
+    """The name a default cell's computation goes by in the defaults maps."""
+    v = rec["variant"]
+    if v != "default":
+        return v
+    return "eager" if rec["framework"] == "torch" else v
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run")
+    p.add_argument("--results-dir", default=str(ROOT / "results"))
+    p.add_argument("--md")
+    p.add_argument("--plot")
+    args = p.parse_args()
+    run_dir = results.resolve_run(args.run, Path(args.results_dir))
+    recs = [r for r in results.read_records(run_dir) if r.get("status") == "ok"]
+    if not recs:
+        print(f"error: no ok cells in {run_dir}", file=sys.stderr)
+        return 2
+    sgemm = statistics.median(float(r["analytic"]["calibration_gflops"]) for r in recs
+                              if (r.get("analytic") or {}).get("calibration_gflops"))
+    env = recs[0]["env"]
+    procs = sorted({r["rounds"]["full"] for r in recs})
+    out = [f"# Variants and batch sensitivity, CPU ({run_dir.name})", "",
+           f"Machine: {env.get('cpu_model')}, {env.get('threads')} threads, machine id "
+           f"{str(env.get('machine_id'))[:12]}; code {str((env.get('git') or {}).get('commit', '?'))[:10]}; "
+           f"profile {recs[0].get('profile')}; {'/'.join(map(str, procs))} fresh processes per cell, "
+           f"round-robin; sgemm {sgemm:.0f} GFLOP/s (median of the processes' start-up measurements, "
+           f"{min(float(r['analytic']['calibration_gflops']) for r in recs):.0f}.."
+           f"{max(float(r['analytic']['calibration_gflops']) for r in recs):.0f}).", ""]
+    b128 = {(r["framework"], r["model"], actual_variant(r)): r for r in recs if r["batch_size"] == 128}
+    out += ["## Every variant at batch 128", "",
+            "samples/s: median of the per-process medians (min..max over processes). "
+            "* = what `default` runs for that model.", "",
+            "| model | framework | variant | train samples/s | processes min..max | GFLOP/s | % of sgemm | / best of framework |",
+            "|---|---|---|---:|---:|---:|---:|---:|"]
+    verdicts = []
+    for model in MODELS:
+        fam = ZOO[model].family
+        for fw in FRAMEWORKS:
+            cells = {v: r for (f, mdl, v), r in b128.items() if f == fw and mdl == model}
+            if not cells:
+                continue
+            rates = {v: per_process(r) for v, r in cells.items()}
+            meds = {v: statistics.median(s) for v, s in rates.items()}
+            best = max(meds.values())
+            default_v = defaults.cpu_default(fw, model, fam)
+            for v in sorted(cells, key=lambda v: -meds[v]):
+                r, s = cells[v], rates[v]
+                gfl = meds[v] * r["analytic"]["train_flops_per_sample"] / 1e9
+                star = " *" if v == default_v else ""
+                out.append(f"| {model} | {fw} | {v}{star} | {meds[v]:,.0f} | {min(s):,.0f}..{max(s):,.0f} | "
+                           f"{gfl:.1f} | {100 * gfl / sgemm:.0f}% | {meds[v] / best:.2f} |")
+            if fw in defaults.CPU_DEFAULT and len(cells) > 1:
+                c = defaults.pick_default(rates, default_v)
+                within = meds.get(default_v, 0) / best >= 1 - defaults.GOAL_WITHIN
+                verdicts.append(f"- {fw} {model}: default {default_v}; rule picks {c.variant} ({c.reason}); "
+                                f"default within {defaults.GOAL_WITHIN:.0%} of best: {'yes' if within else 'NO'}")
+            if fam == "rnn" and default_v in meds:
+                gfl = meds[default_v] * cells[default_v]["analytic"]["train_flops_per_sample"] / 1e9
+                if 100 * gfl / sgemm < LSTM_GOAL_PCT:
+                    verdicts.append(f"- {fw} {model}: default at {100 * gfl / sgemm:.0f}% of sgemm, under the "
+                                    f"{LSTM_GOAL_PCT:.0f}% goal")
+    out += ["", "## The defaults against the measurement", ""] + verdicts
+    sweep = {}
+    for r in recs:
+        if r["model"] == "lstm128" and r["variant"] in ("default", "graph") and not (
+                r["framework"] == "tf" and r["variant"] == "graph" and r["batch_size"] != 128):
+            sweep[(r["framework"], r["batch_size"])] = r
+    batches = sorted({b for _, b in sweep})
+    out += ["", "## lstm128: batch sensitivity (each framework's default)", "",
+            "Step time in ms (median of per-process medians); samples/s in brackets; "
+            "the last row is JAX / torch samples/s.", "",
+            "| framework | " + " | ".join(f"b{b}" for b in batches) + " |",
+            "|---|" + "---:|" * len(batches)]
+    for fw in FRAMEWORKS:
+        cells = []
+        for b in batches:
+            r = sweep.get((fw, b))
+            cells.append("-" if r is None else
+                         f"{statistics.median(_step_ms(r)):.1f} ({statistics.median(per_process(r)):,.0f})")
+        out.append(f"| {fw} | " + " | ".join(cells) + " |")
+    ratio = []
+    for b in batches:
+        j, t = sweep.get(("jax", b)), sweep.get(("torch", b))
+        ratio.append("-" if not (j and t) else
+                     f"{statistics.median(per_process(j)) / statistics.median(per_process(t)):.2f}")
+    out.append("| jax / torch | " + " | ".join(ratio) + " |")
+    text = "\n".join(out) + "\n"
+    print(text)
+    if args.md:
+        results.atomic_write_bytes(Path(args.md), text.encode())
+    if args.plot:
+        _plot(sweep, batches, Path(args.plot), run_dir.name)
+    return 0
+
+
+def _step_ms(rec: dict[str, Any]) -> list[float]:
+    m = rec["metrics"]["step_ms"]
+    return list(m["values"]) if m.get("per_process") else [m["median"]]
+
+
+def _plot(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for fw in FRAMEWORKS:
+        bs = [b for b in batches if (fw, b) in sweep]
+        if not bs:
+            continue
+        step = [_step_ms(sweep[(fw, b)]) for b in bs]
+        rate = [per_process(sweep[(fw, b)]) for b in bs]
+        ax1.errorbar(bs, [statistics.median(s) / b for s, b in zip(step, bs)],
+                     yerr=[[(statistics.median(s) - min(s)) / b for s, b in zip(step, bs)],
+                           [(max(s) - statistics.median(s)) / b for s, b in zip(step, bs)]],
+                     marker="o", capsize=3, label=fw)
+        ax2.errorbar(bs, [statistics.median(s) for s in rate],
+                     yerr=[[statistics.median(s) - min(s) for s in rate], [max(s) - statistics.median(s) for s in rate]],
+                     marker="o", capsize=3, label=fw)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.set_xlabel("batch size")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax1.set_ylabel("ms per sample (step time / batch)")
+    ax2.set_ylabel("train samples/s")
+    fig.suptitle(f"lstm128 on the 2-core CPU, min..max over processes ({title})")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -41,9 +41,10 @@ FRAMEWORKS: dict[str, FrameworkInfo] = {f.name: f for f in (
         ("graph", "tf.function without XLA"),
     )),
     FrameworkInfo("jax", "impls.jax_impl", ("jax", "optax"), "jax", "JAX + optax", (
-        ("default", "lax.scan under jit, input projection inside the scan, no unrolling (fastest measured on CPU)"),
+        ("default", "lax.scan under jit, input projection inside the scan, no unrolling; CNNs: max-pool as reshape + max (fastest measured on CPU)"),
         ("hoisted", "as default, with the input projection hoisted out of the scan as one matmul over all steps"),
         ("unroll28", "as default, with the 28-step scan fully unrolled (longer compile)"),
+        ("reduce_window", "CNNs: as default, with max-pool as lax.reduce_window (gradient: XLA's select_and_scatter)"),
         ("cudnn", "jax.experimental.rnn cuDNN LSTM, one call per layer (GPU and LSTM only)"),
     )),
 )}

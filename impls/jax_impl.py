@@ -33,9 +33,10 @@ from impls.base import Unsupported, host_batch
 
 FRAMEWORK = "jax"
 VARIANTS = {
-    "default": "lax.scan under jit, input projection inside the scan, no unrolling (fastest measured on CPU)",
+    "default": "lax.scan under jit, input projection inside the scan, no unrolling; CNNs: max-pool as reshape + max (fastest measured on CPU)",
     "hoisted": "as default, with the input projection hoisted out of the scan as one matmul over all steps",
     "unroll28": "as default, with the 28-step scan fully unrolled (longer compile)",
+    "reduce_window": "CNNs: as default, with max-pool as lax.reduce_window (gradient: XLA's select_and_scatter)",
     "cudnn": "jax.experimental.rnn cuDNN LSTM, one call per layer (GPU and LSTM only)",
 }
 # The environment the worker sets before `import jax` for a CPU cell with `threads` > 0.
@@ -59,6 +60,14 @@ class _Form:
     hoist: bool = False
     unroll: int = 1
     cudnn: bool = False
+    # CNNs: 2x2/2 max-pool as a reshape and a max over the two window axes (gradient: an
+    # equality mask, elementwise) or as lax.reduce_window, whose gradient, select_and_scatter,
+    # XLA:CPU expands into a variadic reduce-window over the values and four full-size s32
+    # iota index arrays, then a scatter: in a profile of cnn_small b128 (XLA_FLAGS=
+    # --xla_cpu_enable_xprof_traceme=true) those took ~70 of the step's 116 ms of op time, the
+    # convolutions ~5. Ties inside a window (the gradient is split, not sent to the first)
+    # follow ReLU, whose zeros get no gradient either way.
+    pool_reshape: bool = True
 
 
 _FORMS = {
@@ -66,6 +75,7 @@ _FORMS = {
     "hoisted": _Form(hoist=True),
     "unroll28": _Form(unroll=28),
     "cudnn": _Form(cudnn=True),
+    "reduce_window": _Form(pool_reshape=False),
 }
 
 
@@ -296,7 +306,7 @@ def _rnn_logits(m: ModelSpec, form: _Form, num: _Numerics, params: dict[str, jax
     return (_mm(feats, p["head.w"], num) + p["head.b"]).astype(jnp.float32)
 
 
-def _cnn_logits(m: ModelSpec, num: _Numerics, params: dict[str, jax.Array], x: jax.Array,
+def _cnn_logits(m: ModelSpec, form: _Form, num: _Numerics, params: dict[str, jax.Array], x: jax.Array,
                 key: jax.Array | None, lengths: None = None) -> jax.Array:
     """NHWC throughout (see _to_internal for why the flatten needs no transpose)."""
     p = {k: v.astype(num.compute) for k, v in params.items()}
@@ -305,7 +315,11 @@ def _cnn_logits(m: ModelSpec, num: _Numerics, params: dict[str, jax.Array], x: j
         a = lax.conv_general_dilated(a, p[f"conv.{i}.w"], window_strides=(1, 1), padding="SAME",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=num.precision)
         a = jax.nn.relu(a + p[f"conv.{i}.b"])
-        a = lax.reduce_window(a, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        if form.pool_reshape:
+            B, H, W, C = a.shape
+            a = a[:, :H - H % 2, :W - W % 2, :].reshape(B, H // 2, 2, W // 2, 2, C).max(axis=(2, 4))
+        else:
+            a = lax.reduce_window(a, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
     a = a.reshape(a.shape[0], -1)
     if m.fc_hidden:
         a = jax.nn.relu(_mm(a, p["fc.0.w"], num) + p["fc.0.b"])
@@ -331,8 +345,10 @@ class JaxTrainer:
             self.dev = jax.devices("cpu")[0]
         if self.form.cudnn:
             _check_cudnn(model, precision, self.on_gpu)
-        elif model.family == "cnn" and variant != "default":
+        elif model.family == "cnn" and variant not in ("default", "reduce_window"):
             raise Unsupported(f"jax variant {variant!r} is a form of the RNN scan; a CNN has none (use default)")
+        elif model.family == "rnn" and not self.form.pool_reshape:
+            raise Unsupported(f"jax variant {variant!r} is a form of the CNNs' layers; an RNN has none")
         # Threads were fixed when the CPU client started (PJRT_NPROC, see the module docstring).
         env = os.environ.get(THREAD_ENV_VAR, "")
         self.threads_applied = int(env) if env.isdigit() else 0
@@ -353,7 +369,7 @@ class JaxTrainer:
         if model.family == "rnn":
             logits = partial(_rnn_logits, model, self.form, self.num)
         else:
-            logits = partial(_cnn_logits, model, self.num)
+            logits = partial(_cnn_logits, model, self.form, self.num)
 
         def loss_fn(params, x, y, key, lengths):
             return optax.softmax_cross_entropy_with_integer_labels(logits(params, x, key, lengths), y).mean()

@@ -20,7 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench import defaults, report, results  # noqa: E402
+from bench import defaults, pool, results  # noqa: E402
 from bench.spec import ZOO  # noqa: E402
 
 MODELS = ("lstm128", "lstm512", "bilstm512", "lstm3x256", "cnn_tutorial", "cnn_small")
@@ -47,9 +47,14 @@ def main() -> int:
     p.add_argument("--results-dir", default=str(ROOT / "results"))
     p.add_argument("--md")
     p.add_argument("--plot")
+    p.add_argument("--drop-before", metavar="UTC",
+                   help="leave out process records written before this time (e.g. 2026-12-01T20:41:00Z): "
+                        "processes that shared the machine with other work")
     args = p.parse_args()
     run_dir = results.resolve_run(args.run, Path(args.results_dir))
-    recs = [r for r in results.read_records(run_dir) if r.get("status") == "ok"]
+    procs_all = results.read_rounds(run_dir)
+    kept = [r for r in procs_all if not args.drop_before or str((r.get("env") or {}).get("utc", "")) >= args.drop_before]
+    recs = [r for r in pool.pool_records(kept) if r.get("status") == "ok"]
     if not recs:
         print(f"error: no ok cells in {run_dir}", file=sys.stderr)
         return 2
@@ -60,10 +65,14 @@ def main() -> int:
     out = [f"# Variants and batch sensitivity, CPU ({run_dir.name})", "",
            f"Machine: {env.get('cpu_model')}, {env.get('threads')} threads, machine id "
            f"{str(env.get('machine_id'))[:12]}; code {str((env.get('git') or {}).get('commit', '?'))[:10]}; "
-           f"profile {recs[0].get('profile')}; {'/'.join(map(str, procs))} fresh processes per cell, "
+           f"profile {recs[0].get('profile')}; {' or '.join(map(str, procs))} fresh processes per cell, "
            f"round-robin; sgemm {sgemm:.0f} GFLOP/s (median of the processes' start-up measurements, "
            f"{min(float(r['analytic']['calibration_gflops']) for r in recs):.0f}.."
-           f"{max(float(r['analytic']['calibration_gflops']) for r in recs):.0f}).", ""]
+           f"{max(float(r['analytic']['calibration_gflops']) for r in recs):.0f})."]
+    if args.drop_before:
+        out.append(f"Left out: {len(procs_all) - len(kept)} of {len(procs_all)} processes, written before "
+                   f"{args.drop_before} (they shared the machine with other work).")
+    out.append("")
     b128 = {(r["framework"], r["model"], actual_variant(r)): r for r in recs if r["batch_size"] == 128}
     out += ["## Every variant at batch 128", "",
             "samples/s: median of the per-process medians (min..max over processes). "

@@ -2,7 +2,7 @@
 
 Framework-free, so planning, tables and tests read it without importing a framework. The maps
 come from benchmarks/variants (every variant x the run --all zoo, 3 fresh processes each,
-round-robin), published in results/published/variants-cpu-2core-2026-12-01.md; `pick_default`
+round-robin), published in results/published/cpu-2core-2026-12-01-variants.md; `pick_default`
 is the rule that turned those measurements into them, and benchmarks/variants/table.py applies
 it again to any new measurement and says where a map would change.
 
@@ -19,12 +19,16 @@ from dataclasses import dataclass
 # vs 351; lstm3x256 492 vs 462; cnn_tutorial 979 vs 1,820; cnn_small 6,481 vs 13,329): XLA:CPU's
 # convolutions are ~2x slower than graph mode's oneDNN ones; for LSTMs XLA wins once the
 # per-step matmuls are large and loses on the small lstm128. torch: eager vs torch.compile vs
-# channels_last, 2026-12-01 (the published variants table).
+# channels_last, and TF again, 2026-12-01, two runs (results/published/
+# cpu-2core-2026-12-01-variants.md; ci profile, then quick, 3 processes per cell): a default
+# changed only where both runs agreed. cnn_small: torch channels_last 1.96x and 1.78x eager, TF
+# xla 1.27x and 1.25x graph. Kept where the runs disagreed: torch cnn_tutorial (channels_last
+# 1.19x, then 0.93x) and TF lstm128 (xla 1.24x, then 0.84x). torch.compile lost everywhere.
 CPU_DEFAULT: dict[str, dict[str, str]] = {
     "torch": {"lstm128": "eager", "lstm512": "eager", "bilstm512": "eager", "lstm3x256": "eager",
-              "cnn_tutorial": "eager", "cnn_small": "eager"},
+              "cnn_tutorial": "eager", "cnn_small": "channels_last"},
     "tf": {"lstm128": "graph", "lstm512": "xla", "bilstm512": "xla", "lstm3x256": "xla",
-           "cnn_tutorial": "graph", "cnn_small": "graph"},
+           "cnn_tutorial": "graph", "cnn_small": "xla"},
 }
 # Models not measured (a user's own, gru128, ...): by family.
 CPU_FAMILY_DEFAULT: dict[str, dict[str, str]] = {

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 # Measured on the 2-core development CPU (AMD EPYC, threads=2, batch 128). TF: xla vs graph,
 # 2026-11-24, quick profile (lstm128 5,955 vs 6,941 samples/s; lstm512 800 vs 618; bilstm512 378
-# vs 351; lstm3x256 492 vs 462; cnn_tutorial 979 vs 1,820; cnn_small 6,481 vs 13,329): XLA:CPU's
-# convolutions are ~2x slower than graph mode's oneDNN ones; for LSTMs XLA wins once the
-# per-step matmuls are large and loses on the small lstm128. torch: eager vs torch.compile vs
+# vs 351; lstm3x256 492 vs 462; cnn_tutorial 979 vs 1,820; cnn_small 6,481 vs 13,329), on a host
+# with ~1.5x today's sgemm rate. torch: eager vs torch.compile vs
 # channels_last, and TF again, 2026-12-01, two runs (results/published/
 # cpu-2core-2026-12-01-variants.md; ci profile, then quick, 3 processes per cell): a default
 # changed only where both runs agreed. cnn_small: torch channels_last 1.96x and 1.78x eager, TF

@@ -134,12 +134,10 @@ def test_default_runs_the_measured_cpu_choice(fw):
     """`default` on CPU is the variant bench.defaults names for the model: the same kernel."""
     from bench.defaults import cpu_default
 
-    impl = load_impl(fw)
     for model in ("lstm128", "lstm512", "cnn_small", "cnn_tutorial"):
         m = ZOO[model]
         chosen = cpu_default(fw, model, m.family)
         assert build(fw, m, variant="default").kernel == build(fw, m, variant=chosen).kernel, (fw, model, chosen)
-    assert impl.FRAMEWORK == fw
 
 
 def loss_curve(fw: str, steps: int = 50, model: str = "lstm128") -> np.ndarray:

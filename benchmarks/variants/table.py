@@ -20,7 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench import defaults, pool, results  # noqa: E402
+from bench import defaults, pool, report, results  # noqa: E402
 from bench.spec import ZOO  # noqa: E402
 
 MODELS = ("lstm128", "lstm512", "bilstm512", "lstm3x256", "cnn_tutorial", "cnn_small")
@@ -28,17 +28,20 @@ FRAMEWORKS = ("torch", "tf", "jax")
 LSTM_GOAL_PCT = 50.0  # issue 13: every LSTM cell at >= 50% of the run's sgemm at batch >= 128
 
 
-def per_process(rec: dict[str, Any]) -> list[float]:
-    m = rec["metrics"]["train_samples_per_s"]
+def per_process(rec: dict[str, Any], metric: str = "train_samples_per_s") -> list[float]:
+    m = rec["metrics"][metric]
     return list(m["values"]) if m.get("per_process") else [m["median"]]
 
 
 def actual_variant(rec: dict[str, Any]) -> str:
-    """The name a default cell's computation goes by in the defaults maps."""
-    v = rec["variant"]
-    if v != "default":
+    """The variant a cell ran, `default` resolved from the kernel it recorded (what default
+    runs depends on the code's bench.defaults at the time, not today's map)."""
+    v, fw, kernel = rec["variant"], rec["framework"], rec.get("kernel", "")
+    if v != "default" or fw == "jax":
         return v
-    return "eager" if rec["framework"] == "torch" else v
+    if fw == "tf":
+        return "xla" if kernel.startswith("xla") else "graph"
+    return "compiled" if "+inductor" in kernel else "channels_last" if "(channels_last)" in kernel else "eager"
 
 
 def main() -> int:
@@ -58,8 +61,7 @@ def main() -> int:
     if not recs:
         print(f"error: no ok cells in {run_dir}", file=sys.stderr)
         return 2
-    sgemm = statistics.median(float(r["analytic"]["calibration_gflops"]) for r in recs
-                              if (r.get("analytic") or {}).get("calibration_gflops"))
+    sgemm = statistics.median(report.pooled_sgemm(recs).values())  # one machine, device, thread count
     env = recs[0]["env"]
     procs = sorted({r["rounds"]["full"] for r in recs})
     out = [f"# Variants and batch sensitivity, CPU ({run_dir.name})", "",
@@ -109,9 +111,8 @@ def main() -> int:
     out += ["", "## The defaults against the measurement", ""] + verdicts
     sweep = {}
     for r in recs:
-        if r["model"] == "lstm128" and r["variant"] in ("default", "graph") and not (
-                r["framework"] == "tf" and r["variant"] == "graph" and r["batch_size"] != 128):
-            sweep[(r["framework"], r["batch_size"])] = r
+        if r["model"] == "lstm128" and actual_variant(r) == defaults.cpu_default(r["framework"], "lstm128", "rnn"):
+            sweep.setdefault((r["framework"], r["batch_size"]), r)
     batches = sorted({b for _, b in sweep})
     out += ["", "## lstm128: batch sensitivity (each framework's default)", "",
             "Step time in ms (median of per-process medians); samples/s in brackets; "
@@ -123,7 +124,7 @@ def main() -> int:
         for b in batches:
             r = sweep.get((fw, b))
             cells.append("-" if r is None else
-                         f"{statistics.median(_step_ms(r)):.1f} ({statistics.median(per_process(r)):,.0f})")
+                         f"{statistics.median(per_process(r, 'step_ms')):.1f} ({statistics.median(per_process(r)):,.0f})")
         out.append(f"| {fw} | " + " | ".join(cells) + " |")
     ratio = []
     for b in batches:
@@ -140,11 +141,6 @@ def main() -> int:
     return 0
 
 
-def _step_ms(rec: dict[str, Any]) -> list[float]:
-    m = rec["metrics"]["step_ms"]
-    return list(m["values"]) if m.get("per_process") else [m["median"]]
-
-
 def _plot(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], path: Path, title: str) -> None:
     import matplotlib
 
@@ -156,7 +152,7 @@ def _plot(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], path
         bs = [b for b in batches if (fw, b) in sweep]
         if not bs:
             continue
-        step = [_step_ms(sweep[(fw, b)]) for b in bs]
+        step = [per_process(sweep[(fw, b)], "step_ms") for b in bs]
         rate = [per_process(sweep[(fw, b)]) for b in bs]
         ax1.errorbar(bs, [statistics.median(s) / b for s, b in zip(step, bs)],
                      yerr=[[(statistics.median(s) - min(s)) / b for s, b in zip(step, bs)],

@@ -29,7 +29,9 @@ def main() -> int:
     args = p.parse_args()
     import os
 
-    os.environ.setdefault("PJRT_NPROC", str(args.threads))  # as the worker sets it
+    from bench import registry
+
+    os.environ.update(registry.framework_env("jax", args.threads, "cpu"))  # as the worker sets it, before jax
     from bench import data
     from bench.spec import TrainSpec, get_model
     from impls import jax_impl

@@ -484,6 +484,22 @@ def _round_settles(args: argparse.Namespace, sides, rules, gate, confidence):
     return decide
 
 
+def _duet_cpus(args: argparse.Namespace, cells: list, console: Any) -> tuple[tuple[int, ...], ...]:
+    """The two sides' CPU sets for duet rounds, or () (--sequential, or too few CPUs: said)."""
+    if args.sequential:
+        return ()
+    duet = runner.duet_cpus(args.threads)
+    if not duet and any(c.device == "cpu" for c in cells):
+        console.print(f"[yellow]note[/]: duet rounds need 2 x {args.threads} CPUs and this process may use "
+                      f"{measure.cpu_threads_default()}: the two sides run one after the other")
+    return duet
+
+
+def _duet_words(duet: tuple[tuple[int, ...], ...]) -> str:
+    a, b = (",".join(map(str, s)) for s in duet)
+    return f"side by side (duet: one on CPU {a}, the other on CPU {b}, swapped every round; GPU cells one after the other)"
+
+
 def _run_against(args: argparse.Namespace) -> tuple[str, str]:
     """Run the selection with REF's code and with this checkout's in rounds of fresh processes,
     interleaved A B / B A in this job, adding rounds per cell until every gated metric is
@@ -504,11 +520,15 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
         raise UsageError(str(e)) from None
     try:
         sides = _check_sides(args, sel, cells, tree, ("base", "head"), args.against)
+        duet = _duet_cpus(args, cells, console)
+        for side in sides:
+            side.manifest["duet_cpus"] = [list(c) for c in duet]  # written with the manifest's status
         console.print(f"check --against {args.against}: {len(cells)} cell(s), base and head in fresh processes, "
-                      f"interleaved A B / B A, {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "
-                      f"per cell, {args.threads} CPU thread(s)")
+                      + (_duet_words(duet) if duet else "interleaved A B / B A")
+                      + f", {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "
+                      f"per cell, {args.threads} CPU thread(s) per process")
         rounds = runner.Rounds(full=args.rounds, max_full=args.max_rounds, budget_s=args.budget_s,
-                               decide=_round_settles(args, sides, rules, gate, confidence))
+                               decide=_round_settles(args, sides, rules, gate, confidence), duet_cpus=duet)
         code = runner.execute_sides(sides, cells, None, args.timeout or runner.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
                                     RunUI(console, quiet=args.quiet), rounds)
     finally:
@@ -521,7 +541,7 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 unchanged or improved, 1 regressed, 3 inconclusive (gated metrics), 2 bad input."""
     if (args.calibrate or args.against) and not args.threads:
-        args.threads = measure.check_threads_default()
+        args.threads = measure.check_threads_default(duet=not args.sequential)
     if args.calibrate:
         return cmd_calibrate(args)
     if args.against:
@@ -569,10 +589,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     rounds_n = max(args.rounds, 4)
     console = _console()
     sides = _check_sides(args, sel, cells, envinfo.REPO_ROOT, ("a1", "a2"), "calibrate")
-    console.print(f"calibrate: {len(cells)} cell(s) x {rounds_n} A/A rounds (identical code both sides)")
+    duet = _duet_cpus(args, cells, console)
+    for side in sides:
+        side.manifest["duet_cpus"] = [list(c) for c in duet]
+    console.print(f"calibrate: {len(cells)} cell(s) x {rounds_n} A/A rounds (identical code both sides), "
+                  + (_duet_words(duet) if duet else "one side after the other"))
     t0 = time.monotonic()
+    # Rounds with `decide` never stopping early: the same code path (and duet) as a real check.
     code = runner.execute_sides(sides, cells, None, args.timeout or runner.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
-                                RunUI(console, quiet=args.quiet), runner.Rounds(full=rounds_n))
+                                RunUI(console, quiet=args.quiet),
+                                runner.Rounds(full=rounds_n, max_full=rounds_n, budget_s=math.inf,
+                                              decide=lambda cell, done: False, duet_cpus=duet))
     if code == 130:
         raise KeyboardInterrupt
     per_round_s = (time.monotonic() - t0) / max(1, rounds_n * len(cells))
@@ -762,6 +789,9 @@ def build_parser() -> Parser:
             c.add_argument("--budget-s", type=float, default=180.0,
                            help="seconds per cell for adaptive rounds (default 180)")
             c.add_argument("--max-rounds", type=int, default=40, help="rounds per cell at most (default 40)")
+            c.add_argument("--sequential", action="store_true",
+                           help="run base and head one after the other (default: side by side, each pinned to "
+                                "half the CPUs, when the machine has 2 x --threads CPUs)")
             c.add_argument("--calibrate", action="store_true",
                            help="A/A rounds of this checkout against itself: noise per metric and the smallest "
                                 "slowdown detectable within --budget-s")

@@ -113,10 +113,11 @@ def cpu_threads_default() -> int:
         return os.cpu_count() or 1
 
 
-def check_threads_default() -> int:
-    """Threads for `bench check` rounds: every core but one. A check detects code changes, not
-    the machine's peak, and a core left to the OS, the driver and the neighbours is what makes
-    rounds comparable: on the 2-core development machine the per-round sd of log(head/base) for
-    torch lstm128 was 17% at 2 threads and 10% at 1 (results/published/check-power-*.md), and
-    the rounds a check needs grow with its square."""
-    return max(1, cpu_threads_default() - 1)
+def check_threads_default(duet: bool = True) -> int:
+    """Threads per process for `bench check` rounds. A check detects code changes, not the
+    machine's peak. Duet rounds (the default) run base and head at once, so each gets half the
+    cores. One after the other, each gets every core but one: a core left to the OS, the driver
+    and the neighbours made rounds comparable on the 2-core development machine (per-round sd of
+    log(head/base) for torch lstm128: 17% at 2 threads, 10% at 1; results/published/check-power-*.md),
+    and the rounds a check needs grow with its square."""
+    return max(1, cpu_threads_default() // 2) if duet else max(1, cpu_threads_default() - 1)

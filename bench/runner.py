@@ -70,6 +70,12 @@ class Rounds:
     max_full: int = 0
     budget_s: float = 0.0
     decide: Decide | None = None
+    # Duet (check --against, --calibrate): the two sides' processes of a round run at the same
+    # time, each pinned to its own CPUs, swapping CPUs from round to round. Both then see the
+    # same burst of the shared machine, which cancels in head/base (Bulej et al., "Duet
+    # benchmarking", ICPE 2020), and a round takes one process's time instead of two. CPU
+    # cells only; empty = one side after the other.
+    duet_cpus: tuple[tuple[int, ...], ...] = ()
 
 
 def _protocol(sel: Selection, base: Protocol, steps: int) -> Protocol:
@@ -158,7 +164,7 @@ Progress = Callable[[str, str], None]  # (cell key, phase text)
 
 
 def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, on_progress: Progress,
-             stop: threading.Event, code_root: Path = envinfo.REPO_ROOT) -> CellOutcome:
+             stop: threading.Event, code_root: Path = envinfo.REPO_ROOT, cpus: tuple[int, ...] = ()) -> CellOutcome:
     """Run one cell's worker here and file its record (or one that says how it died)."""
     run_dir = run_dir.resolve()  # the worker runs in code_root, not here
     job = {"round": 0, "mode": "full", **job, "run_dir": str(run_dir)}
@@ -168,18 +174,20 @@ def run_cell(cell: Cell, run_dir: Path, job: dict[str, Any], timeout_s: float, o
     # under its round: a base worktree of older code (check --against) knows nothing of rounds
     # and would otherwise overwrite round 0 with every later round.
     job["run_dir"] = str(run_dir / "staging" / out_path.stem)
+    if cpus:
+        job["cpus"] = list(cpus)
     rec = run_worker(cell, job, run_dir / "jobs" / out_path.name, timeout_s, on_progress, stop,
-                     worker_env(cell, code_root), code_root)
+                     worker_env(cell, code_root), code_root, cpus=cpus)
     return file_record(run_dir, rec, job)
 
 
 def run_worker(cell: Cell, job: dict[str, Any], job_path: Path, timeout_s: float, on_progress: Progress,
                stop: threading.Event, env: dict[str, str], code_root: Path,
-               preexec: Callable[[], None] | None = None) -> dict[str, Any]:
+               preexec: Callable[[], None] | None = None, cpus: tuple[int, ...] = ()) -> dict[str, Any]:
     """Start `python -m bench.worker JOB` (its record goes to the staging dir job["run_dir"]),
     follow its progress, enforce the timeout; return its record, or one that says how it died.
     Shared by the local runner and the Ray task (bench.ray_executor), which runs it on a node.
-    `preexec` runs in the child before the worker starts."""
+    `preexec` runs in the child before the worker starts; `cpus` pins the worker to those CPUs."""
     stage = Path(job["run_dir"])
     shutil.rmtree(stage, ignore_errors=True)
     results.atomic_write_json(job_path, job)
@@ -188,6 +196,10 @@ def run_worker(cell: Cell, job: dict[str, Any], job_path: Path, timeout_s: float
                             # `python -m` puts the cwd first on sys.path: run in code_root so the
                             # worker imports that code, not whatever lies in the caller's cwd.
                             cwd=code_root, start_new_session=True, preexec_fn=preexec)
+    if cpus:
+        # Pinned from here, not in preexec_fn (unsafe while the duet's other thread runs): the
+        # interpreter has not started a thread yet, and the ones it starts inherit the mask.
+        os.sched_setaffinity(proc.pid, set(cpus))
     err_tail: collections.deque[str] = collections.deque(maxlen=40)
 
     def read_out() -> None:
@@ -244,6 +256,8 @@ def run_worker(cell: Cell, job: dict[str, Any], job_path: Path, timeout_s: float
 def file_record(run_dir: Path, rec: dict[str, Any], job: dict[str, Any]) -> CellOutcome:
     """File a worker's record under the round and mode the runner gave it (atomic)."""
     rec = {**rec, "round": job["round"], "mode": job["mode"]}
+    if job.get("cpus"):
+        rec["cpus"] = job["cpus"]  # a duet round: where this process ran
     results.write_record(run_dir, rec)
     return CellOutcome(rec["key"], rec["status"], rec.get("reason", ""))
 
@@ -336,7 +350,7 @@ def default_selection(profile: str) -> Selection:
 
 
 def _one(side: Side, cell: Cell, round_: int, mode: str, data_path: str | None, timeout_s: float, ui: Any,
-         stop: threading.Event, tag: bool) -> CellOutcome:
+         stop: threading.Event, tag: bool, cpus: tuple[int, ...] = ()) -> CellOutcome:
     job = {"cell": cell.to_dict(), "run_dir": str(side.run_dir), "run_id": side.manifest["run_id"],
            "data": data_path, "round": round_, "mode": mode}
     ui.cell_started(cell)
@@ -345,7 +359,7 @@ def _one(side: Side, cell: Cell, round_: int, mode: str, data_path: str | None, 
         write_outcome(side.run_dir, cell, job, "skipped", reason)
         outcome = CellOutcome(cell.key, "skipped", reason)
     else:
-        outcome = run_cell(cell, side.run_dir, job, timeout_s, ui.cell_progress, stop, side.code_root)
+        outcome = run_cell(cell, side.run_dir, job, timeout_s, ui.cell_progress, stop, side.code_root, cpus)
     outcome = labelled(outcome, round_, mode, side.name if tag else None)
     ui.cell_finished(cell, outcome)
     return outcome
@@ -393,7 +407,10 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
                 t0 = time.monotonic()
                 r = 0
                 while True:
-                    outs = [_one(side, cell, r, "full", data_path, timeout_s, ui, stop, tag) for side in order(r)]
+                    if rounds.duet_cpus and cell.device == "cpu":
+                        outs = _duet(order(r), rounds.duet_cpus, cell, r, data_path, timeout_s, ui, stop, tag)
+                    else:
+                        outs = [_one(side, cell, r, "full", data_path, timeout_s, ui, stop, tag) for side in order(r)]
                     r += 1
                     if any(o.status != "ok" for o in outs):
                         ui.advance(len(sides) * max(0, rounds.full - r))
@@ -410,6 +427,46 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
     finally:
         finish(sides, ui, status)
     return 130 if status == "interrupted" else 0
+
+
+def duet_cpus(threads: int, available: list[int] | None = None) -> tuple[tuple[int, ...], ...]:
+    """Two disjoint CPU sets of `threads` each from the CPUs this process may use, or () when
+    there are not enough for both sides at once."""
+    cpus = sorted(os.sched_getaffinity(0)) if available is None else sorted(available)
+    if threads < 1 or 2 * threads > len(cpus):
+        return ()
+    return tuple(cpus[:threads]), tuple(cpus[threads:2 * threads])
+
+
+def _duet(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: Cell, round_: int,
+          data_path: str | None, timeout_s: float, ui: Any, stop: threading.Event, tag: bool) -> list[CellOutcome]:
+    """One round with both sides' processes at once, sides[i] pinned to cpu_sets[i]. The caller
+    swaps the sides' order every round, so each side runs on each CPU set equally often."""
+    outs: list[CellOutcome | None] = [None] * len(sides)
+    errors: list[BaseException] = []
+
+    def go(i: int) -> None:
+        try:
+            outs[i] = _one(sides[i], cell, round_, "full", data_path, timeout_s, ui, stop, tag, cpu_sets[i])
+        except BaseException as e:  # a KeyboardInterrupt from `stop`, or a bug: re-raised below
+            errors.append(e)
+            stop.set()  # the other side's worker must not run on alone
+
+    threads = [threading.Thread(target=go, args=(i,), daemon=True) for i in range(len(sides))]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.2)  # short joins: Ctrl-C reaches this (main) thread between them
+    except BaseException:
+        stop.set()  # each thread kills its worker when it sees this
+        for t in threads:
+            t.join()
+        raise
+    if errors:
+        raise errors[0]
+    return [o for o in outs if o is not None]
 
 
 def finish(sides: tuple[Side, ...], ui: Any, status: str) -> None:

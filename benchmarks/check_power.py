@@ -117,7 +117,8 @@ def collect(args: argparse.Namespace) -> int:
         for lvl, k in ks.items():
             inject(trees[lvl], k)
         meta = {"commit": commit, "step_ms": step_ms, "matmul_ms": mm_ms, "k": ks, "cell": CELL,
-                "rounds_per_batch": args.rounds, "threads": args.threads, "started_utc": time.strftime(
+                "rounds_per_batch": args.rounds, "threads": args.threads,
+                "design": "sequential" if args.sequential else "duet", "started_utc": time.strftime(
                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (out / "meta.json").write_text(json.dumps(meta, indent=1))
         print(f"calibrated: step {step_ms:.2f} ms, one matmul {mm_ms:.3f} ms -> k {ks}", flush=True)
@@ -132,7 +133,8 @@ def collect(args: argparse.Namespace) -> int:
             p = subprocess.run([sys.executable, "-m", "bench", "--results-dir", str(rd), "check", "--against", commit,
                                 *CELL, "--threads", str(args.threads), "--rounds", str(args.rounds),
                                 "--max-rounds", str(args.rounds),
-                                "--budget-s", "100000", "--gate", "train", "-q"],
+                                "--budget-s", "100000", "--gate", "train", "-q",
+                                *(["--sequential"] if args.sequential else [])],
                                cwd=trees[level], env=env, capture_output=True, text=True)
             wall = time.monotonic() - t0
             if p.returncode not in (0, 1, 3):
@@ -154,6 +156,7 @@ def collect(args: argparse.Namespace) -> int:
                         "head": h[r]["metrics"]["train_samples_per_s"]["median"],
                         "base_step_ms": b[r]["metrics"]["step_ms"]["values"],
                         "head_step_ms": h[r]["metrics"]["step_ms"]["values"],
+                        "base_cpus": b[r].get("cpus"), "head_cpus": h[r].get("cpus"),
                     }) + "\n")
             print(f"batch {batch} level {level}%: {wall:.0f} s, exit {p.returncode}", flush=True)
             if not args.keep_runs:
@@ -237,7 +240,8 @@ def report(args: argparse.Namespace) -> int:
     kw = dict(budget_s=args.budget_s, min_rounds=args.min_rounds, max_rounds=args.max_rounds, rule=rule,
               confidence=args.confidence)
     lines = [f"# `bench check` power on this machine ({meta['started_utc'][:10]})", "",
-             f"Cell: torch lstm128 b128, profile `ci`, {meta['threads']} threads; commit {meta['commit'][:10]}. "
+             f"Cell: torch lstm128 b128, profile `ci`, {meta['threads']} threads; "
+             f"{meta.get('design', 'sequential')} rounds; commit {meta['commit'][:10]}. "
              f"Injected slowdown: k x torch.mm {MM_N}x{MM_N} per training step (step {meta['step_ms']:.1f} ms, one "
              f"matmul {meta['matmul_ms']:.3f} ms at calibration: k = {meta['k']}). Rule: min {args.min_rounds} rounds, "
              f"then one round at a time until decided, budget {args.budget_s:.0f} s per check, floor "
@@ -303,6 +307,8 @@ def main() -> int:
     c.add_argument("--threads", type=int, default=2)
     c.add_argument("--commit", default="HEAD")
     c.add_argument("--keep-runs", action="store_true")
+    c.add_argument("--sequential", action="store_true", help="checks run base and head one after the other "
+                                                              "(default: the check's duet rounds)")
     c.set_defaults(func=collect)
     r = sub.add_parser("report")
     r.add_argument("dir")

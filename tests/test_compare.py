@@ -4,11 +4,12 @@ interval's words and exit codes are right, and sets that cannot be compared are 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import numpy as np
 import pytest
 
-from bench import cli, compare, measure, results, stats
+from bench import cli, compare, measure, results, runner, stats
 from bench.pool import pool_records
 from test_cli import bench
 
@@ -267,9 +268,18 @@ def test_check_against_runs_base_code_and_head_code_in_interleaved_rounds(tmp_pa
     assert [r["round"] for r in b] == [0, 1] and [r["round"] for r in h] == [0, 1]
     assert all(r["status"] == "ok" for r in b + h) and {r["key"] for r in b} == {r["key"] for r in h}
     assert b[0]["env"]["git"] == {"commit": head_commit, "dirty": False}  # REF's own clean tree ran the base
-    assert {r["threads"] for r in b + h} == {measure.check_threads_default()}  # a core left to the OS
-    # A B then B A: the base process of round 0 started before the head's, of round 1 after it.
-    assert b[0]["env"]["utc"] <= h[0]["env"]["utc"] and h[1]["env"]["utc"] <= b[1]["env"]["utc"]
+    assert {r["threads"] for r in b + h} == {measure.check_threads_default()}  # half the cores each
+    if runner.duet_cpus(measure.check_threads_default()):
+        # Duet (the default where the CPUs suffice): base and head of a round ran at once, on
+        # disjoint CPUs that swapped from round 0 to round 1.
+        assert b[0]["cpus"] == h[1]["cpus"] and h[0]["cpus"] == b[1]["cpus"]
+        assert not set(b[0]["cpus"]) & set(h[0]["cpus"])
+        for rb, rh in zip(b, h):
+            start_gap_s = abs(datetime.fromisoformat(rb["env"]["utc"]) - datetime.fromisoformat(rh["env"]["utc"]))
+            assert start_gap_s.total_seconds() < min(rb["wall_s"], rh["wall_s"])
+    else:
+        # A B then B A: the base process of round 0 started before the head's, of round 1 after it.
+        assert b[0]["env"]["utc"] <= h[0]["env"]["utc"] and h[1]["env"]["utc"] <= b[1]["env"]["utc"]
     assert base_worktrees() <= before  # the check removed the worktree it made
 
 

@@ -502,7 +502,7 @@ def _duet_words(duet: tuple[tuple[int, ...], ...]) -> str:
 
 def _run_against(args: argparse.Namespace) -> tuple[str, str]:
     """Run the selection with REF's code and with this checkout's in rounds of fresh processes,
-    interleaved A B / B A in this job, adding rounds per cell until every gated metric is
+    side by side (duet) or A B / B A in this job, adding rounds per cell until every gated metric is
     decided or the cell's time budget is spent; returns the two run directories."""
     if args.base or args.head:
         raise UsageError("check: give either BASE HEAD or --against REF, not both")

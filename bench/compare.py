@@ -3,7 +3,8 @@ inconclusive, from an effect size with a confidence interval (bench.stats).
 
 The sample is the process. A set whose cells ran in several fresh processes (rounds) gives
 one value per process and metric: the median of that process's repeats. `check --against`
-pairs base and head by round (they ran back to back, A B / B A); two separately made sets
+pairs base and head by round (side by side in a duet round, or back to back A B / B A); two
+separately made sets
 are compared unpaired. A set with one process per cell cannot say how much its figures move
 between processes, so its speed and RSS verdicts are `inconclusive`, never a false alarm.
 

@@ -196,10 +196,6 @@ def run_worker(cell: Cell, job: dict[str, Any], job_path: Path, timeout_s: float
                             # `python -m` puts the cwd first on sys.path: run in code_root so the
                             # worker imports that code, not whatever lies in the caller's cwd.
                             cwd=code_root, start_new_session=True, preexec_fn=preexec)
-    if cpus:
-        # Pinned from here, not in preexec_fn (unsafe while the duet's other thread runs): the
-        # interpreter has not started a thread yet, and the ones it starts inherit the mask.
-        os.sched_setaffinity(proc.pid, set(cpus))
     err_tail: collections.deque[str] = collections.deque(maxlen=40)
 
     def read_out() -> None:
@@ -218,6 +214,11 @@ def run_worker(cell: Cell, job: dict[str, Any], job_path: Path, timeout_s: float
     t0 = time.monotonic()
     timed_out = False
     try:
+        if cpus:
+            # Pinned from here, not in preexec_fn (unsafe while the duet's other thread runs): the
+            # interpreter has not started a thread yet, and the ones it starts inherit the mask.
+            with contextlib.suppress(ProcessLookupError):  # it died already: its record says why
+                os.sched_setaffinity(proc.pid, set(cpus))
         for t in readers:  # inside the try: a Ctrl-C while they start must still stop the worker
             t.start()
         while proc.poll() is None:
@@ -377,8 +378,9 @@ def labelled(outcome: CellOutcome, round_: int, mode: str, side: str | None = No
 def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | None, timeout_s: float,
                   ui: Any, rounds: Rounds = Rounds()) -> int:
     """Run every cell on every side in fresh processes (one side for a plain run; base and
-    head for `check --against`, alternating A B / B A from round to round so slow drift of a
-    shared machine hits both alike). Every outcome gets a record; Ctrl-C keeps what finished.
+    head for `check --against`: side by side with `rounds.duet_cpus` on CPU cells, else
+    alternating A B / B A from round to round so slow drift of a shared machine hits both
+    alike). Every outcome gets a record; Ctrl-C keeps what finished.
     Returns 0 or 130."""
     stop = threading.Event()
     tag = len(sides) > 1

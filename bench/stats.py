@@ -8,9 +8,9 @@ machine). Here every sample is one process.
 
 The ratio head/base is estimated on the log scale, where a 10% slowdown and a 10% speed-up are
 symmetric and machine-speed drift is multiplicative:
-- paired (interleaved rounds A B / B A, each round one base and one head process run back to
-  back): a one-sample t interval on the per-round log ratios; pairing cancels drift that is slow
-  compared with a round;
+- paired (each round one base and one head process, run side by side on disjoint CPUs in a duet
+  round, or back to back A B / B A): a one-sample t interval on the per-round log ratios;
+  pairing cancels the machine's noise that both processes of a round share;
 - unpaired (two result sets with several rounds each): Welch's t interval on the log values.
 Both come from scipy.stats. The t interval keeps its coverage at the few rounds a CI budget
 allows (a bootstrap of 3-6 values does not).

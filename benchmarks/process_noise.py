@@ -8,7 +8,7 @@ processes, the variants interleaved so that drift on the machine hits each alike
   plain   all cores (torch's default)
   norand  all cores, address-space randomisation off (setarch -R)
   pinned  all cores, OMP_PROC_BIND=close OMP_PLACES=cores
-  spare   every core but one (what `bench check` uses by default)
+  spare   every core but one (what `bench check --sequential` uses by default)
 
 Each process prints 6 repeats of 10 steps after 5 warm-up steps; the report gives, per variant,
 the per-process medians, their sd in log space (the between-process noise) and the median

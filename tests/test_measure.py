@@ -35,7 +35,11 @@ def test_calibration_gives_a_plausible_rate():
     assert 0.5 < g < 100_000
 
 
-@pytest.mark.parametrize("cores,expected", [(1, 1), (2, 1), (16, 15)])
-def test_check_leaves_one_core_to_the_os(monkeypatch, cores, expected):
+@pytest.mark.parametrize("cores,duet,expected", [(1, True, 1), (2, True, 1), (16, True, 8), (3, True, 1),
+                                                  (1, False, 1), (2, False, 1), (16, False, 15)])
+def test_check_threads_halve_the_cores_side_by_side_and_leave_one_one_after_the_other(monkeypatch, cores, duet,
+                                                                                       expected):
+    """Duet rounds run base and head at once: half the cores each. One after the other (--sequential),
+    every core but one, left to the OS and the job's driver."""
     monkeypatch.setattr(measure, "cpu_threads_default", lambda: cores)
-    assert measure.check_threads_default() == expected
+    assert measure.check_threads_default(duet=duet) == expected

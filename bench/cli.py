@@ -484,14 +484,15 @@ def _round_settles(args: argparse.Namespace, sides, rules, gate, confidence):
     return decide
 
 
-def _duet_cpus(args: argparse.Namespace, cells: list, console: Any) -> tuple[tuple[int, ...], ...]:
-    """The two sides' CPU sets for duet rounds, or () (--sequential, or too few CPUs: said)."""
-    if args.sequential:
-        return ()
-    duet = runner.duet_cpus(args.threads)
-    if not duet and any(c.device == "cpu" for c in cells):
+def _duet_cpus(args: argparse.Namespace, cells: list, sides, console: Any) -> tuple[tuple[int, ...], ...]:
+    """The two sides' CPU sets for duet rounds, or () (--sequential, or too few CPUs: said);
+    recorded in both sides' manifests (written with their status)."""
+    duet = () if args.sequential else runner.duet_cpus(args.threads)
+    if not duet and not args.sequential and any(c.device == "cpu" for c in cells):
         console.print(f"[yellow]note[/]: duet rounds need 2 x {args.threads} CPUs and this process may use "
                       f"{measure.cpu_threads_default()}: the two sides run one after the other")
+    for side in sides:
+        side.manifest["duet_cpus"] = [list(c) for c in duet]
     return duet
 
 
@@ -520,9 +521,7 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
         raise UsageError(str(e)) from None
     try:
         sides = _check_sides(args, sel, cells, tree, ("base", "head"), args.against)
-        duet = _duet_cpus(args, cells, console)
-        for side in sides:
-            side.manifest["duet_cpus"] = [list(c) for c in duet]  # written with the manifest's status
+        duet = _duet_cpus(args, cells, sides, console)
         console.print(f"check --against {args.against}: {len(cells)} cell(s), base and head in fresh processes, "
                       + (_duet_words(duet) if duet else "interleaved A B / B A")
                       + f", {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "
@@ -589,9 +588,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     rounds_n = max(args.rounds, 4)
     console = _console()
     sides = _check_sides(args, sel, cells, envinfo.REPO_ROOT, ("a1", "a2"), "calibrate")
-    duet = _duet_cpus(args, cells, console)
-    for side in sides:
-        side.manifest["duet_cpus"] = [list(c) for c in duet]
+    duet = _duet_cpus(args, cells, sides, console)
     console.print(f"calibrate: {len(cells)} cell(s) x {rounds_n} A/A rounds (identical code both sides), "
                   + (_duet_words(duet) if duet else "one side after the other"))
     t0 = time.monotonic()

@@ -277,25 +277,23 @@ def report(args: argparse.Namespace) -> int:
     lines += ["", f"## Resampled checks ({args.resamples} per level; rounds drawn with replacement from the "
               "pool: many pseudo-checks from few rounds, NOT independent, a model of the rule under this "
               "machine's noise)", "", "| injected | regressed | unchanged | inconclusive |", "|---|---:|---:|---:|"]
-    for lvl in LEVELS_PCT:
-        rs = pool[lvl]
-        if len(rs) < args.min_rounds:
-            continue
+
+    def resampled_row(label: str, rs: list[dict]) -> str:
         vs = [sequential_check([rs[i] for i in rng.integers(0, len(rs), args.max_rounds)], **kw)[0]
               for _ in range(args.resamples)]
-        lines.append(f"| {'A/A' if lvl == 0 else f'{lvl}% slower'} | {100 * vs.count('regressed') / len(vs):.1f}% | "
-                     f"{100 * vs.count('unchanged') / len(vs):.1f}% | {100 * vs.count('inconclusive') / len(vs):.1f}% |")
+        return (f"| {label} | {100 * vs.count('regressed') / len(vs):.1f}% | "
+                f"{100 * vs.count('unchanged') / len(vs):.1f}% | {100 * vs.count('inconclusive') / len(vs):.1f}% |")
+
+    for lvl in LEVELS_PCT:
+        if len(pool[lvl]) >= args.min_rounds:
+            lines.append(resampled_row("A/A" if lvl == 0 else f"{lvl}% slower", pool[lvl]))
     # The injected work costs more or less than calibrated (side by side it shares the cache
     # with the other process), so the levels' realised slowdowns differ from their names. A
     # clean model of exactly 5/10/20%: the A/A rounds with head's throughput divided by 1.05..
     if len(pool[0]) >= args.min_rounds:
         for pct in (5, 10, 20):
-            shifted = [{**r, "head": r["head"] / (1 + pct / 100)} for r in pool[0]]
-            vs = [sequential_check([shifted[i] for i in rng.integers(0, len(shifted), args.max_rounds)], **kw)[0]
-                  for _ in range(args.resamples)]
-            lines.append(f"| A/A rounds, head exactly {pct}% slower (model) | "
-                         f"{100 * vs.count('regressed') / len(vs):.1f}% | {100 * vs.count('unchanged') / len(vs):.1f}% "
-                         f"| {100 * vs.count('inconclusive') / len(vs):.1f}% |")
+            lines.append(resampled_row(f"A/A rounds, head exactly {pct}% slower (model)",
+                                       [{**r, "head": r["head"] / (1 + pct / 100)} for r in pool[0]]))
     sd = {lvl: float(np.std([math.log(r["head"] / r["base"]) for r in pool[lvl]], ddof=1)) for lvl in LEVELS_PCT
           if len(pool[lvl]) > 2}
     loads = [r["load1"] for lvl in LEVELS_PCT for r in pool[lvl]]
@@ -304,11 +302,10 @@ def report(args: argparse.Namespace) -> int:
               + f". Load average (1 min) at batch starts: median {np.median(loads):.2f}, max {max(loads):.2f}."]
     by_cpu: dict[str, list[float]] = {}
     for lvl in LEVELS_PCT:
-        lr = {id(r): math.log(r["head"] / r["base"]) for r in pool[lvl]}
-        centre = float(np.mean(list(lr.values()))) if lr else 0.0
-        for r in pool[lvl]:
+        lrs = [math.log(r["head"] / r["base"]) for r in pool[lvl]]
+        for r, lr in zip(pool[lvl], lrs):
             if r.get("head_cpus"):  # duet rounds: does the CPU a side got move head/base?
-                by_cpu.setdefault(",".join(map(str, r["head_cpus"])), []).append(lr[id(r)] - centre)
+                by_cpu.setdefault(",".join(map(str, r["head_cpus"])), []).append(lr - float(np.mean(lrs)))
     if len(by_cpu) == 2:
         lines += ["", "Duet placement (log(head/base) minus its level's mean, averaged per CPU the head ran "
                   "on): " + ", ".join(f"CPU {k}: {100 * float(np.mean(v)):+.1f}% over {len(v)} rounds"

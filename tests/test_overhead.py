@@ -44,12 +44,12 @@ def test_a_process_lottery_cannot_be_told_from_a_tax():
     assert v["harness_over_bare"]["lo"] < 0.97 <= v["harness_over_bare"]["hi"]
 
 
-@pytest.mark.parametrize("argv", [["overhead", "--processes", "1"], ["overhead", "-m", "cnn_small"],
-                                  ["overhead", "-f", "caffe"]])
-def test_overhead_bad_arguments_are_one_line_exit_2(argv, capsys, tmp_path):
+@pytest.mark.parametrize("argv, msg", [(["--processes", "1"], "--processes >= 2"),
+                                       (["-m", "cnn_small"], "not 'cnn_small'"), (["-f", "caffe"], "caffe")])
+def test_overhead_bad_arguments_are_one_line_exit_2(argv, msg, capsys, tmp_path):
     from bench.cli import main
 
-    assert main(argv + ["--results-dir", str(tmp_path)]) == 2
+    assert main(["--results-dir", str(tmp_path), "overhead", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error")
-    assert list(tmp_path.iterdir()) == []
+    assert len(err) == 1 and msg in err[0]
+    assert list(tmp_path.iterdir()) == []  # refused before any process or file

@@ -644,18 +644,20 @@ def cmd_overhead(args: argparse.Namespace) -> int:
     _check_names(fws, list(registry.FRAMEWORKS), "framework")
     if args.model not in ("lstm128", "lstm512", "lstm3x256"):
         raise UsageError(f"overhead covers lstm128, lstm512, lstm3x256 (bare loops exist for those), not {args.model!r}")
+    for fw in fws:  # the bare loops are fixed code: TF's is XLA, so `--variant xla` compares like with like
+        registry.check_variant(fw, args.variant)
     if args.batch_size <= 0 or args.rounds <= 0 or args.steps <= 0 or args.processes < 2:
         raise UsageError("--batch-size, --rounds and --steps must be > 0, --processes >= 2 (the interval is over processes)")
     threads = args.threads or measure.cpu_threads_default()
     console = _console()
-    console.print(f"harness vs bare loop: {args.model} b{args.batch_size}, {threads} threads, {args.processes} processes "
+    console.print(f"harness ({args.variant}) vs bare loop: {args.model} b{args.batch_size}, {threads} threads, {args.processes} processes "
                   f"per framework, each {args.rounds} interleaved rounds x {args.steps} steps")
 
     def progress(fw: str, i: int, n: int) -> None:
         console.print(f"  {fw}: process {i + 1}/{n}", highlight=False)
 
     res = overhead.run_all(fws, args.model, args.batch_size, threads, args.rounds, args.steps, Path(args.results_dir),
-                           processes=args.processes, progress=progress)
+                           processes=args.processes, progress=progress, variant=args.variant)
     t = Table(header_style="bold")
     for c in ("framework", "harness samples/s", "bare loop samples/s", "harness / bare (95% CI)",
               f">= {overhead.TARGET_RATIO}?", "harness / own step (95% CI)"):
@@ -826,6 +828,8 @@ def build_parser() -> Parser:
     o.add_argument("--rounds", type=int, default=6, help="interleaved rounds (A B, B A, ...)")
     o.add_argument("--steps", type=int, default=40, help="steps per timed window")
     o.add_argument("--processes", type=int, default=5, help="fresh processes per framework: the unit of the interval")
+    o.add_argument("--variant", default="default", help="the harness variant to time (the bare loops are fixed: "
+                   "torch eager, TF tf.function(jit_compile=True), JAX jit)")
     o.set_defaults(func=cmd_overhead)
     return p
 

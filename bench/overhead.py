@@ -3,10 +3,13 @@ model, side by side in one process, interleaved A B B A ... so drift and noise h
 
 `python -m bench overhead` starts several processes per framework (`python -m bench.overhead JOB`)
 and prints harness samples/s, bare samples/s and their ratio (target >= 0.97) with a confidence
-interval over processes. The process is the unit: two jitted programs in one process keep the
-buffer and thread layout that process happened to get, so the same comparison has read 0.84x in
-one process and 1.00x in another (JAX lstm128, 2026-12-02). One process cannot tell a harness
-tax from that lottery; several processes, each a paired sample, can bound it.
+interval over processes. The process is the unit: two compiled programs in one process keep the
+buffer and thread layout that process happened to get, so the same comparison read 0.91x to
+1.08x in 8 processes of the same code (JAX lstm128, 2026-12-02). One process cannot tell a
+harness tax from that lottery; several processes, each a paired sample, can bound it.
+The bare loops are fixed code (torch eager, TF tf.function(jit_compile=True), JAX jit): pass the
+harness variant that runs the same computation (`--variant xla` for TF) to time the harness
+itself rather than a choice between variants.
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ class OverheadResult:
 
 
 def measure_overhead(framework: str, model_name: str, batch_size: int, threads: int, rounds: int,
-                     steps: int) -> OverheadResult:
+                     steps: int, variant: str = "default") -> OverheadResult:
     from impls.bare import LOOPS
 
     from .worker import timed_window
@@ -63,7 +66,7 @@ def measure_overhead(framework: str, model_name: str, batch_size: int, threads: 
     ds = data.load()
     batches = [ds.train_batch(train.seed, s, batch_size) for s in range(steps)]
     impl = registry.load(framework)
-    trainer = impl.build(model, train, "cpu", "fp32", "default", threads)
+    trainer = impl.build(model, train, "cpu", "fp32", variant, threads)
     trainer.set_weights(reference.init_weights(model, train.seed))
     staged = [trainer.stage(x, y) for x, y in batches]
     bare = LOOPS[framework](model, train, threads, batches)
@@ -126,14 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     job = json.loads(Path(argv[0]).read_text())
     res = measure_overhead(job["framework"], job["model"], job["batch_size"], job["threads"], job["rounds"],
-                           job["steps"])
+                           job["steps"], job.get("variant", "default"))
     print("@result " + json.dumps(res.to_dict()), flush=True)
     return 0
 
 
 def run_all(frameworks: tuple[str, ...], model: str, batch_size: int, threads: int, rounds: int, steps: int,
-            out_dir: Path, processes: int = 5,
-            progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
+            out_dir: Path, processes: int = 5, progress: Callable[[str, int, int], None] | None = None,
+            variant: str = "default") -> list[dict[str, Any]]:
     """`processes` subprocesses per framework, one after the other (thread settings must precede
     the framework's import); a framework whose process fails is reported, not retried."""
     import subprocess
@@ -148,9 +151,9 @@ def run_all(frameworks: tuple[str, ...], model: str, batch_size: int, threads: i
             out.append({"framework": fw, "model": model, "skipped": why})
             continue
         cell = Cell(fw, get_model(model), TrainSpec(batch_size=batch_size, steps=10_000), threads=threads,
-                    protocol=Protocol())
+                    protocol=Protocol(), variant=variant)
         job = {"framework": fw, "model": model, "batch_size": batch_size, "threads": threads, "rounds": rounds,
-               "steps": steps}
+               "steps": steps, "variant": variant}
         per_process: list[dict[str, Any]] = []
         failed = ""
         for i in range(processes):
@@ -172,7 +175,7 @@ def run_all(frameworks: tuple[str, ...], model: str, batch_size: int, threads: i
         if failed:
             out.append({"framework": fw, "model": model, "failed": failed})
         else:
-            out.append(summarize_framework(fw, model, per_process))
+            out.append({**summarize_framework(fw, model, per_process), "variant": variant})
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     from . import envinfo, results
 

@@ -45,7 +45,8 @@ def test_a_process_lottery_cannot_be_told_from_a_tax():
 
 
 @pytest.mark.parametrize("argv, msg", [(["--processes", "1"], "--processes >= 2"),
-                                       (["-m", "cnn_small"], "not 'cnn_small'"), (["-f", "caffe"], "caffe")])
+                                       (["-m", "cnn_small"], "not 'cnn_small'"), (["-f", "caffe"], "caffe"),
+                                       (["-f", "tf", "--variant", "channels_last"], "unknown variant 'channels_last' for tf")])
 def test_overhead_bad_arguments_are_one_line_exit_2(argv, msg, capsys, tmp_path):
     from bench.cli import main
 

@@ -19,8 +19,15 @@ report: replays the check's own decision rule (bench.compare / bench.stats: min 
   pytest-benchmark's --benchmark-compare-fail=min:10% (one process per side). A second table
   resamples rounds with replacement (many pseudo-checks, not independent: labelled as such).
 
+noise: where an A/A pool's spread comes from: the timed repeats inside a process (their sd
+  and lag-1 autocorrelation), the process as a whole (sd of per-process means, and how much
+  of it the two sides of a round share), and the per-round log ratio the check is built on
+  (from per-process medians, as the check uses, and from means of log repeats, for comparison);
+  then the rounds and minutes the check's own power model needs for 95% power at 10%.
+
   python benchmarks/check_power.py collect --out results/power --minutes 40
   python benchmarks/check_power.py report results/power --md results/published/check-power.md
+  python benchmarks/check_power.py noise results/power
 """
 from __future__ import annotations
 
@@ -173,6 +180,9 @@ def collect(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ report
 def load_pool(d: Path) -> dict[int, list[dict]]:
     pool: dict[int, list[dict]] = {lvl: [] for lvl in LEVELS_PCT}
+    if not (d / "pool.jsonl").is_file():
+        print(f"error: {d / 'pool.jsonl'} not found (a directory written by `collect --out`)", file=sys.stderr)
+        sys.exit(2)
     for line in (d / "pool.jsonl").read_text().splitlines():
         if line.strip():
             r = json.loads(line)
@@ -318,6 +328,32 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def noise(args: argparse.Namespace) -> int:
+    aa = load_pool(Path(args.dir))[0]
+    if len(aa) < 3:
+        print(f"{args.dir}: need >= 3 A/A rounds, found {len(aa)}", file=sys.stderr)
+        return 2
+    b = np.log(np.array([r["base_step_ms"] for r in aa]))  # log step time of each timed repeat
+    h = np.log(np.array([r["head_step_ms"] for r in aa]))
+    within = np.concatenate([b - b.mean(1, keepdims=True), h - h.mean(1, keepdims=True)])
+    lag1 = float(np.mean([np.corrcoef(x[:-1], x[1:])[0, 1] for x in within]))
+    bm, hm = b.mean(1), h.mean(1)
+    med = np.log([r["head"] for r in aa]) - np.log([r["base"] for r in aa])  # what the check uses
+    round_s = float(np.median([r["round_wall_s"] for r in aa]))
+    print(f"{len(aa)} A/A rounds, {b.shape[1]} timed repeats per process, median round {round_s:.1f} s")
+    print(f"  repeat inside a process: sd {100 * within.std(ddof=1):.1f}%, lag-1 autocorrelation {lag1:+.2f}")
+    print(f"  process (mean of its log repeats): sd {100 * bm.std(ddof=1):.1f}% base, {100 * hm.std(ddof=1):.1f}% head; "
+          f"base-head correlation within a round {np.corrcoef(bm, hm)[0, 1]:+.2f}")
+    print(f"  per-round log ratio: sd {100 * med.std(ddof=1):.1f}% from per-process medians (the check's), "
+          f"{100 * (hm - bm).std(ddof=1):.1f}% from means of log repeats")
+    for label, sd in (("medians", float(med.std(ddof=1))), ("means", float((hm - bm).std(ddof=1)))):
+        n = next((n for n in range(2, 1000) if stats.power_detectable(sd, n, 0.03) <= 0.10), None)
+        got = stats.power_detectable(sd, max(2, int(args.budget_s // round_s)), 0.03)
+        print(f"  ({label}) 95% power at 10% needs {n} rounds = {n * round_s / 60:.1f} min (floor 3%); "
+              f"{args.budget_s:.0f} s ({int(args.budget_s // round_s)} rounds) detects {100 * got:.1f}% at 95% power")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -341,6 +377,10 @@ def main() -> int:
     r.add_argument("--floor-pct", type=float, help="replay with this train floor in %% (default: the check's)")
     r.add_argument("--md")
     r.set_defaults(func=report)
+    n = sub.add_parser("noise")
+    n.add_argument("dir")
+    n.add_argument("--budget-s", type=float, default=180)
+    n.set_defaults(func=noise)
     args = p.parse_args()
     return args.func(args)
 

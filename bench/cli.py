@@ -647,11 +647,12 @@ def cmd_overhead(args: argparse.Namespace) -> int:
     for fw in fws:  # the bare loops are fixed code: TF's is XLA, so `--variant xla` compares like with like
         registry.check_variant(fw, args.variant)
     if args.batch_size <= 0 or args.rounds <= 0 or args.steps <= 0 or args.processes < 2:
-        raise UsageError("--batch-size, --rounds and --steps must be > 0, --processes >= 2 (the interval is over processes)")
+        raise UsageError("--batch-size, --rounds and --steps must be > 0, --processes >= 2 "
+                         "(the interval is over processes)")
     threads = args.threads or measure.cpu_threads_default()
     console = _console()
-    console.print(f"harness ({args.variant}) vs bare loop: {args.model} b{args.batch_size}, {threads} threads, {args.processes} processes "
-                  f"per framework, each {args.rounds} interleaved rounds x {args.steps} steps")
+    console.print(f"harness ({args.variant}) vs bare loop: {args.model} b{args.batch_size}, {threads} threads, "
+                  f"{args.processes} processes per framework, each {args.rounds} interleaved rounds x {args.steps} steps")
 
     def progress(fw: str, i: int, n: int) -> None:
         console.print(f"  {fw}: process {i + 1}/{n}", highlight=False)

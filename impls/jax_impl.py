@@ -199,7 +199,8 @@ def _cell(cell: str, H: int, zx: jax.Array, zh: jax.Array, h: jax.Array, c: jax.
     the previous state -> the new (h, c). GRU and plain RNN carry c through unchanged."""
     # Gates by jnp.split, not four slices: the gradient of a split is one concatenate, that of
     # four slices is four zero-padded (B, 4H) buffers added up, inside the backward scan body
-    # at every step (the only HLO difference from a bare loop; measured in `bench overhead`).
+    # at every step. Found by diffing this step's HLO against a bare loop's; the split step is
+    # 8-14% faster on lstm128 (benchmarks/xla/jax_gate_split_ab.py).
     if cell == "lstm":
         i, f, g, o = jnp.split(zx + zh, 4, axis=-1)
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)

@@ -156,22 +156,22 @@ def run_all(frameworks: tuple[str, ...], model: str, batch_size: int, threads: i
                "steps": steps, "variant": variant}
         per_process: list[dict[str, Any]] = []
         failed = ""
-        for i in range(processes):
-            if progress is not None:
-                progress(fw, i, processes)
-            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-                json.dump(job, f)
-            try:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(job, f)  # the same job for every process of this framework
+        try:
+            for i in range(processes):
+                if progress is not None:
+                    progress(fw, i, processes)
                 p = subprocess.run([sys.executable, "-m", "bench.overhead", f.name], env=worker_env(cell),
                                    capture_output=True, text=True)
-            finally:
-                Path(f.name).unlink(missing_ok=True)
-            line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@result ")), None)
-            if p.returncode != 0 or line is None:
-                tail = [ln for ln in p.stderr.splitlines() if ln.strip()][-3:]
-                failed = " | ".join(tail) or f"exit {p.returncode}"
-                break
-            per_process.append(json.loads(line[len("@result "):]))
+                line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@result ")), None)
+                if p.returncode != 0 or line is None:
+                    tail = [ln for ln in p.stderr.splitlines() if ln.strip()][-3:]
+                    failed = " | ".join(tail) or f"exit {p.returncode}"
+                    break
+                per_process.append(json.loads(line[len("@result "):]))
+        finally:
+            Path(f.name).unlink(missing_ok=True)
         if failed:
             out.append({"framework": fw, "model": model, "failed": failed})
         else:

@@ -313,9 +313,10 @@ def report(args: argparse.Namespace) -> int:
     by_cpu: dict[str, list[float]] = {}
     for lvl in LEVELS_PCT:
         lrs = [math.log(r["head"] / r["base"]) for r in pool[lvl]]
+        level_mean = float(np.mean(lrs)) if lrs else 0.0
         for r, lr in zip(pool[lvl], lrs):
             if r.get("head_cpus"):  # duet rounds: does the CPU a side got move head/base?
-                by_cpu.setdefault(",".join(map(str, r["head_cpus"])), []).append(lr - float(np.mean(lrs)))
+                by_cpu.setdefault(",".join(map(str, r["head_cpus"])), []).append(lr - level_mean)
     if len(by_cpu) == 2:
         lines += ["", "Duet placement (log(head/base) minus its level's mean, averaged per CPU the head ran "
                   "on): " + ", ".join(f"CPU {k}: {100 * float(np.mean(v)):+.1f}% over {len(v)} rounds"
@@ -349,7 +350,8 @@ def noise(args: argparse.Namespace) -> int:
     for label, sd in (("medians", float(med.std(ddof=1))), ("means", float((hm - bm).std(ddof=1)))):
         n = next((n for n in range(2, 1000) if stats.power_detectable(sd, n, 0.03) <= 0.10), None)
         got = stats.power_detectable(sd, max(2, int(args.budget_s // round_s)), 0.03)
-        print(f"  ({label}) 95% power at 10% needs {n} rounds = {n * round_s / 60:.1f} min (floor 3%); "
+        need = f"{n} rounds = {n * round_s / 60:.1f} min" if n else "over 1,000 rounds"
+        print(f"  ({label}) 95% power at 10% needs {need} (floor 3%); "
               f"{args.budget_s:.0f} s ({int(args.budget_s // round_s)} rounds) detects {100 * got:.1f}% at 95% power")
     return 0
 

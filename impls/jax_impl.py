@@ -194,7 +194,7 @@ def _mm(x: jax.Array, w: jax.Array, num: _Numerics) -> jax.Array:
     return jnp.matmul(x, w, precision=num.precision)
 
 
-def _cell(cell: str, H: int, zx: jax.Array, zh: jax.Array, h: jax.Array, c: jax.Array):
+def _cell(cell: str, zx: jax.Array, zh: jax.Array, h: jax.Array, c: jax.Array):
     """The pointwise part of one step: x-side and h-side pre-activations (biases included) and
     the previous state -> the new (h, c). GRU and plain RNN carry c through unchanged."""
     # Gates by jnp.split, not four slices: the gradient of a split is one concatenate, that of
@@ -235,7 +235,7 @@ def _scan_layer(m: ModelSpec, form: _Form, num: _Numerics, p: dict[str, jax.Arra
         zh = _mm(h0, w_hh, num)
         if cell == "gru":
             zh = zh + p[pre + "b_hh"]
-        h, c = _cell(cell, H, zx, zh, h0, c0)
+        h, c = _cell(cell, zx, zh, h0, c0)
         if lengths is None:
             return (h, c), h
         live = (t < lengths)[:, None]

@@ -7,7 +7,7 @@ added up, in the backward scan body at every time step; the gradient of a split 
 concatenate. Each process builds the harness's JAX trainer twice, one traced with the old
 sliced cell and one with the current split cell, and times them interleaved A B B A ... on the
 same staged batches. The process is the unit: the ratio split / sliced of its two medians is
-one paired sample, and the 95% interval is over processes (bench.stats.ratio_ci).
+one paired sample, and the 95% interval is over processes (bench.overhead.process_ratio_ci).
 """
 from __future__ import annotations
 
@@ -23,12 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
-def sliced_cell(cell: str, H: int, zx, zh, h, c):
+def sliced_cell(cell: str, zx, zh, h, c):
     """impls.jax_impl._cell for an LSTM before cc06f12: the gates as four slices."""
     import jax
     import jax.numpy as jnp
 
     z = zx + zh
+    H = z.shape[-1] // 4
     i, f = jax.nn.sigmoid(z[:, :H]), jax.nn.sigmoid(z[:, H:2 * H])
     g, o = jnp.tanh(z[:, 2 * H:3 * H]), jax.nn.sigmoid(z[:, 3 * H:])
     c = f * c + i * g
@@ -38,6 +39,7 @@ def sliced_cell(cell: str, H: int, zx, zh, h, c):
 def one_process(model: str, rounds: int, steps: int) -> dict[str, list[float]]:
     from bench import data
     from bench.spec import TrainSpec, get_model
+    from bench.worker import timed_window
     from impls import jax_impl as J
 
     m = get_model(model)
@@ -50,21 +52,15 @@ def one_process(model: str, rounds: int, steps: int) -> dict[str, list[float]]:
         J._cell = fn  # read when the step is traced: trace it now, under this cell
         t = J.JaxTrainer(m, tr, "cpu", "fp32", "default", 0)
         staged = [t.stage(x, y) for x, y in batches]
-        for b in staged[:3]:
-            t.train_step(b)
-        t.sync()
+        timed_window(t, staged, 1, 3, t.train_step)  # trace + compile
         built[name] = (t, staged)
     J._cell = split_cell
     out: dict[str, list[float]] = {"sliced": [], "split": []}
     for r in range(rounds):
         for name in (("sliced", "split") if r % 2 == 0 else ("split", "sliced")):
             t, staged = built[name]
-            t.sync()
-            t0 = time.perf_counter()
-            for b in staged:
-                t.train_step(b)
-            t.sync()
-            out[name].append(128 * len(staged) / (time.perf_counter() - t0))
+            rep_s, _, _ = timed_window(t, staged, 1, len(staged), t.train_step)
+            out[name].append(128 * len(staged) / rep_s[0])
     return out
 
 
@@ -73,7 +69,8 @@ def main() -> int:
     p.add_argument("--processes", type=int, default=6)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--model", default="lstm128")
+    p.add_argument("--model", default="lstm128", choices=("lstm128", "lstm512", "bilstm512", "lstm3x256"),
+                   help="an LSTM (the sliced cell is the LSTM's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -82,7 +79,7 @@ def main() -> int:
         return 0
     import numpy as np
 
-    from bench import registry, stats
+    from bench import overhead, registry
 
     env = {**os.environ, **registry.framework_env("jax", args.threads, "cpu")}  # before jax starts
     rows = []
@@ -97,7 +94,7 @@ def main() -> int:
         r = rows[-1]
         print(f"process {i + 1}/{args.processes}: sliced {np.median(r['sliced']):,.0f}, split {np.median(r['split']):,.0f} "
               f"samples/s ({np.median(r['split']) / np.median(r['sliced']):.3f}x)", flush=True)
-    e = stats.ratio_ci([np.median(r["sliced"]) for r in rows], [np.median(r["split"]) for r in rows], paired=True)
+    e = overhead.process_ratio_ci(rows, head_key="split", base_key="sliced")  # per-process medians, paired
     print(f"jax {args.model} b128, {args.threads} threads: split / sliced {e.ratio:.3f} "
           f"(95% CI {e.lo:.3f}..{e.hi:.3f}) over {len(rows)} processes x {args.rounds} rounds x {args.steps} steps")
     return 0

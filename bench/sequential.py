@@ -1,0 +1,140 @@
+"""Group-sequential decisions: a check that looks after every round and still means its 95%.
+
+The check runs rounds until every gated decision settles or its budget runs out, and looks at the
+interval after each round. A plain 95% interval read after each of up to 24 rounds calls a slowdown
+that sits exactly at the floor "regressed" in 6-9% of checks, not 2.5% (issue 26's simulation of
+the rule as it was coded). Here each look gets its share of the error through an alpha-spending
+function (Lan and DeMets, Biometrika 1983), and the interval read at look k is the *repeated
+confidence interval* of Jennison and Turnbull (JRSS B 1989): over all the looks a check takes,
+every interval holds the true ratio with the stated probability together, so a decision read from
+any of them keeps the stated error rate.
+
+Why this and not a library or an anytime-valid confidence sequence:
+- the group-sequential boundaries need one recursion over a grid (Armitage, McPherson and Rowe
+  1969) on scipy.stats.norm, ~40 lines tested below against the published O'Brien-Fleming-type
+  boundaries; the Python packages that offer it (gsdesign, sequential-analysis, confseq) are
+  young or unmaintained, and the project already depends on scipy;
+- a confidence sequence is valid for unboundedly many looks, which the check never takes (its
+  budget caps the rounds), and pays for that generality with wider intervals at every look.
+
+Design choices:
+- Spending function: O'Brien-Fleming type, alpha(t) = 2 - 2 Phi(z_{1-alpha/2} / sqrt(t)). It spends
+  almost nothing at the first looks, so the last look's interval is nearly the fixed-sample one;
+  the cost is that only large effects stop a check early. `pocock` is offered beside it.
+- Information: t_k = n_k / n_max, with n_max the rounds the budget allows (fixed before the first
+  look, from the time a round takes, never from the values). Looks past n_max use t = 1.
+- The statistic is a t statistic (the spread is estimated from the rounds). Each boundary is set
+  on the z scale and carried to the t scale by its tail probability ("significance level
+  approach", Jennison and Turnbull 2000, section 3.5).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+SPENDING = ("obrien-fleming", "pocock")
+_GRID = 801  # points on the continuation region; the boundaries move < 1e-4 beyond this
+
+
+def spent(t: float, alpha: float, kind: str = "obrien-fleming") -> float:
+    """Two-sided error spent by information fraction t (0 < t <= 1)."""
+    from scipy.stats import norm
+
+    t = min(max(t, 1e-12), 1.0)
+    if kind == "obrien-fleming":
+        return float(2.0 - 2.0 * norm.cdf(norm.ppf(1.0 - alpha / 2.0) / math.sqrt(t)))
+    if kind == "pocock":
+        return float(alpha * math.log(1.0 + (math.e - 1.0) * t))
+    raise ValueError(f"unknown spending function {kind!r} (choose from {', '.join(SPENDING)})")
+
+
+@lru_cache(maxsize=4096)
+def boundaries(fractions: tuple[float, ...], alpha: float, kind: str = "obrien-fleming") -> tuple[float, ...]:
+    """Two-sided z boundaries c_1..c_K for looks at the given information fractions (increasing,
+    each in (0, 1]): under no effect, P(|Z_j| < c_j for j < k and |Z_k| >= c_k) equals the error
+    spent between look k-1 and look k, where Z_k is the standardised sum at look k (a Brownian
+    motion read at the fractions). Computed by the grid recursion over the continuation region."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    if not fractions or any(b <= a for a, b in zip(fractions, fractions[1:])) or fractions[0] <= 0:
+        raise ValueError(f"information fractions must increase from above 0: {fractions}")
+    out: list[float] = []
+    prev_spent = 0.0
+    z = w = None  # grid and the sub-density of Z_{k-1} on the continuation region (times weights)
+    for k, t in enumerate(fractions):
+        step = spent(t, alpha, kind) - prev_spent
+        if k == 0:
+            c = float(norm.isf(step / 2.0)) if step > 0 else math.inf
+        else:
+            r = math.sqrt(fractions[k - 1] / t)
+            s = math.sqrt(1.0 - fractions[k - 1] / t)
+
+            def exit_prob(c: float) -> float:
+                m = z * r
+                return float(np.sum(w * (norm.cdf((-c - m) / s) + norm.sf((c - m) / s))))
+
+            mass = exit_prob(0.0)  # everything still in the continuation region
+            c = math.inf if step <= 0 else (0.0 if step >= mass else brentq(lambda c: exit_prob(c) - step, 0.0, 40.0,
+                                                                                   xtol=1e-10))
+        out.append(c)
+        prev_spent += step
+        # The sub-density of Z_k on (-c, c): the next look's starting point.
+        lim = min(c, 12.0)
+        grid = np.linspace(-lim, lim, _GRID)
+        trap = np.full(_GRID, grid[1] - grid[0])
+        trap[[0, -1]] /= 2.0
+        if k == 0:
+            dens = norm.pdf(grid)
+        else:
+            dens = norm.pdf((grid[:, None] - z[None, :] * r) / s) @ w / s
+        z, w = grid, dens * trap
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look of a sequential check: the level its interval is read at."""
+    n: int  # rounds so far
+    n_max: int  # rounds the budget allows (fixed before the first look)
+    looks: tuple[int, ...]  # round counts of every look so far, this one last
+    alpha: float  # two-sided error over all looks
+    z_boundary: float
+    kind: str
+
+    @property
+    def nominal_confidence(self) -> float:
+        """The fixed-sample confidence of the interval read at this look."""
+        from scipy.stats import norm
+
+        return float(1.0 - 2.0 * norm.sf(self.z_boundary)) if math.isfinite(self.z_boundary) else 1.0
+
+
+def look(looks: Sequence[int], n_max: int, alpha: float = 0.05, kind: str = "obrien-fleming") -> Look:
+    """The level of the interval read at the last of `looks` (round counts, increasing)."""
+    looks = tuple(int(n) for n in looks)
+    if n_max < 1:
+        raise ValueError("n_max must be at least 1")
+    fr: list[float] = []
+    for n in looks:
+        f = min(n / n_max, 1.0)
+        if fr and f <= fr[-1]:
+            continue  # past n_max every look is the last: no error left to spend on it
+        fr.append(f)
+    # Once a look has reached n_max every later look is "the last" again: it has no error left.
+    c = boundaries(tuple(fr), alpha, kind)[-1] if len(fr) == len(looks) else math.inf
+    return Look(looks[-1], n_max, looks, alpha, c, kind)
+
+
+def t_quantile_for(z_boundary: float, df: int) -> float:
+    """The t quantile with the same upper-tail probability as z_boundary (significance level
+    approach): the half-width multiplier of a t interval at this look."""
+    from scipy.stats import norm, t
+
+    if not math.isfinite(z_boundary):
+        return math.inf
+    return float(t.isf(norm.sf(z_boundary), df))

@@ -1,0 +1,53 @@
+"""Group-sequential boundaries: published values, the error they spend, and the looks past the plan."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench import sequential as sq
+
+
+def test_pocock_type_boundaries_match_the_published_table():
+    # Lan-DeMets Pocock-type spending, 5 equally spaced looks, two-sided alpha 0.05
+    # (Jennison and Turnbull 2000, table 7.6; gsDesign's sfLDPocock gives the same to 3 decimals).
+    got = sq.boundaries(tuple(np.arange(1, 6) / 5), 0.05, "pocock")
+    assert got == pytest.approx((2.438, 2.427, 2.410, 2.397, 2.386), abs=1.5e-3)
+
+
+@pytest.mark.parametrize("kind", sq.SPENDING)
+def test_boundaries_spend_exactly_the_stated_error(kind):
+    """A Brownian motion read at the looks crosses the boundaries with probability alpha (Monte
+    Carlo, 200,000 paths: standard error 0.0005), and the first look's boundary is the spending
+    function's first step in closed form."""
+    fr = np.array([6, 9, 12, 15, 20, 24]) / 24
+    c = np.array(sq.boundaries(tuple(fr), 0.05, kind))
+    from scipy.stats import norm
+
+    assert c[0] == pytest.approx(norm.isf(sq.spent(fr[0], 0.05, kind) / 2))
+    rng = np.random.default_rng(7)
+    inc = rng.normal(0.0, 1.0, (200_000, len(fr))) * np.sqrt(np.diff(np.r_[0.0, fr]))
+    z = inc.cumsum(axis=1) / np.sqrt(fr)
+    assert (np.abs(z) >= c).any(axis=1).mean() == pytest.approx(0.05, abs=0.002)
+    if kind == "obrien-fleming":  # spends little early: the last boundary is near the fixed 1.96
+        assert c[0] > 3.5 and 1.96 < c[-1] < 2.1
+
+
+def test_the_interval_of_a_look_widens_early_and_closes_at_the_plan():
+    early = sq.look([6], 24)
+    late = sq.look(list(range(6, 25)), 24)
+    assert early.nominal_confidence > 0.999 and 0.95 < late.nominal_confidence < 0.975
+    # past the planned rounds no error is left: no interval can decide
+    assert math.isinf(sq.look(list(range(6, 26)), 24).z_boundary)
+    # the t multiplier carries the boundary's tail probability to the estimated spread
+    from scipy.stats import t
+
+    assert sq.t_quantile_for(1.959963984540054, 7) == pytest.approx(t.ppf(0.975, 7))
+
+
+def test_bad_designs_are_refused():
+    with pytest.raises(ValueError, match="spending"):
+        sq.spent(0.5, 0.05, "haybittle")
+    with pytest.raises(ValueError, match="increase"):
+        sq.boundaries((0.5, 0.5), 0.05)

@@ -19,7 +19,10 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Iterable
+
+from .record import Record, Status, cell_label, framework_label, seed_of
 
 # Without dropout, two frameworks' accuracies for one seed must be within this many points
 # (0.1 = 10 of 10,000 test images). Measured here: see results/published (the gap was <= 0.03
@@ -30,29 +33,17 @@ AGREE_POINTS = 0.1
 SPREAD_FACTOR = 2.8
 
 
-def _get(rec: dict[str, Any], path: str, default: Any = None) -> Any:
-    cur: Any = rec
-    for part in path.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return default
-        cur = cur[part]
-    return cur
-
-
-def seed_of(rec: dict[str, Any]) -> int:
-    return int(_get(rec, "cell.train.seed", 0))
-
-
 def group_key(rec: dict[str, Any]) -> tuple:
     """What a record measured, without its seed."""
     return (rec["framework"], rec.get("variant"), rec["model"], rec["device"], rec["batch_size"],
-            rec.get("precision"), rec.get("threads"), _get(rec, "cell.train.steps"), rec.get("profile"))
+            rec.get("precision"), rec.get("threads"), Record(rec).train_steps, rec.get("profile"))
 
 
 def comparable_key(rec: dict[str, Any]) -> tuple:
     """The same experiment in another framework: model, device, batch, recipe, test images."""
-    return (rec["model"], rec["device"], rec["batch_size"], rec.get("precision"), _get(rec, "cell.train.steps"),
-            _get(rec, "cell.protocol.test_samples", 10_000))
+    r = Record(rec)
+    return (rec["model"], rec["device"], rec["batch_size"], rec.get("precision"), r.train_steps,
+            r.protocol_test_samples)
 
 
 @dataclass(frozen=True)
@@ -76,19 +67,17 @@ def seed_groups(records: Iterable[dict[str, Any]]) -> list[SeedGroup]:
     """Groups with at least two seeds, in first-seen order."""
     by: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
-        if r.get("status") == "ok":
+        if r.get("status") == Status.OK:
             by.setdefault(group_key(r), []).append(r)
     out = []
     for recs in by.values():
         recs = sorted(recs, key=seed_of)
         if len({seed_of(r) for r in recs}) < 2:
             continue
-        from .report import cell_label  # report imports this module lazily; no cycle at import
-
         out.append(SeedGroup(cell_label(recs[0]).split(" seed ")[0], tuple(seed_of(r) for r in recs),
                              tuple(float(r["metrics"]["test_accuracy"]) for r in recs),
                              tuple(float(r["metrics"]["train_samples_per_s"]["median"]) for r in recs),
-                             bool(_get(recs[0], "cell.model.dropout", 0.0))))
+                             bool(Record(recs[0]).dropout)))
     return out
 
 
@@ -106,24 +95,35 @@ def seed_table(records: list[dict[str, Any]]) -> list[list[str]]:
 SEED_HEADER = ["cell", "seeds", "acc % mean +- sd", "acc % per seed", "train samples/s median (range), per-seed processes"]
 
 
+class Accord(str, Enum):
+    """How the frameworks' accuracies on one experiment compare."""
+    IDENTICAL = "identical"
+    AGREE = "agree"
+    DIFFER = "differ"
+    UNDECIDED = "undecided"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Agreement:
     experiment: str  # model device batch steps
     frameworks: tuple[str, ...]
     dropout: bool
-    verdict: str  # "identical", "agree", "differ", or "undecided"
+    verdict: Accord
     detail: str
 
 
 def agreement(records: Iterable[dict[str, Any]]) -> list[Agreement]:
     """Across frameworks, for every experiment measured by >= 2 frameworks (default variants
     or not: each framework:variant is one entry)."""
-    ok = [r for r in records if r.get("status") == "ok"]
+    ok = [r for r in records if r.get("status") == Status.OK]
     by: dict[tuple, dict[str, dict[int, float]]] = {}
     for r in ok:
-        fw = r["framework"] + ("" if r.get("variant") == "default" else f":{r.get('variant')}")
+        fw = framework_label(r)
         by.setdefault(comparable_key(r), {}).setdefault(fw, {})[seed_of(r)] = float(r["metrics"]["test_accuracy"])
-    dropout_of = {comparable_key(r): bool(_get(r, "cell.model.dropout", 0.0)) for r in ok}
+    dropout_of = {comparable_key(r): bool(Record(r).dropout) for r in ok}
     out = []
     for key, per_fw in by.items():
         if len(per_fw) < 2:
@@ -141,7 +141,7 @@ def agreement(records: Iterable[dict[str, Any]]) -> list[Agreement]:
 def _same_seed(exp: str, fws: tuple[str, ...], per_fw: dict[str, dict[int, float]], images: int) -> Agreement:
     seeds = sorted(set.intersection(*(set(v) for v in per_fw.values())))
     if not seeds:
-        return Agreement(exp, fws, False, "undecided", "no seed measured by every framework")
+        return Agreement(exp, fws, False, Accord.UNDECIDED, "no seed measured by every framework")
     gaps = [max(per_fw[f][s] for f in fws) - min(per_fw[f][s] for f in fws) for s in seeds]
     worst = max(gaps)
     sds = [statistics.stdev(v.values()) for v in per_fw.values() if len(v) > 1]
@@ -149,18 +149,18 @@ def _same_seed(exp: str, fws: tuple[str, ...], per_fw: dict[str, dict[int, float
     per_seed = ", ".join(f"seed {s}: " + "/".join(f"{100 * per_fw[f][s]:.2f}" for f in fws) for s in seeds)
     detail = f"largest gap {100 * worst:.2f} points ({round(worst * images)} of {images:,} images){sd_txt}; {per_seed}"
     if worst == 0:
-        return Agreement(exp, fws, False, "identical", detail)
+        return Agreement(exp, fws, False, Accord.IDENTICAL, detail)
     if 100 * worst <= AGREE_POINTS + 1e-9:
-        return Agreement(exp, fws, False, "agree", detail + f" (agree = within {AGREE_POINTS} points)")
+        return Agreement(exp, fws, False, Accord.AGREE, detail + f" (agree = within {AGREE_POINTS} points)")
     # Past the last-bit band. Same-seed runs part as training goes on (torch and TF lstm128: within
     # 1 image for 310 steps, 41 images apart after 800), so the gap is judged against what moving
     # the seed does: two draws of the seed-to-seed spread differ by up to ~2.8 sd (95%).
     if not sds:
-        return Agreement(exp, fws, False, "undecided",
+        return Agreement(exp, fws, False, Accord.UNDECIDED,
                          detail + f"; more than {AGREE_POINTS} points: same-seed runs part after a few hundred steps, "
                          "run --seeds 3 to compare the gap with the seed-to-seed spread")
     bound = SPREAD_FACTOR * statistics.fmean(sds)
-    verdict = "agree" if worst <= bound else "differ"
+    verdict = Accord.AGREE if worst <= bound else Accord.DIFFER
     return Agreement(exp, fws, False, verdict,
                      detail + f" (more than {AGREE_POINTS} points; agree = within {SPREAD_FACTOR} x the seed-to-seed sd"
                      f" = {100 * bound:.2f} points)")
@@ -169,7 +169,7 @@ def _same_seed(exp: str, fws: tuple[str, ...], per_fw: dict[str, dict[int, float
 def _means(exp: str, fws: tuple[str, ...], per_fw: dict[str, dict[int, float]]) -> Agreement:
     """Dropout: each framework's own masks, so compare means over seeds (Welch 95% interval)."""
     if any(len(v) < 2 for v in per_fw.values()):
-        return Agreement(exp, fws, True, "undecided", "dropout: needs >= 2 seeds per framework (run --seeds 3)")
+        return Agreement(exp, fws, True, Accord.UNDECIDED, "dropout: needs >= 2 seeds per framework (run --seeds 3)")
     from scipy import stats as st  # only with seeds and dropout
 
     worst_txt, differ = [], False
@@ -187,7 +187,7 @@ def _means(exp: str, fws: tuple[str, ...], per_fw: dict[str, dict[int, float]]) 
                              f"(95% CI {lo:+.2f}..{hi:+.2f})")
     means = ", ".join(f"{f} {100 * statistics.fmean(v.values()):.2f} +- {100 * statistics.stdev(v.values()):.2f}"
                       for f, v in per_fw.items())
-    return Agreement(exp, fws, True, "differ" if differ else "agree",
+    return Agreement(exp, fws, True, Accord.DIFFER if differ else Accord.AGREE,
                      f"dropout: means {means}; differences in points {'; '.join(worst_txt)}")
 
 

@@ -424,7 +424,7 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
     for c in ("cell", "metric", "base", "head", "processes", "change", "verdict"):
         t.add_column(c, justify="right" if c in ("base", "head", "processes") else "left", overflow="fold")
     colour = {"regressed": "red", "improved": "green", "unchanged": "", "inconclusive": "yellow", "changed": "yellow"}
-    from .compare import _fmt
+    from .compare import format_value
 
     # Cells from several nodes (Ray runs): grouped by node, and each says where it ran.
     several = len(set(cmp.nodes.values())) > 1
@@ -433,8 +433,8 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
             continue
         n = cmp.rounds.get(f.key, (0, 0))
         cell = f"{cmp.nodes.get(f.key, '?')}: {f.key}" if several else f.key
-        t.add_row(escape(cell), f.rule + ("" if f.gated else " (advisory)"), _fmt(f.rule, f.base),
-                  _fmt(f.rule, f.head), f"{n[0]}+{n[1]}" + (" paired" if cmp.paired else ""), escape(f.why),
+        t.add_row(escape(cell), f.rule + ("" if f.gated else " (advisory)"), format_value(f.rule, f.base),
+                  format_value(f.rule, f.head), f"{n[0]}+{n[1]}" + (" paired" if cmp.paired else ""), escape(f.why),
                   f.verdict, style=colour.get(f.verdict, ""))
     console.print(t)
     for d in diffs:
@@ -610,7 +610,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     for key in dict.fromkeys(r["key"] for r in a):
-        ga, gb = compare._ok_rounds(a).get(key, {}), compare._ok_rounds(b).get(key, {})
+        ga, gb = compare.ok_rounds(a).get(key, {}), compare.ok_rounds(b).get(key, {})
         for rule in rules:
             if rule.kind != "rounds":
                 continue

@@ -23,38 +23,58 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from enum import Enum
+from operator import attrgetter
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from . import stats
 from .pool import group_rounds, measured_memory
-from .report import _get
+from .record import Record, Status, Verdict, node_of
 from .spec import ModelSpec
 
 DETERMINISTIC_TOLERANCE = 0.005  # processes of one side may differ this much on a "deterministic" figure
 
 
+class Judge(str, Enum):
+    """How a metric's base and head values are judged (each has its function in _JUDGES)."""
+    ROUNDS = "rounds"  # a t interval over processes against the floor
+    DETERMINISTIC = "deterministic"  # identical code gives the identical figure: compared directly
+    ACCURACY = "accuracy"  # an absolute tolerance; any change when nothing random differs
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def judged_memory(rec: Record) -> float | None:
+    """The memory figure the memory rule judges: bench.pool.measured_memory, but on CPU only the
+    tensor-level figure (it is deterministic; RSS growth has its own rule)."""
+    v, _ = measured_memory(rec.raw)
+    if rec.raw.get("device") == "cpu" and rec.tensor_peak_bytes is None:
+        return None
+    return v
+
+
 @dataclass(frozen=True)
 class Rule:
-    """`kind`: rounds (t interval over processes), deterministic, or accuracy. `floor` is
-    relative (0.03 = 3%) unless `absolute`."""
+    """`floor` is relative (0.03 = 3%) unless `absolute`."""
 
     name: str
-    metric: str  # dotted path in a process record ("" = computed, see value())
+    read: Callable[[Record], float | None]  # the metric in one process record
     higher_is_better: bool
     floor: float
-    kind: str
+    kind: Judge
     absolute: bool = False
     words: tuple[str, str] = ("faster", "slower")
 
 
 DEFAULT_RULES = (
-    Rule("train", "metrics.train_samples_per_s.median", True, 0.03, "rounds"),
-    Rule("infer", "metrics.infer_samples_per_s.median", True, 0.03, "rounds"),
-    Rule("memory", "", False, 0.01, "deterministic", words=("more memory", "less memory")),
-    Rule("rss", "memory.rss_delta_train_bytes", False, 0.10, "rounds", words=("more RSS", "less RSS")),
-    Rule("accuracy", "metrics.test_accuracy", True, 0.02, "accuracy", absolute=True),
+    Rule("train", attrgetter("train_samples_per_s"), True, 0.03, Judge.ROUNDS),
+    Rule("infer", attrgetter("infer_samples_per_s"), True, 0.03, Judge.ROUNDS),
+    Rule("memory", judged_memory, False, 0.01, Judge.DETERMINISTIC, words=("more memory", "less memory")),
+    Rule("rss", attrgetter("rss_delta_train_bytes"), False, 0.10, Judge.ROUNDS, words=("more RSS", "less RSS")),
+    Rule("accuracy", attrgetter("test_accuracy"), True, 0.02, Judge.ACCURACY, absolute=True),
 )
 RULES_BY_NAME = {r.name: r for r in DEFAULT_RULES}
 # Inference is timed on a short pass and RSS is the allocator's, not the network's: both move
@@ -100,13 +120,7 @@ def parse_gate(text: str | None) -> tuple[str, ...]:
 
 
 def value(rule: Rule, rec: dict[str, Any]) -> float | None:
-    if rule.name == "memory":
-        v, _ = measured_memory(rec)
-        # On CPU only the tensor-level figure is deterministic; RSS has its own rule.
-        if rec.get("device") == "cpu" and (rec.get("memory") or {}).get("tensor_peak_bytes") is None:
-            return None
-        return None if v is None else float(v)
-    v = _get(rec, rule.metric)
+    v = rule.read(Record(rec))
     return None if v is None else float(v)
 
 
@@ -116,7 +130,7 @@ class Finding:
     rule: str
     base: float  # pooled base value (median over processes; mean for accuracy)
     head: float
-    verdict: str  # regressed | improved | unchanged | inconclusive | changed
+    verdict: Verdict
     why: str  # "slower by 9.8% (95% CI 7.1..12.4%)" and what settled it
     estimate: stats.RatioEstimate | None = None
     more_rounds: int | None = None  # for inconclusive: rounds in all that would likely settle it
@@ -127,53 +141,81 @@ class Finding:
         return (self.head - self.base) if self.rule == "accuracy" else (self.head / self.base - 1 if self.base else 0.0)
 
 
-def _judge_rounds(key: str, rule: Rule, base: list[float], head: list[float], paired: bool,
-                  confidence: float) -> Finding:
-    est = stats.ratio_ci(base, head, paired, confidence)
+@dataclass(frozen=True)
+class Sides:
+    """One metric of one cell: base and head values (paired: position i of both is one round)
+    and each side's first process record (the accuracy rule compares their recipes)."""
+
+    key: str
+    base: list[float]
+    head: list[float]
+    base_rec: dict[str, Any]
+    head_rec: dict[str, Any]
+    paired: bool
+    confidence: float
+
+
+def _positive(s: Sides) -> bool:
+    # A ratio needs positive figures; a zero or negative one is a figure the worker did not get.
+    return not any(v <= 0 for v in s.base + s.head)
+
+
+def _judge_rounds(rule: Rule, s: Sides) -> Finding | None:
+    if not _positive(s):
+        return None
+    est = stats.ratio_ci(s.base, s.head, s.paired, s.confidence)
     d = stats.decide(est, rule.floor, rule.higher_is_better, rule.words)
     why = d.text + f", floor {100 * rule.floor:.0f}%"
-    if d.verdict == "inconclusive":
+    if d.verdict == Verdict.INCONCLUSIVE:
         why += f"; needs ~{d.more_rounds} rounds" if d.more_rounds else "; more rounds may not settle it"
-    return Finding(key, rule.name, float(np.median(base)), float(np.median(head)), d.verdict, why, est, d.more_rounds)
+    return Finding(s.key, rule.name, float(np.median(s.base)), float(np.median(s.head)), d.verdict, why, est,
+                   d.more_rounds)
 
 
-def _judge_deterministic(key: str, rule: Rule, base: list[float], head: list[float]) -> Finding:
-    b, h = float(np.median(base)), float(np.median(head))
-    spread = max((max(v) - min(v)) / float(np.median(v)) for v in (base, head))
+def _judge_deterministic(rule: Rule, s: Sides) -> Finding | None:
+    if not _positive(s):
+        return None
+    b, h = float(np.median(s.base)), float(np.median(s.head))
+    spread = max((max(v) - min(v)) / float(np.median(v)) for v in (s.base, s.head))
     if spread > DETERMINISTIC_TOLERANCE:
-        return Finding(key, rule.name, b, h, "inconclusive",
+        return Finding(s.key, rule.name, b, h, Verdict.INCONCLUSIVE,
                        f"not deterministic: processes of one side differ by {100 * spread:.1f}%")
     ratio = h / b
     up, down = rule.words
     text = f"{up if ratio >= 1 else down} by {100 * abs(ratio - 1):.2f}% (deterministic figure, floor " \
            f"{100 * rule.floor:.0f}%)"
     if abs(ratio - 1) <= rule.floor:
-        verdict = "unchanged"
+        verdict = Verdict.UNCHANGED
     else:
         worse = ratio < 1 if rule.higher_is_better else ratio > 1
-        verdict = "regressed" if worse else "improved"
-    return Finding(key, rule.name, b, h, verdict, text)
+        verdict = Verdict.REGRESSED if worse else Verdict.IMPROVED
+    return Finding(s.key, rule.name, b, h, verdict, text)
 
 
-def _judge_accuracy(key: str, rule: Rule, base: list[float], head: list[float], base_rec: dict[str, Any],
-                    head_rec: dict[str, Any]) -> Finding | None:
-    same_recipe = (_get(base_rec, "cell.train") == _get(head_rec, "cell.train")
-                   and _get(base_rec, "cell.model") == _get(head_rec, "cell.model"))
+def _judge_accuracy(rule: Rule, s: Sides) -> Finding | None:
+    base_rec, head_rec = Record(s.base_rec), Record(s.head_rec)
+    same_recipe = base_rec.train_spec == head_rec.train_spec and base_rec.model_spec == head_rec.model_spec
     if not same_recipe:
         return None  # different training: accuracy says nothing about the change
+    key, base, head = s.key, s.base, s.head
     b, h = float(np.mean(base)), float(np.mean(head))
     diff = h - b
-    dropout = float(_get(base_rec, "cell.model.dropout", 0.0) or 0.0) > 0
+    dropout = base_rec.dropout > 0
     if diff < -rule.floor:
-        return Finding(key, rule.name, b, h, "regressed", f"{100 * diff:+.2f} points (tolerance {100 * rule.floor:.1f})")
+        return Finding(key, rule.name, b, h, Verdict.REGRESSED,
+                       f"{100 * diff:+.2f} points (tolerance {100 * rule.floor:.1f})")
     if not dropout and (set(base) != set(head)):
-        return Finding(key, rule.name, b, h, "changed",
+        return Finding(key, rule.name, b, h, Verdict.CHANGED,
                        f"{100 * diff:+.2f} points: same steps, seed and no dropout should give identical accuracy, "
                        f"so the numerics changed")
     if dropout and diff > rule.floor:
-        return Finding(key, rule.name, b, h, "improved", f"{100 * diff:+.2f} points")
-    return Finding(key, rule.name, b, h, "unchanged",
+        return Finding(key, rule.name, b, h, Verdict.IMPROVED, f"{100 * diff:+.2f} points")
+    return Finding(key, rule.name, b, h, Verdict.UNCHANGED,
                    "identical" if diff == 0 else f"{100 * diff:+.2f} points (within {100 * rule.floor:.1f})")
+
+
+_JUDGES: dict[Judge, Callable[[Rule, Sides], Finding | None]] = {
+    Judge.ROUNDS: _judge_rounds, Judge.DETERMINISTIC: _judge_deterministic, Judge.ACCURACY: _judge_accuracy}
 
 
 def judge_cell(key: str, rule: Rule, base_procs: dict[int, dict[str, Any]], head_procs: dict[int, dict[str, Any]],
@@ -189,13 +231,8 @@ def judge_cell(key: str, rule: Rule, base_procs: dict[int, dict[str, Any]], head
         head = [v for v in (value(rule, r) for r in head_procs.values()) if v is not None]
     if not base or not head:
         return None
-    if rule.kind == "accuracy":
-        return _judge_accuracy(key, rule, base, head, next(iter(base_procs.values())), next(iter(head_procs.values())))
-    if any(v <= 0 for v in base + head):
-        return None
-    if rule.kind == "deterministic":
-        return _judge_deterministic(key, rule, base, head)
-    return _judge_rounds(key, rule, base, head, paired, confidence)
+    sides = Sides(key, base, head, next(iter(base_procs.values())), next(iter(head_procs.values())), paired, confidence)
+    return _JUDGES[rule.kind](rule, sides)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +245,7 @@ def _fingerprint(recs: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
         if env.get("machine_id"):
             out["machine"].add(f"{env.get('machine_id')} ({env.get('cpu_model')}, {env.get('cpu_logical_cores')} cores"
                                + (f", {', '.join(env['gpus'])}" if env.get("gpus") else "") + ")")
-        if r.get("status") == "ok" and r.get("framework_versions"):
+        if r.get("status") == Status.OK and r.get("framework_versions"):
             fv = r["framework_versions"]
             out["framework versions"].add(f"{r['framework']}: " + ", ".join(f"{k} {v}" for k, v in sorted(fv.items())))
         out["threads"].add(str(r.get("threads")))
@@ -252,7 +289,7 @@ def node_hosts(recs: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
     """key -> the hosts its processes ran on (records of a Ray run say; a local run's do not)."""
     out: dict[str, set[str]] = {}
     for r in recs:
-        host = _get(r, "node.hostname")
+        host = node_of(r)
         if host:
             out.setdefault(r["key"], set()).add(host)
     return out
@@ -274,27 +311,28 @@ class Comparison:
 
     @property
     def regressions(self) -> list[Finding]:
-        return [f for f in self.findings if f.verdict == "regressed" and f.gated]
+        return [f for f in self.findings if f.verdict == Verdict.REGRESSED and f.gated]
 
     @property
     def inconclusive(self) -> list[Finding]:
-        return [f for f in self.findings if f.verdict == "inconclusive" and f.gated]
+        return [f for f in self.findings if f.verdict == Verdict.INCONCLUSIVE and f.gated]
 
     def exit_code(self) -> int:
         """0 unchanged or improved, 1 regressed, 3 inconclusive (gated metrics only)."""
         return 1 if self.regressions else 3 if self.inconclusive else 0
 
 
-def _ok_rounds(records: Iterable[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+def ok_rounds(records: Iterable[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """key -> round -> record of each cell's full-measurement processes that ended ok."""
     grouped = group_rounds(records, "full")
-    return {k: {r: rec for r, rec in v.items() if rec.get("status") == "ok"} for k, v in grouped.items()}
+    return {k: {r: rec for r, rec in v.items() if rec.get("status") == Status.OK} for k, v in grouped.items()}
 
 
 def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple[Rule, ...] = DEFAULT_RULES,
             paired: bool = False, gate: tuple[str, ...] = DEFAULT_GATE,
             confidence: float = stats.DEFAULT_CONFIDENCE) -> Comparison:
     """Compare two sets of process records (any number of rounds per cell)."""
-    bk, hk = _ok_rounds(base), _ok_rounds(head)
+    bk, hk = ok_rounds(base), ok_rounds(head)
     all_b = {r["key"] for r in base}
     all_h = {r["key"] for r in head}
     diffs = model_differences(base, head)
@@ -320,7 +358,7 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
 
 
 def _model_name(rec: dict[str, Any]) -> str | None:
-    return _get(rec, "cell.model.name") or rec.get("model")
+    return Record(rec).spec_name or rec.get("model")
 
 
 # A spec with every field at its default: older records lack fields added since (variable_length).
@@ -333,7 +371,7 @@ def model_differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) ->
     def specs(recs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for r in recs:
-            m = _get(r, "cell.model")
+            m = Record(r).model_spec
             if isinstance(m, dict) and m.get("name"):
                 out.setdefault(m["name"], {**_SPEC_DEFAULTS, **m})
         return out
@@ -348,15 +386,15 @@ def model_differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) ->
 
 def settled(findings: Iterable[Finding]) -> bool:
     """True when no gated metric is inconclusive (an adaptive check may stop)."""
-    return not any(f.verdict == "inconclusive" and f.gated for f in findings)
+    return not any(f.verdict == Verdict.INCONCLUSIVE and f.gated for f in findings)
 
 
 def summary_markdown(cmp: Comparison) -> str:
     """The comparison as a markdown table (for $GITHUB_STEP_SUMMARY and published tables)."""
     lines = ["| cell | metric | base | head | change | verdict |", "|---|---|---:|---:|---|---|"]
     for f in cmp.findings:
-        lines.append(f"| {f.key} | {f.rule}{'' if f.gated else ' (advisory)'} | {_fmt(f.rule, f.base)} | "
-                     f"{_fmt(f.rule, f.head)} | {f.why} | **{f.verdict}** |")
+        lines.append(f"| {f.key} | {f.rule}{'' if f.gated else ' (advisory)'} | {format_value(f.rule, f.base)} | "
+                     f"{format_value(f.rule, f.head)} | {f.why} | **{f.verdict}** |")
     code = cmp.exit_code()
     lines.append("")
     lines.append({0: "**OK**: no gated metric regressed", 1: f"**REGRESSED**: {len(cmp.regressions)} gated metric(s)",
@@ -364,7 +402,8 @@ def summary_markdown(cmp: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fmt(rule: str, v: float) -> str:
+def format_value(rule: str, v: float) -> str:
+    """A metric's value as the tables show it: samples/s, MB or accuracy %."""
     if rule in ("memory", "rss"):
         return f"{v / 1e6:,.1f} MB"
     if rule == "accuracy":

@@ -26,7 +26,7 @@ from typing import Any
 
 from . import results
 from .pool import measured_memory
-from .report import MB, _get, cell_label
+from .record import MB, Record, Status, cell_label
 
 FORMATS = ("github-action-benchmark",)
 
@@ -34,16 +34,16 @@ FORMATS = ("github-action-benchmark",)
 @dataclass(frozen=True)
 class Metric:
     suffix: str  # appended to the cell label to make the benchmark's name
-    path: str  # a {median, iqr, ...} summary in the record (bench.measure.Stats.to_dict)
+    metric: str  # a metric with a {median, iqr, ...} summary (bench.measure.Stats.to_dict): Record.summary
     unit: str
     direction: str  # "bigger" or "smaller": which file (which github-action-benchmark tool)
     required: bool  # every ok record has it (the worker always writes it): absent = corrupt
 
 
 SUMMARIZED = (
-    Metric("train samples/s", "metrics.train_samples_per_s", "samples/s", "bigger", True),
-    Metric("infer samples/s", "metrics.infer_samples_per_s", "samples/s", "bigger", False),
-    Metric("step ms", "metrics.step_ms", "ms", "smaller", True),
+    Metric("train samples/s", "train_samples_per_s", "samples/s", "bigger", True),
+    Metric("infer samples/s", "infer_samples_per_s", "samples/s", "bigger", False),
+    Metric("step ms", "step_ms", "ms", "smaller", True),
 )
 
 
@@ -71,11 +71,11 @@ def _extra(rec: dict[str, Any], summary: dict[str, Any] | None = None, more: str
                  f"kernel {rec.get('kernel')}")
     if more:
         lines.append(more)
-    commit = _get(rec, "env.git.commit")
-    if commit:
-        lines.append(f"commit {str(commit)[:12]}{' (dirty)' if _get(rec, 'env.git.dirty') else ''}")
+    r = Record(rec)
+    if r.git_commit:
+        lines.append(f"commit {str(r.git_commit)[:12]}{' (dirty)' if r.git_dirty else ''}")
     if rec.get("suspect"):
-        reasons = "; ".join(_get(rec, "self_check.reasons") or [])
+        reasons = "; ".join(r.self_check_reasons)
         lines.append(f"SUSPECT: {reasons}" if reasons else "SUSPECT")
     return "\n".join(lines)
 
@@ -84,18 +84,19 @@ def _memory_entries(rec: dict[str, Any], label: str) -> list[dict[str, Any]]:
     """The judged memory figure (analytic.measured_memory_bytes, named by its source) and the
     tensor-level figure when the record has one and it is not already the judged figure."""
     by_source: dict[str, float] = {}
-    value = _get(rec, "analytic.measured_memory_bytes")
-    source = _get(rec, "analytic.measured_memory_source")
+    r = Record(rec)
+    value = r.measured_memory_bytes
+    source = r.measured_memory_source()
     if not source:  # a record older than measured_memory_source: derive both as bench.pool does
         value, source = measured_memory(rec)
     if _finite(value):
         by_source[source] = value
-    tensor = _get(rec, "memory.tensor_peak_bytes")
+    tensor = r.tensor_peak_bytes
     if _finite(tensor):
         by_source.setdefault("tensor-level", tensor)
     out = []
     for src, v in by_source.items():
-        floor = _get(rec, "analytic.train_floor_bytes")
+        floor = r.train_floor_bytes
         more = f"{v:,.0f} bytes" + (f", {v / floor:.2f}x the analytic floor" if _finite(floor) and floor else "")
         out.append({"name": f"{label} memory ({src})", "unit": "MB", "value": v / MB, "extra": _extra(rec, more=more)})
     return out
@@ -106,10 +107,10 @@ def _cell_entries(rec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     label = _label(rec)
     out: list[tuple[str, dict[str, Any]]] = []
     for m in SUMMARIZED:
-        s = _get(rec, m.path)
+        s = Record(rec).summary(m.metric)
         if not isinstance(s, dict) or "median" not in s:
             if m.required:
-                raise results.ResultsError(f"ok record {rec.get('key', '?')!r} has no {m.path}.median: "
+                raise results.ResultsError(f"ok record {rec.get('key', '?')!r} has no metrics.{m.metric}.median: "
                                            "corrupt results file")
             continue
         if not _finite(s["median"]):
@@ -129,7 +130,7 @@ def github_action_benchmark(records: list[dict[str, Any]]) -> dict[str, list[dic
     for rec in records:
         if not isinstance(rec, dict):
             raise results.ResultsError("a record is not a JSON object: corrupt results file")
-        if rec.get("status") != "ok":
+        if rec.get("status") != Status.OK:
             continue
         try:
             entries = _cell_entries(rec)

@@ -7,6 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .claim import CLAIM_CNN, claim_rows
+from .record import Record, Status, cell_label
+
 
 class PlotUnavailable(RuntimeError):
     pass
@@ -27,9 +30,7 @@ def plot_accuracy(records: list[dict[str, Any]], out_dir: Path, title: str) -> l
     """Time to accuracy: test accuracy against training seconds (evaluations excluded), one
     panel per model, one line per framework variant and seed, the target dashed. None written
     when no record evaluated during training (run --target-accuracy / --eval-every)."""
-    from .report import cell_label
-
-    ok = [r for r in records if r.get("status") == "ok" and (r.get("accuracy_curve") or {}).get("points")]
+    ok = [r for r in records if r.get("status") == Status.OK and (r.get("accuracy_curve") or {}).get("points")]
     if not ok:
         return []
     plt = _plt()
@@ -60,25 +61,17 @@ def plot_accuracy(records: list[dict[str, Any]], out_dir: Path, title: str) -> l
 
 
 def plot_run(records: list[dict[str, Any]], out: Path, title: str) -> Path:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display needed
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise PlotUnavailable("plots need matplotlib: pip install 'lstm-bench[all]'") from None
-    from .report import _get
-
-    ok = [r for r in records if r.get("status") == "ok"]
+    plt = _plt()
+    ok = [r for r in records if r.get("status") == Status.OK]
     if not ok:
         raise PlotUnavailable("no ok cell to plot")
     models = list(dict.fromkeys(r["model"] for r in ok))
     series = list(dict.fromkeys(f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}" for r in ok))
-    panels = (("train samples/s (median, IQR bars)", "metrics.train_samples_per_s", True),
-              ("memory MB (CPU: tensor-level; GPU: allocator peak)", "analytic.measured_memory_bytes", False))
+    panels = (("train samples/s (median, IQR bars)", lambda r: r.summary("train_samples_per_s"), True),
+              ("memory MB (CPU: tensor-level; GPU: allocator peak)", lambda r: r.measured_memory_bytes, False))
     fig, axes = plt.subplots(1, 2, figsize=(14, 5))
     width = 0.8 / max(1, len(series))
-    for ax, (label, path, has_stats) in zip(axes, panels):
+    for ax, (label, read, has_stats) in zip(axes, panels):
         for i, s in enumerate(series):
             xs, ys, errs = [], [], []
             for j, m in enumerate(models):
@@ -86,7 +79,7 @@ def plot_run(records: list[dict[str, Any]], out: Path, title: str) -> Path:
                             f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}" == s), None)
                 if rec is None:
                     continue
-                v = _get(rec, path)
+                v = read(Record(rec))
                 if v is None:
                     continue
                 xs.append(j + i * width)
@@ -117,27 +110,18 @@ def plot_claim(records: list[dict[str, Any]], out_dir: Path, title: str) -> list
     """For a run over several batch sizes: memory vs batch size (measured and analytic floor)
     of each RNN against cnn_tutorial, one panel per framework variant and device, and the
     RNN/CNN speed ratio vs batch size. Returns the PNGs written (none for a single batch)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise PlotUnavailable("plots need matplotlib: pip install 'lstm-bench[all]'") from None
-    from .report import CLAIM_CNN, _get, claim_rows
-
-    ok = [r for r in records if r.get("status") == "ok"]
+    plt = _plt()
+    ok = [r for r in records if r.get("status") == Status.OK]
     if len({r["batch_size"] for r in ok}) < 2:
         return []
     groups = list(dict.fromkeys(f"{r['framework']}:{r['variant']} {r['device']}" for r in ok))
-    models = list(dict.fromkeys(r["model"] for r in ok if _get(r, "cell.model.family") == "rnn")) + [CLAIM_CNN]
+    models = list(dict.fromkeys(r["model"] for r in ok if Record(r).family == "rnn")) + [CLAIM_CNN]
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.5), squeeze=False)
     for ax, g in zip(axes[0], groups):
         for i, m in enumerate(models):
             rs = sorted((r for r in ok if r["model"] == m and f"{r['framework']}:{r['variant']} {r['device']}" == g),
                         key=lambda r: r["batch_size"])
-            pts = [(r["batch_size"], _get(r, "analytic.measured_memory_bytes"), _get(r, "analytic.train_floor_bytes"))
-                   for r in rs]
+            pts = [(r["batch_size"], Record(r).measured_memory_bytes, Record(r).train_floor_bytes) for r in rs]
             pts = [p for p in pts if p[1]]
             if not pts:
                 continue
@@ -145,7 +129,7 @@ def plot_claim(records: list[dict[str, Any]], out_dir: Path, title: str) -> list
             style = dict(lw=2.5) if m == CLAIM_CNN else {}
             ax.plot([p[0] for p in pts], [p[1] / 1e6 for p in pts], "o-", color=colour, label=f"{m} measured", **style)
             ax.plot([p[0] for p in pts], [p[2] / 1e6 for p in pts], "--", color=colour, alpha=0.6)
-        src = next((_get(r, "analytic.measured_memory_source") for r in ok), "measured")
+        src = next((Record(r).measured_memory_source() for r in ok), "measured")
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"MB ({src}; dashed: analytic floor)", title=g)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .measure import summarize
+from .record import Status
 
 _PER_PROCESS_STATS = ("train_samples_per_s", "infer_samples_per_s", "step_ms")
 
@@ -43,11 +44,11 @@ def measured_memory(rec: dict[str, Any]) -> tuple[int | None, str]:
 def pool_cell(procs: list[dict[str, Any]]) -> dict[str, Any]:
     """One pooled record from the process records of one cell (any order, any status)."""
     full = [r for r in procs if r.get("mode", "full") == "full"]
-    ok_full = [r for r in full if r.get("status") == "ok"]
-    ok_any = [r for r in procs if r.get("status") == "ok"]
+    ok_full = [r for r in full if r.get("status") == Status.OK]
+    ok_any = [r for r in procs if r.get("status") == Status.OK]
     base = copy.deepcopy(min(ok_full or full or procs, key=lambda r: int(r.get("round", 0))))
     base["rounds"] = {"full": len(ok_full), "memory": len(ok_any) - len(ok_full), "failed": len(procs) - len(ok_any)}
-    if base.get("status") != "ok":
+    if base.get("status") != Status.OK:
         return base
     m = base["metrics"]
     if len(ok_full) > 1:

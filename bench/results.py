@@ -13,10 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .record import Status
+
 RECORD_SCHEMA = "lstm-bench/record"
 MANIFEST_SCHEMA = "lstm-bench/manifest"
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "oom", "timeout", "skipped")
+STATUSES = tuple(Status)
 
 
 class ResultsError(ValueError):

@@ -29,6 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .record import Verdict
+
 DEFAULT_CONFIDENCE = 0.95
 
 
@@ -98,12 +100,12 @@ def ratio_ci(base: Sequence[float], head: Sequence[float], paired: bool,
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: str  # regressed | improved | unchanged | inconclusive
+    verdict: Verdict  # regressed | improved | unchanged | inconclusive (never changed)
     text: str  # "slower by 9.8% (95% CI 7.1..12.4%)"
     more_rounds: int | None  # rounds that would likely settle an inconclusive verdict; None = can't tell
 
 
-VERDICTS = ("regressed", "improved", "unchanged", "inconclusive")
+VERDICTS = (Verdict.REGRESSED, Verdict.IMPROVED, Verdict.UNCHANGED, Verdict.INCONCLUSIVE)
 
 
 def decide(est: RatioEstimate, floor: float, higher_is_better: bool, words: tuple[str, str] = ("faster", "slower"),
@@ -113,14 +115,14 @@ def decide(est: RatioEstimate, floor: float, higher_is_better: bool, words: tupl
     lo_b, hi_b = 1.0 - floor, 1.0 + floor
     bad_low = higher_is_better  # for throughput a ratio < 1 is bad; for memory a ratio > 1 is
     if est.hi < lo_b:
-        verdict = "regressed" if bad_low else "improved"
+        verdict = Verdict.REGRESSED if bad_low else Verdict.IMPROVED
     elif est.lo > hi_b:
-        verdict = "improved" if bad_low else "regressed"
+        verdict = Verdict.IMPROVED if bad_low else Verdict.REGRESSED
     elif est.lo >= lo_b and est.hi <= hi_b:
-        verdict = "unchanged"
+        verdict = Verdict.UNCHANGED
     else:
-        verdict = "inconclusive"
-    return Decision(verdict, describe(est, words), None if verdict != "inconclusive" else
+        verdict = Verdict.INCONCLUSIVE
+    return Decision(verdict, describe(est, words), None if verdict != Verdict.INCONCLUSIVE else
                     rounds_to_decide(est, floor, max_rounds))
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import results
-from .report import node_of  # the Ray executor records the host; a local run's records are "local"
+from .record import node_of  # the Ray executor records the host; a local run's records are "local"
 
 # Columns first in every export, in this order (the rest follow in record order).
 IDENTITY = ("run_id", "node", "machine_id", "commit", "key", "framework", "variant", "model", "device",

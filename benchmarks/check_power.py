@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import compare, stats  # noqa: E402
+from bench.record import Status, Verdict  # noqa: E402
 
 LEVELS_PCT = (0, 5, 10, 20)
 # A/A needs the most decisions (the false-alarm target is 1%) and 10% is the detection target:
@@ -155,7 +156,7 @@ def collect(args: argparse.Namespace) -> int:
             h = {r["round"]: r for r in map(lambda f: json.loads(f.read_text()), (head_dir / "cells").glob("*.json"))}
             with open(out / "pool.jsonl", "a") as f:
                 for r in sorted(set(b) & set(h)):
-                    if b[r]["status"] != "ok" or h[r]["status"] != "ok":
+                    if b[r]["status"] != Status.OK or h[r]["status"] != Status.OK:
                         continue
                     f.write(json.dumps({
                         "level": level, "batch": batch, "round": r, "round_wall_s": wall / args.rounds,
@@ -201,7 +202,7 @@ def sequential_check(rounds: list[dict], budget_s: float, min_rounds: int, max_r
         est = stats.ratio_ci([r["base"] for r in rounds[:n]], [r["head"] for r in rounds[:n]], True, confidence)
         verdict = stats.decide(est, rule.floor, rule.higher_is_better).verdict
         per_round = spent / n
-        if verdict != "inconclusive" or n >= max_rounds or spent + per_round > budget_s:
+        if verdict != Verdict.INCONCLUSIVE or n >= max_rounds or spent + per_round > budget_s:
             return verdict, n, spent
     return "incomplete", len(rounds), spent
 
@@ -267,9 +268,9 @@ def report(args: argparse.Namespace) -> int:
         real = 1 - float(np.median([r["head"] / r["base"] for r in rs]))
         checks = disjoint_checks(rs, **kw)
         n = len(checks)
-        cnt = {v: sum(c[0] == v for c in checks) for v in ("regressed", "unchanged", "inconclusive", "improved")}
+        cnt = {v: sum(c[0] == v for c in checks) for v in Verdict}
         lines.append(f"| {'A/A' if lvl == 0 else f'{lvl}% slower'} | {len(rs)} | {100 * real:+.1f}% | {n} | "
-                     f"{binom(cnt['regressed'], n)} | {cnt['unchanged']} | {cnt['inconclusive']} | "
+                     f"{binom(cnt[Verdict.REGRESSED], n)} | {cnt[Verdict.UNCHANGED]} | {cnt[Verdict.INCONCLUSIVE]} | "
                      f"{np.median([c[1] for c in checks]) if checks else '-'} | "
                      f"{np.median([c[2] for c in checks]) if checks else 0:.0f} |")
     lines += ["", "## Other tools' rules on the same rounds", "",
@@ -291,8 +292,8 @@ def report(args: argparse.Namespace) -> int:
     def resampled_row(label: str, rs: list[dict]) -> str:
         vs = [sequential_check([rs[i] for i in rng.integers(0, len(rs), args.max_rounds)], **kw)[0]
               for _ in range(args.resamples)]
-        return (f"| {label} | {100 * vs.count('regressed') / len(vs):.1f}% | "
-                f"{100 * vs.count('unchanged') / len(vs):.1f}% | {100 * vs.count('inconclusive') / len(vs):.1f}% |")
+        return (f"| {label} | {100 * vs.count(Verdict.REGRESSED) / len(vs):.1f}% | "
+                f"{100 * vs.count(Verdict.UNCHANGED) / len(vs):.1f}% | {100 * vs.count(Verdict.INCONCLUSIVE) / len(vs):.1f}% |")
 
     for lvl in LEVELS_PCT:
         if len(pool[lvl]) >= args.min_rounds:

@@ -15,9 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import report, results  # noqa: E402
-
-MB = 1e6
+from bench import claim, results  # noqa: E402
+from bench.record import MB, Record, Status, cell_label  # noqa: E402
 
 
 def main() -> int:
@@ -28,7 +27,7 @@ def main() -> int:
     args = p.parse_args()
     runs = [results.read_records(results.resolve_run(r, Path(args.results_dir))) for r in args.runs]
     names = [Path(r).name for r in args.runs]
-    keys = [r["key"] for r in runs[0] if r.get("status") == "ok"]
+    keys = [r["key"] for r in runs[0] if r.get("status") == Status.OK]
     by_run = [{r["key"]: r for r in recs} for recs in runs]
     lines = [f"Runs: {', '.join(names)}", "",
              "| cell | tensor-level MB per run | max difference | x floor | RSS growth MB per run (median of its processes) "
@@ -36,18 +35,18 @@ def main() -> int:
     worst = 0.0
     for k in keys:
         recs = [b.get(k) for b in by_run]
-        if any(r is None or r.get("status") != "ok" for r in recs):
+        if any(r is None or r.get("status") != Status.OK for r in recs):
             continue
-        t = [report._get(r, "memory.tensor_peak_bytes") for r in recs]
-        rss = [report._get(r, "memory.rss_delta_train_bytes") for r in recs]
+        t = [Record(r).tensor_peak_bytes for r in recs]
+        rss = [Record(r).rss_delta_train_bytes for r in recs]
         diff = (max(t) - min(t)) / min(t) if all(t) else None
         worst = max(worst, diff or 0.0)
-        fl = report._get(recs[0], "analytic.memory_over_floor")
-        lines.append(f"| {report.cell_label(recs[0])} | {' / '.join(f'{v / MB:,.2f}' for v in t) if all(t) else '-'} | "
+        fl = Record(recs[0]).memory_over_floor
+        lines.append(f"| {cell_label(recs[0])} | {' / '.join(f'{v / MB:,.2f}' for v in t) if all(t) else '-'} | "
                      f"{'-' if diff is None else f'{100 * diff:.2f}%'} | {'-' if fl is None else f'{fl:.2f}x'} | "
                      f"{' / '.join(f'{v / MB:,.0f}' for v in rss) if all(rss) else '-'} | "
                      f"{f'{max(rss) / min(rss):.2f}x' if all(rss) else '-'} |")
-    verdicts = [report.verdict_lines(recs) for recs in runs]
+    verdicts = [claim.verdict_lines(recs) for recs in runs]
     same = all(v == verdicts[0] for v in verdicts)
     lines += ["", f"Largest run-to-run difference of a tensor-level figure: **{100 * worst:.2f}%** (target 2%).",
               f"Verdict lines identical across the {len(runs)} runs: **{'yes' if same else 'NO'}**.", ""]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, compare, report, results, runner
+from bench import claim, cli, compare, report, results, runner
 from test_cli import ROOT, _workers, bench
 from test_compare import proc, write_run
 from test_report import rec as report_rec
@@ -181,4 +181,4 @@ def test_run_table_names_the_node_when_records_come_from_several():
     md = report.to_markdown(two)
     assert "| hostA: torch lstm128 cpu b128 |" in md and "| hostB: torch cnn_tutorial cpu b128 |" in md
     # the RNN-vs-CNN speed ratio is not taken across two machines
-    assert report.claim_rows(two) == [] and len(report.claim_rows(one)) == 1
+    assert claim.claim_rows(two) == [] and len(claim.claim_rows(one)) == 1

@@ -1,5 +1,5 @@
 """The RNN-vs-CNN verdict and the tables, on fabricated records."""
-from bench import report
+from bench import claim, report
 
 
 def rec(model, family, rate, mem, fw="torch", device="cpu", batch=128, status="ok", source="tensor-level",
@@ -22,22 +22,22 @@ def rec(model, family, rate, mem, fw="torch", device="cpu", batch=128, status="o
 
 
 def test_claim_holds_when_rnn_is_slower_and_leaner():
-    rows = report.claim_rows([rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm128", "rnn", 500, 100e6)])
+    rows = claim.claim_rows([rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm128", "rnn", 500, 100e6)])
     assert len(rows) == 1 and rows[0].holds and rows[0].speed_ratio == 0.5 and rows[0].memory_ratio == 0.5
 
 
 def test_claim_fails_when_rnn_needs_more_memory_or_is_faster():
     recs = [rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm3x256", "rnn", 500, 300e6),
             rec("lstm128", "rnn", 2000, 100e6)]
-    v = report.verdict(recs)
+    v = claim.verdict(recs)
     assert "holds in 0 of 2" in v and "lstm3x256" in v and "fails in 2" in v
 
 
 def test_claim_compares_only_like_with_like():
     recs = [rec("cnn_tutorial", "cnn", 1000, 200e6, batch=128), rec("lstm128", "rnn", 500, 100e6, batch=64),
             rec("lstm512", "rnn", 500, 100e6, fw="jax"), rec("lstm128", "rnn", 1, 1, status="failed")]
-    assert report.claim_rows(recs) == []
-    assert "not tested" in report.verdict(recs)
+    assert claim.claim_rows(recs) == []
+    assert "not tested" in claim.verdict(recs)
 
 
 def test_markdown_has_every_record_and_the_verdict():
@@ -68,7 +68,7 @@ def test_plot_writes_a_png(tmp_path):
 def test_claim_band_treats_a_few_percent_as_the_same():
     recs = [rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm3x256", "rnn", 300, 199e6),
             rec("lstm512", "rnn", 980, 100e6, fw="tf"), rec("cnn_tutorial", "cnn", 1000, 200e6, fw="tf")]
-    lines = report.verdict_lines(recs)
+    lines = claim.verdict_lines(recs)
     assert "holds in 0 of 2" in lines[0]
     assert any("lstm3x256" in ln and "fails: same memory" in ln for ln in lines)
     # One process per cell: a 0.98x speed ratio is inside the process noise, nothing is decided.
@@ -76,7 +76,7 @@ def test_claim_band_treats_a_few_percent_as_the_same():
     # Three processes per cell that agree: the interval lies inside +-5%, so "same speed".
     tight = [with_rounds(rec("lstm512", "rnn", 980, 100e6, fw="tf"), [975, 980, 985]),
              with_rounds(rec("cnn_tutorial", "cnn", 1000, 200e6, fw="tf"), [998, 1000, 1002])]
-    (row,) = report.claim_rows(tight)
+    (row,) = claim.claim_rows(tight)
     assert row.speed == "same" and "fails: same speed" in row.state and "3+3 processes" in row.speed_basis
 
 
@@ -93,22 +93,22 @@ def test_speed_is_judged_over_processes_not_one_noisy_ratio():
     'undecided' (the same line), never 'holds' in one and 'fails: faster' in the other."""
     runs = [[rec("cnn_tutorial", "cnn", 452, 180e6, fw="jax"), rec("lstm512", "rnn", 381, 110e6, fw="jax")],
             [rec("cnn_tutorial", "cnn", 431, 180e6, fw="jax"), rec("lstm512", "rnn", 461, 110e6, fw="jax")]]
-    lines = [report.verdict_lines(r) for r in runs]
+    lines = [claim.verdict_lines(r) for r in runs]
     assert lines[0] == lines[1] and "undecided in 1" in lines[0][0]
     # A ratio far outside the band decides with one process: 0.5x is slower.
-    (row,) = report.claim_rows([rec("cnn_tutorial", "cnn", 1000, 180e6), rec("lstm512", "rnn", 500, 110e6)])
+    (row,) = claim.claim_rows([rec("cnn_tutorial", "cnn", 1000, 180e6), rec("lstm512", "rnn", 500, 110e6)])
     assert row.speed == "slower" and row.holds
     # With processes, the t interval decides: 5 rounds clearly slower -> holds; 3 rounds that
     # straddle the band -> undecided.
     slow = [with_rounds(rec("cnn_tutorial", "cnn", 0, 180e6), [1000, 1010, 990, 1005, 995]),
             with_rounds(rec("lstm512", "rnn", 0, 110e6), [800, 810, 790, 805, 795])]
-    (row,) = report.claim_rows(slow)
+    (row,) = claim.claim_rows(slow)
     assert row.speed == "slower" and row.holds and "95% CI" in row.speed_basis
     wide = [with_rounds(rec("cnn_tutorial", "cnn", 0, 180e6), [700, 1000, 1300]),
             with_rounds(rec("lstm512", "rnn", 0, 110e6), [650, 950, 1250])]
-    assert report.claim_rows(wide)[0].speed is None
+    assert claim.claim_rows(wide)[0].speed is None
     # More memory fails the claim whatever the speed, so the line does not move with it.
-    fat = [report.claim_rows([rec("cnn_tutorial", "cnn", 1000, 100e6), rec("lstm3x256", "rnn", r, 300e6)])[0].state
+    fat = [claim.claim_rows([rec("cnn_tutorial", "cnn", 1000, 100e6), rec("lstm3x256", "rnn", r, 300e6)])[0].state
            for r in (600, 950, 1200, 2000)]
     assert fat == ["fails: more memory"] * 4
 
@@ -129,15 +129,15 @@ def test_rss_only_difference_inside_the_spread_reads_same_within_noise():
     0.8x difference, so the verdict is neither holds nor fails."""
     cnn = rec("cnn_tutorial", "cnn", 1000, 250e6, source="RSS growth", rss_rounds=[230e6, 250e6, 330e6])
     rnn = rec("lstm512", "rnn", 300, 200e6, source="RSS growth", rss_rounds=[200e6, 240e6, 340e6])
-    (row,) = report.claim_rows([cnn, rnn])
+    (row,) = claim.claim_rows([cnn, rnn])
     assert row.memory_within_noise and row.holds is None
-    lines = report.verdict_lines([cnn, rnn])
+    lines = claim.verdict_lines([cnn, rnn])
     assert "holds in 0 of 1" in lines[0] and "undecided in 1" in lines[0]
     assert "same within noise" in lines[1]
     # The same RSS figures, tight across processes, do decide.
     tight = [rec("cnn_tutorial", "cnn", 1000, 250e6, source="RSS growth", rss_rounds=[248e6, 250e6, 252e6]),
              rec("lstm512", "rnn", 300, 200e6, source="RSS growth", rss_rounds=[199e6, 200e6, 201e6])]
-    assert report.claim_rows(tight)[0].holds is True
+    assert claim.claim_rows(tight)[0].holds is True
 
 
 def test_tensor_level_verdict_ignores_rss_noise_and_is_identical_across_runs():
@@ -149,7 +149,7 @@ def test_tensor_level_verdict_ignores_rss_noise_and_is_identical_across_runs():
     runs = []
     for _ in range(3):
         j = lambda: float(np.exp(rng.normal(0, 0.1)))  # noqa: E731
-        runs.append(report.verdict_lines([
+        runs.append(claim.verdict_lines([
             rec("cnn_tutorial", "cnn", 1000 * j(), 300e6, rss_rounds=[250e6 * j(), 300e6 * j(), 280e6 * j()]),
             rec("lstm512", "rnn", 280 * j(), 120e6, rss_rounds=[240e6 * j(), 350e6 * j(), 236e6 * j()]),
             rec("lstm128", "rnn", 5000 * j(), 20e6, rss_rounds=[100e6 * j()] * 3),
@@ -162,13 +162,13 @@ def test_flip_points_name_the_batch_where_the_claim_changes_sides():
     recs = []
     for b, rnn_mb, cnn_mb in ((16, 20e6, 40e6), (64, 50e6, 60e6), (256, 180e6, 140e6), (1024, 700e6, 460e6)):
         recs += [rec("cnn_tutorial", "cnn", 1000, cnn_mb, batch=b), rec("lstm512", "rnn", 300, rnn_mb, batch=b)]
-    flips = report.flip_points(recs)
+    flips = claim.flip_points(recs)
     assert len(flips) == 1 and "lstm512" in flips[0] and "less memory than cnn_tutorial below batch ~" in flips[0]
     cross = int(flips[0].split("below batch ~")[1].split()[0])
     assert 64 < cross < 256
     recs2 = [rec("cnn_tutorial", "cnn", 1000, 100e6, batch=b) for b in (16, 64)] + \
             [rec("lstm128", "rnn", 9000, 10e6, batch=b) for b in (16, 64)]
-    assert report.flip_points(recs2) == ["lstm128 [torch:default cpu] uses less memory than cnn_tutorial at every "
+    assert claim.flip_points(recs2) == ["lstm128 [torch:default cpu] uses less memory than cnn_tutorial at every "
                                          "measured batch (b16..b64: 0.10x..0.10x)"]
 
 
@@ -200,7 +200,7 @@ def test_a_seeds_run_pairs_each_rnn_seed_with_the_cnn_of_the_same_seed():
 
     recs = [seeded(rec("cnn_tutorial", "cnn", 1000, 200e6), 0), seeded(rec("cnn_tutorial", "cnn", 2000, 200e6), 1),
             seeded(rec("lstm128", "rnn", 500, 100e6), 0), seeded(rec("lstm128", "rnn", 500, 100e6), 1)]
-    rows = report.claim_rows(recs)
+    rows = claim.claim_rows(recs)
     assert [round(x.speed_ratio, 2) for x in rows] == [0.5, 0.25]  # seed 1's CNN, not seed 0's
     assert rows[1].group.endswith("seed 1") and not rows[0].group.endswith("seed 0")
-    assert "lstm128 (x2)" in report.verdict_lines(recs)[0]
+    assert "lstm128 (x2)" in claim.verdict_lines(recs)[0]

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench import defaults, pool, report, results  # noqa: E402
+from bench.record import Status  # noqa: E402
 from bench.spec import ZOO  # noqa: E402
 
 MODELS = ("lstm128", "lstm512", "bilstm512", "lstm3x256", "cnn_tutorial", "cnn_small")
@@ -57,7 +58,7 @@ def main() -> int:
     run_dir = results.resolve_run(args.run, Path(args.results_dir))
     procs_all = results.read_rounds(run_dir)
     kept = [r for r in procs_all if not args.drop_before or str((r.get("env") or {}).get("utc", "")) >= args.drop_before]
-    recs = [r for r in pool.pool_records(kept) if r.get("status") == "ok"]
+    recs = [r for r in pool.pool_records(kept) if r.get("status") == Status.OK]
     if not recs:
         print(f"error: no ok cells in {run_dir}", file=sys.stderr)
         return 2

@@ -1,0 +1,111 @@
+"""bench.stats on synthetic numbers whose answers are known: the intervals against the t
+formulas worked by hand (quantiles t(0.975; 3) = 3.18245, t(0.975; 9) = 2.26216, z(0.95) =
+1.64485), the floor rule's four verdicts in both directions, and the words it prints."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import stats
+from bench.record import Verdict
+
+
+def est(ratio, lo, hi, sd_log=0.05, paired=True, n=6):
+    return stats.RatioEstimate(ratio, lo, hi, 0.95, n, n, paired, sd_log, "synthetic")
+
+
+def test_paired_interval_is_the_one_sample_t_interval_on_log_ratios():
+    # head/base per round: 0.90, 0.95, 0.85, 0.90. Log ratios: mean -0.10614, sd 0.045416;
+    # half width 3.18245 x 0.045416 / sqrt(4) = 0.072267.
+    e = stats.ratio_ci([100, 100, 100, 100], [90, 95, 85, 90], paired=True)
+    assert e.ratio == pytest.approx(0.8993048, rel=1e-6)
+    assert (e.lo, e.hi) == (pytest.approx(0.8366069, rel=1e-6), pytest.approx(0.9667014, rel=1e-6))
+    assert e.sd_log == pytest.approx(0.0454164, rel=1e-5)
+    assert (e.n_base, e.n_head, e.paired, e.confidence) == (4, 4, True, 0.95)
+    assert e.method == "paired t interval on per-round log ratios (4 rounds)"
+    # pairing cancels what both sides of a round share: scaling a round scales both, nothing changes
+    shifted = stats.ratio_ci([100, 200, 50, 100], [90, 190, 42.5, 90], paired=True)
+    assert (shifted.lo, shifted.hi) == (pytest.approx(e.lo), pytest.approx(e.hi))
+
+
+def test_unpaired_interval_is_welchs_on_log_values():
+    # log base (100, 110, 90) and head (80, 88, 72, 80): Welch-Satterthwaite df 3.8578,
+    # t(0.975; 3.8578) = 2.81729; ratio exp(mean difference) = 0.80067.
+    e = stats.ratio_ci([100, 110, 90], [80, 88, 72, 80], paired=False)
+    assert e.ratio == pytest.approx(0.8006703, rel=1e-6)
+    assert (e.lo, e.hi) == (pytest.approx(0.6555479, rel=1e-6), pytest.approx(0.9779193, rel=1e-6))
+    assert (e.n_base, e.n_head, e.paired) == (3, 4, False)
+    assert e.method == "Welch t interval on log values (3 base, 4 head processes)"
+
+
+def test_degenerate_samples_give_exact_or_unbounded_intervals():
+    same = stats.ratio_ci([50, 50], [55, 55], paired=False)
+    assert (same.ratio, same.lo, same.hi, same.sd_log) == (pytest.approx(1.1), pytest.approx(1.1),
+                                                           pytest.approx(1.1), 0.0)
+    one = stats.ratio_ci([100], [80], paired=False)
+    assert one.ratio == pytest.approx(0.8) and (one.lo, one.hi) == (0.0, math.inf) and math.isinf(one.sd_log)
+    assert stats.ratio_ci([100], [80], paired=True).hi == math.inf
+
+
+@pytest.mark.parametrize("base, head, paired, msg", [
+    ([100, 0], [100, 100], False, "base: need positive finite values"),
+    ([100, 100], [100, float("nan")], True, "head: need positive finite values"),
+    ([], [1.0], False, "base: need positive"),
+    ([100, 100], [100, 100, 100], True, "one base and one head value per round"),
+])
+def test_bad_samples_are_refused(base, head, paired, msg):
+    with pytest.raises(ValueError, match=msg):
+        stats.ratio_ci(base, head, paired)
+
+
+@pytest.mark.parametrize("lo, hi, higher_is_better, verdict", [
+    (0.90, 0.96, True, Verdict.REGRESSED),  # throughput: the whole interval 3% or more down
+    (0.90, 0.96, False, Verdict.IMPROVED),  # memory: down is good
+    (1.04, 1.10, True, Verdict.IMPROVED),
+    (1.04, 1.10, False, Verdict.REGRESSED),
+    (0.98, 1.02, True, Verdict.UNCHANGED),  # inside +-3%
+    (0.97, 1.03, False, Verdict.UNCHANGED),  # the floor itself counts as inside
+    (0.95, 1.01, True, Verdict.INCONCLUSIVE),  # straddles the floor
+])
+def test_the_floor_rule_needs_the_whole_interval_on_one_side(lo, hi, higher_is_better, verdict):
+    d = stats.decide(est(math.sqrt(lo * hi), lo, hi), 0.03, higher_is_better)
+    assert d.verdict == verdict and d.verdict in stats.VERDICTS
+    assert (d.more_rounds is None) == (verdict != Verdict.INCONCLUSIVE)
+
+
+def test_words_say_the_change_in_the_direction_of_the_estimate():
+    assert stats.describe(est(1.10, 1.05, 1.15)) == "faster by 10.0% (95% CI +5.0..+15.0%)"
+    assert stats.describe(est(0.90, 0.85, 0.95)) == "slower by 10.0% (95% CI 5.0..15.0%)"
+    assert stats.describe(est(0.98, 0.90, 1.06), ("less memory", "more memory")) == \
+        "more memory by 2.0% (95% CI -10.0..+6.0%)"
+    assert stats.describe(est(0.5, 0.0, math.inf)) == "slower 50.0% (95% CI unbounded: one round)"
+    assert stats.describe(est(1.0, 0.0, math.inf)) == "no change 0.0% (95% CI unbounded: one round)"
+    assert stats.decide(est(0.90, 0.85, 0.95), 0.03, True).text == "slower by 10.0% (95% CI 5.0..15.0%)"
+
+
+def test_rounds_to_decide_is_the_first_n_whose_half_width_clears_the_floor():
+    # 0.9 with a per-round log sd of 0.05, floor 3%: the room to log(0.97) is 0.07490; half widths
+    # t(0.975; n-1) x 0.05 / sqrt(n) are 0.0796 at n=4 and 0.0621 at n=5.
+    assert stats.rounds_to_decide(est(0.9, 0.8, 1.0), 0.03) == 5
+    # unpaired: the sd of a difference of two processes is sqrt(2) larger (0.0742 < 0.0749 at n=6)
+    assert stats.rounds_to_decide(est(0.9, 0.8, 1.0, paired=False), 0.03) == 6
+    assert stats.rounds_to_decide(est(0.97, 0.9, 1.0), 0.03) is None  # on the boundary: never settles
+    assert stats.rounds_to_decide(est(0.9, 0.0, math.inf, sd_log=math.inf), 0.03) is None
+    assert stats.rounds_to_decide(est(0.9, 0.8, 1.0, sd_log=5.0), 0.03, max_rounds=10) is None
+
+
+def test_power_detectable_against_the_normal_model_by_hand():
+    # sd 0.05, 10 rounds, floor 3%: -log(0.97) + 2.26216 x 0.05/sqrt(10) + 1.64485 x 0.05/sqrt(10)
+    # = 0.030459 + 0.035768 + 0.026007 = 0.092234 on the log scale: an 8.81% slowdown.
+    assert stats.power_detectable(0.05, 10, 0.03) == pytest.approx(0.0881087, rel=1e-5)
+    assert stats.power_detectable(0.05, 1, 0.03) == math.inf
+    assert stats.power_detectable(math.inf, 10, 0.03) == math.inf
+    # more rounds detect less
+    assert stats.power_detectable(0.05, 40, 0.03) < stats.power_detectable(0.05, 10, 0.03)
+
+
+def test_an_estimate_serialises_every_field():
+    e = est(0.9, 0.8, 1.0)
+    assert e.to_dict() == {"ratio": 0.9, "lo": 0.8, "hi": 1.0, "confidence": 0.95, "n_base": 6, "n_head": 6,
+                           "paired": True, "sd_log": 0.05, "method": "synthetic"}

@@ -19,10 +19,9 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Iterable
 
-from .record import Record, Status, cell_label, framework_label, seed_of
+from .record import Record, Status, TextEnum, cell_label, framework_label, seed_of
 
 # Without dropout, two frameworks' accuracies for one seed must be within this many points
 # (0.1 = 10 of 10,000 test images). Measured here: see results/published (the gap was <= 0.03
@@ -95,15 +94,12 @@ def seed_table(records: list[dict[str, Any]]) -> list[list[str]]:
 SEED_HEADER = ["cell", "seeds", "acc % mean +- sd", "acc % per seed", "train samples/s median (range), per-seed processes"]
 
 
-class Accord(str, Enum):
+class Accord(TextEnum):
     """How the frameworks' accuracies on one experiment compare."""
     IDENTICAL = "identical"
     AGREE = "agree"
     DIFFER = "differ"
     UNDECIDED = "undecided"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

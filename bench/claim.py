@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Iterable
 
-from .record import Record, Status, by_node, node_of, seed_of
+from .record import Record, Status, TextEnum, by_node, node_of, seed_of
 
 CLAIM_CNN = "cnn_tutorial"
 # Within +-5% counts as "the same": RSS and allocator peaks move by a few MB between runs, and a
@@ -26,14 +25,11 @@ SINGLE_PROCESS_SPEED_BAND = 0.30
 SPEED_ROUNDS = 3
 
 
-class Speed(str, Enum):
+class Speed(TextEnum):
     """The RNN's training speed against the CNN's, where the noise lets it be decided."""
     SLOWER = "slower"
     FASTER = "faster"
     SAME = "same"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from operator import attrgetter
 from typing import Any, Callable, Iterable
 
@@ -31,20 +30,17 @@ import numpy as np
 
 from . import stats
 from .pool import group_rounds, measured_memory
-from .record import Record, Status, Verdict, node_of
+from .record import Record, Status, TextEnum, Verdict, node_of
 from .spec import ModelSpec
 
 DETERMINISTIC_TOLERANCE = 0.005  # processes of one side may differ this much on a "deterministic" figure
 
 
-class Judge(str, Enum):
+class Judge(TextEnum):
     """How a metric's base and head values are judged (each has its function in _JUDGES)."""
     ROUNDS = "rounds"  # a t interval over processes against the floor
     DETERMINISTIC = "deterministic"  # identical code gives the identical figure: compared directly
     ACCURACY = "accuracy"  # an absolute tolerance; any change when nothing random differs
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def judged_memory(rec: Record) -> float | None:

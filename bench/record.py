@@ -14,7 +14,15 @@ from typing import Any, Mapping
 MB = 1e6  # bytes in the MB of every table and export (decimal, as the published tables read)
 
 
-class Status(str, Enum):
+class TextEnum(str, Enum):
+    """A str-valued enum (enum.StrEnum needs Python 3.11): equal to, hashed like, JSON-written and
+    printed as its value, so it can stand wherever the bare string stood."""
+
+    def __str__(self) -> str:  # f"{status}" prints "ok", not "Status.OK"
+        return self.value
+
+
+class Status(TextEnum):
     """How a cell's process ended (the record's "status")."""
     OK = "ok"
     FAILED = "failed"
@@ -22,11 +30,8 @@ class Status(str, Enum):
     TIMEOUT = "timeout"
     SKIPPED = "skipped"
 
-    def __str__(self) -> str:  # f"{status}" prints "ok", not "Status.OK"
-        return self.value
 
-
-class Verdict(str, Enum):
+class Verdict(TextEnum):
     """A check's decision on one cell and metric. CHANGED only comes from the accuracy rule: same
     recipe, no dropout, different accuracy (a numerics change that is not a regression)."""
     REGRESSED = "regressed"
@@ -34,12 +39,6 @@ class Verdict(str, Enum):
     UNCHANGED = "unchanged"
     INCONCLUSIVE = "inconclusive"
     CHANGED = "changed"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-_MISSING = object()
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import data, envinfo, measure, registry, results, runner
+from . import data, envinfo, gitref, measure, plan, process, registry, results, schedule
 from .spec import DEVICES, PRECISIONS, PROFILES, ZOO, Cell, SpecError
 
 EXIT_USAGE = 2
@@ -84,7 +84,7 @@ class RunUI:
     def cell_progress(self, key: str, phase: str) -> None:
         self.progress.update(self.task, phase=phase)
 
-    def cell_finished(self, cell: Cell, outcome: runner.CellOutcome) -> None:
+    def cell_finished(self, cell: Cell, outcome: process.CellOutcome) -> None:
         self.progress.advance(self.task)
         colour = {"ok": "green", "skipped": "yellow"}.get(outcome.status, "red")
         from rich.markup import escape
@@ -127,15 +127,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = results.resolve_run(args.resume, results_dir)
         manifest = results.read_manifest(run_dir)
-        cells = runner.cells_from_manifest(manifest)
+        cells = schedule.cells_from_manifest(manifest)
         r = manifest.get("rounds") or {}
-        rounds = runner.Rounds(full=int(r.get("full", 1)), memory=int(r.get("memory", 0)))
-        todo = runner.remaining(run_dir, cells, args.retry_failed, rounds)
+        rounds = schedule.Rounds(full=int(r.get("full", 1)), memory=int(r.get("memory", 0)))
+        todo = schedule.remaining(run_dir, cells, args.retry_failed, rounds)
         data_path = manifest.get("data")
         console.print(f"resuming {manifest['run_id']}: {len(cells) - len(todo)} of {len(cells)} cells already done")
         run_id = manifest["run_id"]
     else:
-        sel: runner.Selection | None = None
+        sel: plan.Selection | None = None
         extra: dict[str, Any] = {}
         if conf is not None:
             cells, label = conf_cells, conf.label
@@ -143,18 +143,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             extra = {"profile": ",".join(dict.fromkeys(c.profile for c in cells)), "config": conf.manifest_entry()}
         else:
             sel = _selection(args)
-            cells = runner.plan(sel)
+            cells = plan.plan(sel)
             label = sel.profile
         if not cells:
             raise UsageError("the selection is empty")
         if args.rounds < 1 or args.memory_rounds < 0:
             raise UsageError("--rounds must be >= 1 and --memory-rounds >= 0")
-        rounds = runner.Rounds(full=args.rounds, memory=args.memory_rounds)
-        run_id = args.run_id or runner.new_run_id(label)
+        rounds = schedule.Rounds(full=args.rounds, memory=args.memory_rounds)
+        run_id = args.run_id or schedule.new_run_id(label)
         run_dir = results_dir / run_id
         if (run_dir / "manifest.json").exists():
             raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
-        manifest = runner.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path,
+        manifest = schedule.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path,
                                          {"full": rounds.full, "memory": rounds.memory}, extra)
         todo = cells
         if args.all and envinfo.gpu_absent_reason():
@@ -177,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     manifest["estimate_s"] = round(est.seconds, 1)  # kept, so the estimate can be checked against the run
     manifest["executor"] = args.executor
     results.write_manifest(run_dir, manifest)
-    timeout_s = args.timeout or runner.DEFAULT_TIMEOUT_S.get(todo[0].profile if todo else "quick", 1800)
+    timeout_s = args.timeout or schedule.DEFAULT_TIMEOUT_S.get(todo[0].profile if todo else "quick", 1800)
     if args.executor == "ray" and todo:
         from . import ray_executor
 
@@ -194,7 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                     RunUI(console, quiet=args.quiet), rounds)
     else:
         t_run0 = time.monotonic()
-        code = runner.execute(run_dir, manifest, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet), rounds)
+        code = schedule.execute(run_dir, manifest, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet), rounds)
     from . import report
 
     recs = results.read_records(run_dir)
@@ -226,7 +226,7 @@ def _check_executor(args: argparse.Namespace) -> None:
         raise UsageError(str(e)) from None
 
 
-def _selection(args: argparse.Namespace) -> runner.Selection:
+def _selection(args: argparse.Namespace) -> plan.Selection:
     fws, models, devices = _split(args.framework), _split(args.model), _split(args.device)
     variants = _split(args.variant) or ("default",)
     _check_names(fws, list(registry.FRAMEWORKS), "framework")
@@ -238,10 +238,10 @@ def _selection(args: argparse.Namespace) -> runner.Selection:
         raise UsageError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    base = runner.default_selection(profile)
+    base = plan.default_selection(profile)
     if not args.all and not (fws or models):
         raise UsageError("say what to run: --all, --framework/--model or --config FILE (see: python -m bench run -h)")
-    return runner.Selection(
+    return plan.Selection(
         frameworks=fws or base.frameworks, models=models or base.models,
         devices=(devices or base.devices) if (args.all or devices) else ("cpu",),
         profile=profile, variants=variants, batch_sizes=_ints(args.batch_size, "--batch-size"),
@@ -453,21 +453,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_sides(args: argparse.Namespace, sel: runner.Selection, cells: list, base_root: Path, names: tuple[str, str],
+def _check_sides(args: argparse.Namespace, sel: plan.Selection, cells: list, base_root: Path, names: tuple[str, str],
                  label: str):
     """Make the two sides' run directories (paired by a shared check_id) under --results-dir."""
     import uuid
 
-    run_id = runner.new_run_id(sel.profile)
+    run_id = schedule.new_run_id(sel.profile)
     results_dir = Path(args.results_dir)
     check_id = uuid.uuid4().hex[:12]
     sides = []
     for name, root in zip(names, (base_root, envinfo.REPO_ROOT)):
         rid = f"{run_id}-{name}"
-        m = runner.start_manifest(results_dir / rid, rid, cells, sel, sys.argv[1:], None,
+        m = schedule.start_manifest(results_dir / rid, rid, cells, sel, sys.argv[1:], None,
                                   {"full": args.rounds, "memory": 0},
                                   {"check_id": check_id, "side": name, "against": label})
-        sides.append(runner.Side(name, results_dir / rid, m, root))
+        sides.append(schedule.Side(name, results_dir / rid, m, root))
     return tuple(sides)
 
 
@@ -487,7 +487,7 @@ def _round_settles(args: argparse.Namespace, sides, rules, gate, confidence):
 def _duet_cpus(args: argparse.Namespace, cells: list, sides, console: Any) -> tuple[tuple[int, ...], ...]:
     """The two sides' CPU sets for duet rounds, or () (--sequential, or too few CPUs: said);
     recorded in both sides' manifests (written with their status)."""
-    duet = () if args.sequential else runner.duet_cpus(args.threads)
+    duet = () if args.sequential else schedule.duet_cpus(args.threads)
     if not duet and not args.sequential and any(c.device == "cpu" for c in cells):
         console.print(f"[yellow]note[/]: duet rounds need 2 x {args.threads} CPUs and this process may use "
                       f"{measure.cpu_threads_default()}: the two sides run one after the other")
@@ -508,7 +508,7 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
     if args.base or args.head:
         raise UsageError("check: give either BASE HEAD or --against REF, not both")
     sel = _selection(args)
-    cells = runner.plan(sel)
+    cells = plan.plan(sel)
     rules, gate = _rules(args)
     confidence = _confidence(args)
     if args.rounds < 2 or args.max_rounds < args.rounds or args.budget_s <= 0:
@@ -516,8 +516,8 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
                          "--budget-s > 0")
     console = _console()
     try:
-        tree = runner.add_worktree(args.against)
-    except runner.GitError as e:
+        tree = gitref.add_worktree(args.against)
+    except gitref.GitError as e:
         raise UsageError(str(e)) from None
     try:
         sides = _check_sides(args, sel, cells, tree, ("base", "head"), args.against)
@@ -526,12 +526,12 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
                       + (_duet_words(duet) if duet else "interleaved A B / B A")
                       + f", {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "
                       f"per cell, {args.threads} CPU thread(s) per process")
-        rounds = runner.Rounds(full=args.rounds, max_full=args.max_rounds, budget_s=args.budget_s,
+        rounds = schedule.Rounds(full=args.rounds, max_full=args.max_rounds, budget_s=args.budget_s,
                                decide=_round_settles(args, sides, rules, gate, confidence), duet_cpus=duet)
-        code = runner.execute_sides(sides, cells, None, args.timeout or runner.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
+        code = schedule.execute_sides(sides, cells, None, args.timeout or schedule.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
                                     RunUI(console, quiet=args.quiet), rounds)
     finally:
-        runner.remove_worktree(tree)
+        gitref.remove_worktree(tree)
     if code == 130:
         raise KeyboardInterrupt
     return str(sides[0].run_dir), str(sides[1].run_dir)
@@ -582,7 +582,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.base or args.head or args.against:
         raise UsageError("check --calibrate runs this checkout against itself: give a selection, not BASE/HEAD/--against")
     sel = _selection(args)
-    cells = runner.plan(sel)
+    cells = plan.plan(sel)
     rules, _ = _rules(args)
     confidence = _confidence(args)
     rounds_n = max(args.rounds, 4)
@@ -593,9 +593,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                   + (_duet_words(duet) if duet else "one side after the other"))
     t0 = time.monotonic()
     # Rounds with `decide` never stopping early: the same code path (and duet) as a real check.
-    code = runner.execute_sides(sides, cells, None, args.timeout or runner.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
+    code = schedule.execute_sides(sides, cells, None, args.timeout or schedule.DEFAULT_TIMEOUT_S.get(sel.profile, 1800),
                                 RunUI(console, quiet=args.quiet),
-                                runner.Rounds(full=rounds_n, max_full=rounds_n, budget_s=math.inf,
+                                schedule.Rounds(full=rounds_n, max_full=rounds_n, budget_s=math.inf,
                                               decide=lambda cell, done: False, duet_cpus=duet))
     if code == 130:
         raise KeyboardInterrupt
@@ -657,8 +657,8 @@ def cmd_overhead(args: argparse.Namespace) -> int:
     def progress(fw: str, i: int, n: int) -> None:
         console.print(f"  {fw}: process {i + 1}/{n}", highlight=False)
 
-    res = overhead.run_all(fws, args.model, args.batch_size, threads, args.rounds, args.steps, Path(args.results_dir),
-                           processes=args.processes, progress=progress, variant=args.variant)
+    setup = overhead.Setup(args.model, args.batch_size, threads, args.rounds, args.steps, args.variant)
+    res = overhead.run_all(fws, setup, Path(args.results_dir), processes=args.processes, progress=progress)
     t = Table(header_style="bold")
     for c in ("framework", "harness samples/s", "bare loop samples/s", "harness / bare (95% CI)",
               f">= {overhead.TARGET_RATIO}?", "harness / own step (95% CI)"):

@@ -21,7 +21,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (pyproject pulls in tomli there)
     import tomli as tomllib
 
-from . import registry, runner
+from . import registry
+from .plan import Selection, plan
 from .spec import DEVICES, PRECISIONS, PROFILES, ZOO, Cell, ModelSpec, Profile, ProfileEntry, Protocol, SpecError
 
 # Value kinds a key may have, and how an error names them.
@@ -49,7 +50,7 @@ SWEEP_KEYS = {"frameworks": "strs", "models": "strs", "batch_sizes": "ints", "de
 PROTOCOL_KEYS = {"steps": "int", "warmup_steps": "int", "repeats": "int", "steps_per_repeat": "int",
                  "infer_repeats": "int", "memory_steps": "int", "test_samples": "int", "eval_every_steps": "int",
                  "target_accuracy": "float"}
-# Time to accuracy goes through runner.Selection, which picks ~20 evaluations when only a
+# Time to accuracy goes through plan.Selection, which picks ~20 evaluations when only a
 # target is given (as run --target-accuracy does); the rest rewrite the profile's entries.
 _VIA_SELECTION = ("eval_every_steps", "target_accuracy")
 
@@ -97,14 +98,14 @@ class Sweep:
         return replace(base, entries={k: entry(e, True) for k, e in base.entries.items()},
                        fallback=entry(base.fallback, True))
 
-    def selections(self, threads: int = 0) -> list[runner.Selection]:
+    def selections(self, threads: int = 0) -> list[Selection]:
         """One Selection per precision x thread count (a Selection has one of each);
         `threads` (run --threads) replaces the sweep's."""
-        return [runner.Selection(frameworks=self.frameworks, models=self.models, devices=self.devices,
-                                 profile=self.profile or "custom", variants=self.variants,
-                                 batch_sizes=self.batch_sizes, threads=t, precision=p, seeds=self.seeds,
-                                 strict=self.strict, eval_every_steps=self.protocol.get("eval_every_steps", 0),
-                                 target_accuracy=self.protocol.get("target_accuracy", 0.0))
+        return [Selection(frameworks=self.frameworks, models=self.models, devices=self.devices,
+                          profile=self.profile or "custom", variants=self.variants,
+                          batch_sizes=self.batch_sizes, threads=t, precision=p, seeds=self.seeds,
+                          strict=self.strict, eval_every_steps=self.protocol.get("eval_every_steps", 0),
+                          target_accuracy=self.protocol.get("target_accuracy", 0.0))
                 for p in self.precisions for t in ((threads,) if threads else self.threads)]
 
 
@@ -335,14 +336,14 @@ def _sweep(table: Any, known: set[str], model_tables: Mapping[str, Any],
 def _plan(source: str, sweeps: tuple[Sweep, ...], models: Mapping[str, ModelSpec], threads: int,
           numbers: list[int] | None = None) -> tuple[list[Cell], list[str]]:
     """Every sweep's cells, and one error line per sweep that cannot be planned (the first
-    thing runner.plan refuses) or that repeats a cell of an earlier sweep."""
+    thing plan.plan refuses) or that repeats a cell of an earlier sweep."""
     numbers = numbers or list(range(1, len(sweeps) + 1))
     cells: list[Cell] = []
     errors: list[str] = []
     first: dict[str, int] = {}
     for n, sw in zip(numbers, sweeps):
         try:
-            mine = [c for sel in sw.selections(threads) for c in runner.plan(sel, models, sw.recipe())]
+            mine = [c for sel in sw.selections(threads) for c in plan(sel, models, sw.recipe())]
         except (SpecError, registry.UnknownFramework) as e:
             errors.append(f"{source}: [[sweep]] #{n}: {e}")
             continue

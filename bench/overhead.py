@@ -14,14 +14,30 @@ itself rather than a choice between variants.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import data, measure, reference, registry, stats
+from . import data, envinfo, measure, reference, registry, results, stats
+from .process import worker_env
 from .spec import Cell, Protocol, TrainSpec, get_model
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every overhead process measures, whatever its framework (its job file adds the
+    framework's name)."""
+
+    model: str
+    batch_size: int
+    threads: int
+    rounds: int  # interleaved rounds per process
+    steps: int  # steps per timed window
+    variant: str = "default"
 
 
 @dataclass(frozen=True)
@@ -55,18 +71,19 @@ class OverheadResult:
                 "machinery_ratio": self.machinery_ratio}
 
 
-def measure_overhead(framework: str, model_name: str, batch_size: int, threads: int, rounds: int,
-                     steps: int, variant: str = "default") -> OverheadResult:
+def measure_overhead(framework: str, setup: Setup) -> OverheadResult:
     from impls.bare import LOOPS
 
     from .worker import timed_window
 
+    model_name, batch_size, threads, rounds, steps = (setup.model, setup.batch_size, setup.threads, setup.rounds,
+                                                      setup.steps)
     model = get_model(model_name)
     train = TrainSpec(batch_size=batch_size, steps=10_000)
     ds = data.load()
     batches = [ds.train_batch(train.seed, s, batch_size) for s in range(steps)]
     impl = registry.load(framework)
-    trainer = impl.build(model, train, "cpu", "fp32", variant, threads)
+    trainer = impl.build(model, train, "cpu", "fp32", setup.variant, threads)
     trainer.set_weights(reference.init_weights(model, train.seed))
     staged = [trainer.stage(x, y) for x, y in batches]
     bare = LOOPS[framework](model, train, threads, batches)
@@ -128,32 +145,25 @@ def summarize_framework(framework: str, model: str, per_process: list[dict[str, 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     job = json.loads(Path(argv[0]).read_text())
-    res = measure_overhead(job["framework"], job["model"], job["batch_size"], job["threads"], job["rounds"],
-                           job["steps"], job.get("variant", "default"))
+    res = measure_overhead(job.pop("framework"), Setup(**job))
     print("@result " + json.dumps(res.to_dict()), flush=True)
     return 0
 
 
-def run_all(frameworks: tuple[str, ...], model: str, batch_size: int, threads: int, rounds: int, steps: int,
-            out_dir: Path, processes: int = 5, progress: Callable[[str, int, int], None] | None = None,
-            variant: str = "default") -> list[dict[str, Any]]:
+def run_all(frameworks: tuple[str, ...], setup: Setup, out_dir: Path, processes: int = 5,
+            progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
     """`processes` subprocesses per framework, one after the other (thread settings must precede
     the framework's import); a framework whose process fails is reported, not retried."""
-    import subprocess
-    import tempfile
-
-    from .runner import worker_env
-
+    model, threads, variant = setup.model, setup.threads, setup.variant
     out = []
     for fw in frameworks:
         why = registry.unavailable_reason(fw)
         if why:
             out.append({"framework": fw, "model": model, "skipped": why})
             continue
-        cell = Cell(fw, get_model(model), TrainSpec(batch_size=batch_size, steps=10_000), threads=threads,
+        cell = Cell(fw, get_model(model), TrainSpec(batch_size=setup.batch_size, steps=10_000), threads=threads,
                     protocol=Protocol(), variant=variant)
-        job = {"framework": fw, "model": model, "batch_size": batch_size, "threads": threads, "rounds": rounds,
-               "steps": steps, "variant": variant}
+        job = {"framework": fw, **asdict(setup)}
         per_process: list[dict[str, Any]] = []
         failed = ""
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -177,8 +187,6 @@ def run_all(frameworks: tuple[str, ...], model: str, batch_size: int, threads: i
         else:
             out.append({**summarize_framework(fw, model, per_process), "variant": variant})
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    from . import envinfo, results
-
     results.atomic_write_json(out_dir / f"overhead-{stamp}.json",
                               {"schema": "lstm-bench/overhead", "schema_version": results.SCHEMA_VERSION,
                                "env": envinfo.environment(threads), "processes": processes, "results": out})

@@ -1,7 +1,7 @@
 """`run --executor ray`: each cell as a Ray task, on whichever node of a cluster has room.
 
 It stays one fresh worker process per cell: the task starts `python -m bench.worker JOB.json`
-on its node (runner.run_worker, as the local runner does: a Ray worker process is reused across
+on its node (process.run_worker, as the local runner does: a Ray worker process is reused across
 tasks and would carry framework state) and returns the record, or how the worker died; the
 driver files it under results/<run-id>/cells/ as the local runner does. A CPU cell asks Ray for
 `threads` CPUs and a GPU cell for one GPU. Ray counts CPUs logically and pins nothing: two
@@ -20,11 +20,12 @@ import socket
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import envinfo, registry, results, runner
+from . import envinfo, process, registry, results, schedule
+from .job import Job
 from .spec import Cell
 
 INSTALL_HINT = "pip install 'lstm-bench[ray]'"
@@ -83,27 +84,29 @@ def connect(address: str | None, code: str = "upload") -> Cluster:
     return Cluster(ray.get_runtime_context().gcs_address, code, nodes)
 
 
-def _task(job: dict[str, Any], timeout_s: float, uploaded: bool) -> dict[str, Any]:
-    """On the node: one fresh worker process for the cell, in a temp dir of this node."""
+def _task(job_json: dict[str, Any], timeout_s: float, uploaded: bool) -> dict[str, Any]:
+    """On the node: one fresh worker process for the cell, in a temp dir of this node. The job
+    travels as its JSON, as it does to the worker."""
     import ray
 
-    cell = Cell.from_dict(job["cell"])
+    job = Job.from_dict(job_json)
+    cell = job.cell
     # With a working_dir Ray runs the task in its unpacked copy of the code, and the worker
     # runs that copy; an installed package runs from where it is installed.
     code_root = Path.cwd() if uploaded else envinfo.REPO_ROOT
     reason = registry.unavailable_reason(cell.framework)  # this node's packages, not the driver's
     if reason:
-        rec = runner.outcome_record(cell, job, "skipped", reason)
+        rec = process.outcome_record(job, "skipped", reason)
     else:
-        tmp = Path(tempfile.mkdtemp(prefix=f"lstm-bench-{job['run_id']}-"))
+        tmp = Path(tempfile.mkdtemp(prefix=f"lstm-bench-{job.run_id}-"))
         try:
-            env = runner.worker_env(cell, code_root)
+            env = process.worker_env(cell, code_root)
             if not cell.threads:
                 # Ray sets OMP_NUM_THREADS to the task's CPU count; a GPU cell sets no thread
                 # count, so its worker gets the frameworks' defaults, as locally.
                 env.pop("OMP_NUM_THREADS", None)
-            rec = runner.run_worker(cell, {**job, "run_dir": str(tmp / "stage")}, tmp / "job.json", timeout_s,
-                                    lambda key, phase: None, threading.Event(), env, code_root, _die_with_parent())
+            rec = process.run_worker(replace(job, run_dir=str(tmp / "stage")), tmp / "job.json",
+                                     process.Watch(timeout_s), env, code_root, _die_with_parent())
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     rec["node"] = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
@@ -112,7 +115,7 @@ def _task(job: dict[str, Any], timeout_s: float, uploaded: bool) -> dict[str, An
 
 def _die_with_parent() -> Callable[[], None] | None:
     """Linux: the worker process gets SIGKILL when the task's process dies. It runs in a session
-    of its own (runner.run_worker), so a crashed or force-cancelled Ray worker, which has no
+    of its own (process.run_worker), so a crashed or force-cancelled Ray worker, which has no
     chance to stop it, would leave it running, using the cores the next cell is measured on."""
     if not sys.platform.startswith("linux"):
         return None
@@ -161,8 +164,8 @@ def _skip_reason(cell: Cell, nodes: list[dict[str, Any]]) -> str | None:
 
 
 def execute(cluster: Cluster, run_dir: Path, manifest: dict[str, Any], cells: list[Cell], data_path: str | None,
-            timeout_s: float, ui: Any, rounds: runner.Rounds = runner.Rounds()) -> int:
-    """runner.execute's contract on Ray: every outcome gets a record, Ctrl-C/SIGTERM cancels the
+            timeout_s: float, ui: Any, rounds: schedule.Rounds = schedule.Rounds()) -> int:
+    """schedule.execute's contract on Ray: every outcome gets a record, Ctrl-C/SIGTERM cancels the
     tasks and keeps what finished. Returns 0, or 130 when interrupted."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -174,22 +177,23 @@ def execute(cluster: Cluster, run_dir: Path, manifest: dict[str, Any], cells: li
     task = ray.remote(max_retries=0)(_task)  # never a silent re-measurement
     alive = {n["node_id"] for n in cluster.nodes}
     git = envinfo.git_state()
-    schedule = [(r, "full" if r < rounds.full else "memory") for r in range(max(rounds.full, rounds.memory))]
-    todo = {c.key: list(schedule) for c in cells}
+    per_cell = [(r, "full" if r < rounds.full else "memory") for r in range(max(rounds.full, rounds.memory))]
+    todo = {c.key: list(per_cell) for c in cells}
     home: dict[str, str] = {}  # cell -> the node of its first process: its further rounds run there too
-    pending: dict[Any, tuple[Cell, dict[str, Any]]] = {}
-    side = runner.Side("run", run_dir, manifest, envinfo.REPO_ROOT)
-    ui.start(len(cells) * len(schedule))
+    pending: dict[Any, Job] = {}
+    side = schedule.Side("run", run_dir, manifest, envinfo.REPO_ROOT)
+    ui.start(len(cells) * len(per_cell))
 
-    def store(cell: Cell, job: dict[str, Any], rec: dict[str, Any]) -> runner.CellOutcome:
+    def store(job: Job, rec: dict[str, Any]) -> process.CellOutcome:
         if cluster.code == "upload" and isinstance(rec.get("env"), dict):
             rec["env"]["git"] = git  # the upload has no .git: the code is this checkout's working tree
-        return runner.labelled(runner.file_record(run_dir, rec, job), job["round"], job["mode"])
+        return schedule.labelled(process.file_record(run_dir, rec, job), job.round, job.mode)
 
-    def file(cell: Cell, job: dict[str, Any], rec: dict[str, Any]) -> None:
-        outcome = store(cell, job, rec)
+    def file(job: Job, rec: dict[str, Any]) -> None:
+        cell = job.cell
+        outcome = store(job, rec)
         ui.cell_finished(cell, outcome)
-        if job["round"] == 0 and outcome.status != "ok":
+        if job.round == 0 and outcome.status != "ok":
             ui.advance(len(todo[cell.key]))  # skipped or failed: more processes will not help
             todo[cell.key].clear()
         elif rec.get("node"):
@@ -206,15 +210,15 @@ def execute(cluster: Cluster, run_dir: Path, manifest: dict[str, Any], cells: li
                     home.setdefault(cell.key, node["node_id"])
                 ui.advance(1)
                 continue
-            job = {"cell": cell.to_dict(), "run_id": manifest["run_id"], "data": data_path, "round": r, "mode": mode}
+            job = Job(cell, run_dir=str(run_dir), run_id=manifest["run_id"], data=data_path, round=r, mode=mode)
             ui.cell_started(cell)
             reason = _skip_reason(cell, cluster.nodes)
             if reason:
-                return file(cell, job, runner.outcome_record(cell, job, "skipped", reason))
+                return file(job, process.outcome_record(job, "skipped", reason))
             opts: dict[str, Any] = {"num_gpus": 1} if cell.device == "gpu" else {"num_cpus": cell.threads}
             if home.get(cell.key) in alive:
                 opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(home[cell.key], soft=False)
-            pending[task.options(**opts).remote(job, timeout_s, cluster.code == "upload")] = (cell, job)
+            pending[task.options(**opts).remote(job.to_dict(), timeout_s, cluster.code == "upload")] = job
             return
 
     status = "complete"
@@ -224,25 +228,25 @@ def execute(cluster: Cluster, run_dir: Path, manifest: dict[str, Any], cells: li
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             for ref in done:
-                cell, job = pending.pop(ref)
+                job = pending.pop(ref)
                 try:
                     rec = ray.get(ref)
                 except ray.exceptions.RayError as e:
                     st, reason, lost = _lost(ray, e)
-                    rec = runner.outcome_record(cell, job, st, reason)
+                    rec = process.outcome_record(job, st, reason)
                     if lost:
                         rec["lost"] = True
-                file(cell, job, rec)
+                file(job, rec)
     except KeyboardInterrupt:
         status = "interrupted"
         _cancel(ray, pending, store)
     finally:
-        runner.finish((side,), ui, status)
+        schedule.finish((side,), ui, status)
         ray.shutdown()
     return 130 if status == "interrupted" else 0
 
 
-def _cancel(ray: Any, pending: dict[Any, tuple[Cell, dict[str, Any]]], keep: Any) -> None:
+def _cancel(ray: Any, pending: dict[Any, Job], keep: Any) -> None:
     """Stop every outstanding task. First a plain cancel (KeyboardInterrupt in the task, whose
     run_worker then kills its worker process group), then force=True for what is still running
     (that kills the Ray worker). A task that finished meanwhile keeps its record."""
@@ -253,7 +257,7 @@ def _cancel(ray: Any, pending: dict[Any, tuple[Cell, dict[str, Any]]], keep: Any
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S) if refs else ([], [])
         for ref in ready:
             try:
-                keep(*pending[ref], ray.get(ref))
+                keep(pending[ref], ray.get(ref))
             except ray.exceptions.RayError:
                 pass  # cancelled: no record, as for the cell a local run was in when interrupted
     except KeyboardInterrupt:

@@ -11,6 +11,22 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
 
+from . import envinfo
+from .spec import Cell
+
+
+def base_record(cell: Cell, run_id: str | None, round_: int = 0, mode: str = "full") -> dict[str, Any]:
+    """What every record of a cell says, however its process ended: the worker starts its record
+    from this, and the runner files one for a cell whose worker left none (skipped, crashed)."""
+    return {
+        "key": cell.key, "run_id": run_id, "cell": cell.to_dict(),
+        "framework": cell.framework, "variant": cell.variant, "model": cell.model.name, "device": cell.device,
+        "batch_size": cell.train.batch_size, "precision": cell.precision, "threads": cell.threads,
+        "profile": cell.profile, "env": envinfo.environment(cell.threads),
+        "round": int(round_), "mode": mode,
+    }
+
+
 MB = 1e6  # bytes in the MB of every table and export (decimal, as the published tables read)
 
 

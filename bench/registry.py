@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -48,6 +49,13 @@ FRAMEWORKS: dict[str, FrameworkInfo] = {f.name: f for f in (
         ("cudnn", "jax.experimental.rnn cuDNN LSTM, one call per layer (GPU and LSTM only)"),
     )),
 )}
+# The harness's own tests start real workers on a numpy test double (tests/fake_impl.py), so the
+# runner's crash, timeout, resume and Ctrl-C paths run without a framework. Listed only where
+# this variable is set (a test's child processes), never in a real run.
+TEST_FRAMEWORKS_VARIABLE = "LSTM_BENCH_TEST_FRAMEWORKS"
+if os.environ.get(TEST_FRAMEWORKS_VARIABLE) == "1":
+    FRAMEWORKS["fake"] = FrameworkInfo("fake", "tests.fake_impl", ("numpy",), "fake", "numpy test double",
+                                       (("default", "numpy test double"),))
 
 
 class UnknownFramework(ValueError):

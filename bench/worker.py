@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import os
 import sys
 import time
 import traceback
@@ -24,14 +23,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import analytic, data, envinfo, measure, nvml, pool, reference, registry, results
+from . import analytic, data, faults, measure, nvml, pool, record, reference, registry, results
+from .job import EXIT_REFUSED, PROGRESS, REFUSED, Job, JobRefused
 from .spec import Cell
 
 SELF_CHECK_TOLERANCE = 0.01  # timed total vs the sum of its repeats
 
 
 def progress(phase: str, done: int, total: int) -> None:
-    print(f"@progress {phase} {done} {total}", flush=True)
+    print(f"{PROGRESS} {phase} {done} {total}", flush=True)
 
 
 def timed_window(trainer: Any, batches: list[Any], repeats: int, per_repeat: int,
@@ -252,11 +252,11 @@ def allocator_peak(memory: dict[str, Any]) -> int | None:
     return None
 
 
-def measure_cell(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
+def measure_cell(cell: Cell, data_path: str | None) -> dict[str, Any]:
     from impls.base import Unsupported  # impls.base imports no framework
 
     impl = registry.load(cell.framework)
-    ds = data.load(job.get("data"))
+    ds = data.load(data_path)
     if cell.device == "gpu" and not impl.gpu_available():
         raise Unsupported(f"{cell.framework} sees no GPU in this process")
     calib = measure.calibrate_matmul_gflops(cell.threads) if cell.device == "cpu" else None
@@ -266,7 +266,7 @@ def measure_cell(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
     trainer = impl.build(cell.model, cell.train, cell.device, cell.precision, cell.variant, cell.threads)
     trainer.set_weights(reference.init_weights(cell.model, cell.train.seed))
     build_s = time.perf_counter() - t0
-    inject_slowdown(trainer, cell)
+    faults.inject(cell, trainer)  # nothing, unless a test switched a fault on
     if cell.strict and not trainer.fast_path:
         raise FastPathMissing(f"--strict: expected fast path did not run: {trainer.fast_path_note}")
     progress("build", 0, cell.train.steps)
@@ -330,11 +330,11 @@ def measure_cell(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def measure_memory_only(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
+def measure_memory_only(cell: Cell, data_path: str | None) -> dict[str, Any]:
     """A memory-only process (RSS in rounds): build, the warm-up steps (so compilation and
     allocator warm-up happen before sampling, as in a full cell), then the memory pass."""
     impl = registry.load(cell.framework)
-    ds = data.load(job.get("data"))
+    ds = data.load(data_path)
     if cell.device == "gpu" and not impl.gpu_available():
         from impls.base import Unsupported
 
@@ -364,24 +364,14 @@ def classify(exc: BaseException) -> str:
     return "failed"
 
 
-def base_record(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "key": cell.key, "run_id": job.get("run_id"), "cell": cell.to_dict(),
-        "framework": cell.framework, "variant": cell.variant, "model": cell.model.name, "device": cell.device,
-        "batch_size": cell.train.batch_size, "precision": cell.precision, "threads": cell.threads,
-        "profile": cell.profile, "env": envinfo.environment(cell.threads),
-        "round": int(job.get("round", 0)), "mode": job.get("mode", "full"),
-    }
-
-
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: Job) -> dict[str, Any]:
     from impls.base import Unsupported
 
-    cell = Cell.from_dict(job["cell"])
-    rec = base_record(cell, job)
+    cell = job.cell
+    rec = record.base_record(cell, job.run_id, job.round, job.mode)
     t0 = time.perf_counter()
     try:
-        rec.update(measure_memory_only(cell, job) if rec["mode"] == "memory" else measure_cell(cell, job))
+        rec.update(measure_memory_only(cell, job.data) if job.mode == "memory" else measure_cell(cell, job.data))
         rec["status"] = "ok"
     except Unsupported as e:
         rec.update(status="skipped", reason=str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -395,45 +385,18 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-def inject_fault(cell: dict[str, Any]) -> None:
-    """Fault injection for the harness's own tests: LSTM_BENCH_FAULT=crash:<model> makes the
-    worker of that model die hard (SIGABRT, no record), the way a segfaulting kernel would."""
-    fault = os.environ.get("LSTM_BENCH_FAULT", "")
-    kind, _, model = fault.partition(":")
-    if kind == "crash" and model == cell["model"]["name"]:
-        print("injected crash (LSTM_BENCH_FAULT)", file=sys.stderr, flush=True)
-        os.abort()
-
-
-def inject_slowdown(trainer: Any, cell: Cell) -> None:
-    """LSTM_BENCH_FAULT=slow:<model>:<seconds> adds a fixed sleep to every training step of
-    that model, so the regression check can be tested against a real, known slowdown. A fixed
-    sleep, not a factor: it does not shrink when the machine is busy."""
-    kind, _, rest = os.environ.get("LSTM_BENCH_FAULT", "").partition(":")
-    model, _, seconds = rest.partition(":")
-    if kind != "slow" or model != cell.model.name:
-        return
-    extra_s = float(seconds)
-    step = trainer.train_step
-
-    def slow_step(batch: Any) -> Any:
-        out = step(batch)
-        trainer.sync()
-        time.sleep(extra_s)
-        return out
-
-    trainer.train_step = slow_step
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m bench.worker JOB.json", file=sys.stderr)
         return 2
-    job = json.loads(Path(argv[0]).read_text())
-    inject_fault(job["cell"])
+    try:
+        job = Job.from_dict(json.loads(Path(argv[0]).read_text()))
+    except JobRefused as e:  # a job from another version of the code: say so, measure nothing
+        print(f"{REFUSED} {e}", flush=True)
+        return EXIT_REFUSED
     rec = run_job(job)
-    results.write_record(Path(job["run_dir"]), rec)
+    results.write_record(Path(job.run_dir), rec)
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import accuracy, cli, report, runner, worker
+from bench import accuracy, cli, plan, report, worker
 from bench.spec import Cell, Protocol, TrainSpec, get_model
 
 
@@ -102,15 +102,15 @@ def test_target_accuracy_must_be_a_fraction():
 
 
 def test_seeds_multiply_cells_and_keys_stay_stable():
-    sel = runner.Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2, seeds=(0, 1, 2))
-    cells = runner.plan(sel)
+    sel = plan.Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2, seeds=(0, 1, 2))
+    cells = plan.plan(sel)
     assert [c.train.seed for c in cells] == [0, 1, 2] and len({c.key for c in cells}) == 3
-    plain = runner.plan(runner.Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2))
+    plain = plan.plan(plan.Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2))
     assert plain[0].key == cells[0].key  # the time-to-accuracy fields at their defaults leave the key alone
     # the key published in results/baselines (made before these fields existed) still comes out
     assert plain[0].key == "torch.default.lstm128.cpu.b128.fp32.t2.23b5e300"
-    tta = runner.plan(runner.Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2,
-                                       target_accuracy=0.9))
+    tta = plan.plan(plan.Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2,
+                                   target_accuracy=0.9))
     assert tta[0].protocol.eval_every_steps == 15 and tta[0].key != plain[0].key  # 300 steps / 20
 
 

@@ -1,4 +1,6 @@
-"""The CLI and runner: bad input is one line + exit 2; crashes, timeouts and Ctrl-C lose nothing."""
+"""The CLI and runner: bad input is one line + exit 2; crashes, timeouts and Ctrl-C lose nothing.
+The runner's tests run real workers on the numpy test double (tests/fake_impl.py, listed by the
+registry under LSTM_BENCH_TEST_FRAMEWORKS=1): what they test is the runner, not a framework."""
 from __future__ import annotations
 
 import json
@@ -15,6 +17,7 @@ import pytest
 from bench import cli, envinfo, registry, results
 
 ROOT = Path(__file__).resolve().parent.parent
+FAKE = {registry.TEST_FRAMEWORKS_VARIABLE: "1"}  # a child `bench` lists the `fake` framework
 
 
 def bench(*argv: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -103,8 +106,8 @@ def test_missing_framework_is_skipped_with_the_install_hint(rdir, monkeypatch, c
 @pytest.mark.slow
 def test_crash_is_recorded_others_survive_and_resume_runs_only_what_is_missing(rdir):
     base = ["--results-dir", str(rdir)]
-    p = bench(*base, "run", "-f", "torch", "-m", "lstm128,cnn_small", "--profile", "smoke", "-q", "--run-id", "c",
-              env={"LSTM_BENCH_FAULT": "crash:cnn_small"})
+    p = bench(*base, "run", "-f", "fake", "-m", "lstm128,cnn_small", "--profile", "smoke", "-q", "--run-id", "c",
+              env={**FAKE, "LSTM_BENCH_FAULT": "crash:cnn_small"})
     assert p.returncode == 0, p.stderr
     run = rdir / "c"
     recs = {r["model"]: r for r in results.read_records(run)}
@@ -114,16 +117,16 @@ def test_crash_is_recorded_others_survive_and_resume_runs_only_what_is_missing(r
     ok_path = results.cell_path(run, recs["lstm128"]["key"])
     ok_bytes = ok_path.read_bytes()
 
-    p = bench(*base, "run", "--resume", "c", "-q")  # a failed cell has its record: nothing to do
+    p = bench(*base, "run", "--resume", "c", "-q", env=FAKE)  # a failed cell has its record: nothing to do
     assert p.returncode == 0 and "2 of 2 cells already done" in p.stdout
 
-    p = bench(*base, "run", "--resume", "c", "--retry-failed", "-q")
+    p = bench(*base, "run", "--resume", "c", "--retry-failed", "-q", env=FAKE)
     assert p.returncode == 0 and "1 of 2 cells already done" in p.stdout
     assert ok_path.read_bytes() == ok_bytes  # the finished cell was not rerun
     assert {r["model"]: r["status"] for r in results.read_records(run)} == {"lstm128": "ok", "cnn_small": "ok"}
 
     ok_path.unlink()
-    p = bench(*base, "run", "--resume", "c", "-q")
+    p = bench(*base, "run", "--resume", "c", "-q", env=FAKE)
     assert p.returncode == 0 and "1 of 2 cells already done" in p.stdout
     assert [r["status"] for r in results.read_records(run)] == ["ok", "ok"]
     assert results.read_manifest(run)["status"] == "complete"
@@ -132,8 +135,9 @@ def test_crash_is_recorded_others_survive_and_resume_runs_only_what_is_missing(r
 
 @pytest.mark.slow
 def test_a_cell_past_its_timeout_is_recorded_as_timeout(rdir):
-    p = bench("--results-dir", str(rdir), "run", "-f", "torch", "-m", "lstm128", "--profile", "smoke", "-q",
-              "--timeout", "0.5", "--run-id", "t")
+    # Each step sleeps 1 s: the worker cannot finish within the timeout, however fast the machine.
+    p = bench("--results-dir", str(rdir), "run", "-f", "fake", "-m", "lstm128", "--profile", "smoke", "-q",
+              "--timeout", "0.5", "--run-id", "t", env={**FAKE, "LSTM_BENCH_FAULT": "slow:lstm128:1"})
     assert p.returncode == 0, p.stderr
     (rec,) = results.read_records(rdir / "t")
     assert rec["status"] == "timeout" and "cell timeout" in rec["reason"]
@@ -157,8 +161,8 @@ def _workers(rdir: Path) -> list[int]:
 def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(rdir):
     # lstm128's worker sleeps 4 s per step (quiet, like a long real step), so it is mid-step
     # when the signal lands and would not die of a closed pipe on its own.
-    e = dict(os.environ, PYTHONPATH=str(ROOT), LSTM_BENCH_FAULT="slow:lstm128:4")
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "--results-dir", str(rdir), "run", "-f", "torch", "-m",
+    e = dict(os.environ, PYTHONPATH=str(ROOT), LSTM_BENCH_FAULT="slow:lstm128:4", **FAKE)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "--results-dir", str(rdir), "run", "-f", "fake", "-m",
                              "cnn_small,lstm128,lstm512", "--profile", "smoke", "-q", "--run-id", "i"],
                             cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # A test suite started in the background (`cmd &` without job control)
@@ -200,8 +204,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(rdir):
 
 @pytest.mark.slow
 def test_show_formats_agree(rdir):
-    p = bench("--results-dir", str(rdir), "run", "-f", "torch", "-m", "cnn_small", "--profile", "smoke", "-q",
-              "--run-id", "s")
+    p = bench("--results-dir", str(rdir), "run", "-f", "fake", "-m", "cnn_small", "--profile", "smoke", "-q",
+              "--run-id", "s", env=FAKE)
     assert p.returncode == 0, p.stderr
     md = bench("--results-dir", str(rdir), "show", "s", "--format", "markdown").stdout
     (rec,) = json.loads(bench("--results-dir", str(rdir), "show", "s", "--format", "records").stdout)

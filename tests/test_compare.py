@@ -9,7 +9,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from bench import cli, compare, measure, results, runner, stats
+from bench import cli, compare, measure, results, schedule, stats
 from bench.pool import pool_records
 from test_cli import bench
 
@@ -269,7 +269,7 @@ def test_check_against_runs_base_code_and_head_code_in_interleaved_rounds(tmp_pa
     assert all(r["status"] == "ok" for r in b + h) and {r["key"] for r in b} == {r["key"] for r in h}
     assert b[0]["env"]["git"] == {"commit": head_commit, "dirty": False}  # REF's own clean tree ran the base
     assert {r["threads"] for r in b + h} == {measure.check_threads_default()}  # half the cores each
-    if runner.duet_cpus(measure.check_threads_default()):
+    if schedule.duet_cpus(measure.check_threads_default()):
         # Duet (the default where the CPUs suffice): base and head of a round ran at once, on
         # disjoint CPUs that swapped from round 0 to round 1.
         assert b[0]["cpus"] == h[1]["cpus"] and h[0]["cpus"] == b[1]["cpus"]

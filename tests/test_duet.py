@@ -1,6 +1,6 @@
 """Duet rounds (check --against, --calibrate): the two sides' processes of a round run at the
 same time, pinned to disjoint CPUs that swap every round; --sequential and GPU cells keep
-A B / B A. The scheduling is tested with run_cell replaced (no worker processes)."""
+A B / B A. The scheduling is tested with process.run_cell replaced (no worker processes)."""
 from __future__ import annotations
 
 import threading
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import runner
-from bench.runner import Selection
+from bench import process, schedule
+from bench.plan import Selection, plan
 
 
 @pytest.mark.parametrize("threads, cpus, expected", [
@@ -22,7 +22,7 @@ from bench.runner import Selection
     (0, [0, 1], ()),
 ])
 def test_duet_cpus_are_disjoint_halves_or_none(threads, cpus, expected):
-    assert runner.duet_cpus(threads, cpus) == expected
+    assert schedule.duet_cpus(threads, cpus) == expected
 
 
 class UI:
@@ -41,28 +41,29 @@ class UI:
             self.finished += 1
 
 
-def fake_sides(tmp_path: Path) -> tuple[runner.Side, ...]:
-    return tuple(runner.Side(n, tmp_path / n, {"run_id": n}, Path(".")) for n in ("base", "head"))
+def fake_sides(tmp_path: Path) -> tuple[schedule.Side, ...]:
+    return tuple(schedule.Side(n, tmp_path / n, {"run_id": n}, Path(".")) for n in ("base", "head"))
 
 
 def run(monkeypatch, tmp_path, device: str, duet, rounds_n: int = 4, fail_side: str | None = None):
     calls: list[dict] = []
 
-    def fake_run_cell(cell, run_dir, job, timeout_s, on_progress, stop, code_root, cpus=()):
+    def fake_run_cell(job, run_dir, code_root, watch):
         t0 = time.monotonic()
         time.sleep(0.3)
-        calls.append({"side": Path(run_dir).name, "round": job["round"], "cpus": cpus, "t0": t0, "t1": time.monotonic()})
+        calls.append({"side": Path(run_dir).name, "round": job.round, "cpus": job.cpus, "t0": t0,
+                      "t1": time.monotonic()})
         if Path(run_dir).name == fail_side:
-            return runner.CellOutcome(cell.key, "failed", "boom")
-        return runner.CellOutcome(cell.key, "ok")
+            return process.CellOutcome(job.cell.key, "failed", "boom")
+        return process.CellOutcome(job.cell.key, "ok")
 
-    monkeypatch.setattr(runner, "run_cell", fake_run_cell)
-    monkeypatch.setattr(runner, "finish", lambda sides, ui, status: None)
-    monkeypatch.setattr(runner, "pre_skip_reason", lambda cell: None)
-    cell = runner.plan(Selection(frameworks=("torch",), models=("cnn_small",), devices=(device,), profile="smoke",
-                                 threads=1))[0]
-    rounds = runner.Rounds(full=rounds_n, max_full=rounds_n, budget_s=1e9, decide=lambda c, d: False, duet_cpus=duet)
-    code = runner.execute_sides(fake_sides(tmp_path), [cell], None, 60, UI(), rounds)
+    monkeypatch.setattr(process, "run_cell", fake_run_cell)
+    monkeypatch.setattr(schedule, "finish", lambda sides, ui, status: None)
+    monkeypatch.setattr(process, "pre_skip_reason", lambda cell: None)
+    cell = plan(Selection(frameworks=("torch",), models=("cnn_small",), devices=(device,), profile="smoke",
+                          threads=1))[0]
+    rounds = schedule.Rounds(full=rounds_n, max_full=rounds_n, budget_s=1e9, decide=lambda c, d: False, duet_cpus=duet)
+    code = schedule.execute_sides(fake_sides(tmp_path), [cell], None, 60, UI(), rounds)
     assert code == 0
     return sorted(calls, key=lambda c: (c["round"], c["side"]))
 
@@ -104,22 +105,22 @@ def test_ctrl_c_during_a_duet_round_stops_both_workers(monkeypatch, tmp_path):
     loop obeys; the runner reports the run interrupted (130) instead of hanging."""
     seen: list[bool] = []
 
-    def fake_run_cell(cell, run_dir, job, timeout_s, on_progress, stop, code_root, cpus=()):
+    def fake_run_cell(job, run_dir, code_root, watch):
         if Path(run_dir).name == "head":
             time.sleep(0.1)
             raise KeyboardInterrupt
         deadline = time.monotonic() + 10
-        while not stop.is_set() and time.monotonic() < deadline:
+        while not watch.stop.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
-        seen.append(stop.is_set())
+        seen.append(watch.stop.is_set())
         raise KeyboardInterrupt  # as run_worker does once it has killed its worker
 
-    monkeypatch.setattr(runner, "run_cell", fake_run_cell)
-    monkeypatch.setattr(runner, "finish", lambda sides, ui, status: None)
-    monkeypatch.setattr(runner, "pre_skip_reason", lambda cell: None)
-    cell = runner.plan(Selection(frameworks=("torch",), models=("cnn_small",), devices=("cpu",), profile="smoke",
-                                 threads=1))[0]
-    rounds = runner.Rounds(full=2, max_full=2, budget_s=1e9, decide=lambda c, d: False, duet_cpus=((0,), (1,)))
+    monkeypatch.setattr(process, "run_cell", fake_run_cell)
+    monkeypatch.setattr(schedule, "finish", lambda sides, ui, status: None)
+    monkeypatch.setattr(process, "pre_skip_reason", lambda cell: None)
+    cell = plan(Selection(frameworks=("torch",), models=("cnn_small",), devices=("cpu",), profile="smoke",
+                          threads=1))[0]
+    rounds = schedule.Rounds(full=2, max_full=2, budget_s=1e9, decide=lambda c, d: False, duet_cpus=((0,), (1,)))
     t0 = time.monotonic()
-    assert runner.execute_sides(fake_sides(tmp_path), [cell], None, 60, UI(), rounds) == 130
+    assert schedule.execute_sides(fake_sides(tmp_path), [cell], None, 60, UI(), rounds) == 130
     assert seen == [True] and time.monotonic() - t0 < 5

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench import estimate, results, runner
+from bench import estimate, results
+from bench.plan import Selection, plan
 
 
 def record(model="lstm128", batch=128, step_ms=20.0, infer=10_000.0, steps=300, test=10_000, wall=30.0,
@@ -17,9 +18,9 @@ def record(model="lstm128", batch=128, step_ms=20.0, infer=10_000.0, steps=300, 
 
 
 def cells(steps=None, batch=(128,), model="lstm128"):
-    sel = runner.Selection(frameworks=("torch",), models=(model,), devices=("cpu",), threads=2, steps=steps,
-                           batch_sizes=batch)
-    return runner.plan(sel)
+    sel = Selection(frameworks=("torch",), models=(model,), devices=("cpu",), threads=2, steps=steps,
+                    batch_sizes=batch)
+    return plan(sel)
 
 
 def test_a_measured_cell_is_estimated_from_its_record():
@@ -49,9 +50,9 @@ def test_other_machines_failed_records_and_memory_processes():
 def test_newest_record_wins_and_evaluations_are_counted():
     pri = estimate.priors([record(step_ms=50.0, run_id="r1"), record(step_ms=20.0, run_id="r2")], "m1")
     assert pri[estimate.cell_ident(cells()[0])][0].step_s == pytest.approx(0.020)
-    sel = runner.Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2,
-                           target_accuracy=0.9)
-    (c,) = runner.plan(sel)
+    sel = Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2,
+                    target_accuracy=0.9)
+    (c,) = plan(sel)
     base = estimate.estimate(cells(), 100.0, pri).seconds
     assert estimate.estimate([c], 100.0, pri).seconds == pytest.approx(base + estimate.evaluations(c) * 1.0)
     assert estimate.evaluations(c) == 19  # every 15 of 300 steps, the last one being the final evaluation

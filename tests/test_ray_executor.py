@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import claim, cli, compare, report, results, runner
+from bench import claim, cli, compare, process, report, results, schedule
+from bench.job import Job
+from bench.plan import Selection, plan
 from test_cli import ROOT, _workers, bench
 from test_compare import proc, write_run
 from test_report import rec as report_rec
@@ -142,15 +144,15 @@ def test_address_without_the_ray_executor_is_a_usage_error(rdir, capsys):
 
 def test_a_lost_record_reruns_on_plain_resume_a_failed_one_does_not(tmp_path):
     run = tmp_path / "r"
-    cells = runner.plan(runner.Selection(frameworks=("torch",), models=("lstm128", "cnn_small"), devices=("cpu",),
-                                         profile="smoke", threads=1))
-    runner.start_manifest(run, "r", cells, None, [], None)
+    cells = plan(Selection(frameworks=("torch",), models=("lstm128", "cnn_small"), devices=("cpu",),
+                           profile="smoke", threads=1))
+    schedule.start_manifest(run, "r", cells, None, [], None)
     for cell, extra in zip(cells, ({"lost": True}, {})):
-        job = {"run_id": "r", "round": 0, "mode": "full"}
-        results.write_record(run, {**runner.outcome_record(cell, job, "failed", "x"), **extra})
-    assert [c.key for c in runner.remaining(run, cells, retry_failed=False)] == [cells[0].key]
+        job = Job(cell, run_dir=str(run), run_id="r", round=0, mode="full")
+        results.write_record(run, {**process.outcome_record(job, "failed", "x"), **extra})
+    assert [c.key for c in schedule.remaining(run, cells, retry_failed=False)] == [cells[0].key]
     assert not results.cell_path(run, cells[0].key).exists()  # removed, so the rerun files a fresh one
-    assert [c.key for c in runner.remaining(run, cells, retry_failed=True)] == [c.key for c in cells]
+    assert [c.key for c in schedule.remaining(run, cells, retry_failed=True)] == [c.key for c in cells]
 
 
 def _on(recs, host):

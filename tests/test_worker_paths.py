@@ -4,6 +4,7 @@ a missing fast path fails a strict cell, a framework that sees no GPU skips the 
 import pytest
 
 from bench import registry, worker
+from bench.job import Job
 from bench.spec import ZOO, Cell, Protocol, TrainSpec
 
 import fake_impl
@@ -19,7 +20,7 @@ def fake(monkeypatch):
 def job(device="gpu", strict=False):
     cell = Cell("fake", ZOO["cnn_small"], TrainSpec(batch_size=16, steps=12), device=device, strict=strict,
                 protocol=Protocol(warmup_steps=2, repeats=3, steps_per_repeat=3, test_samples=64, memory_steps=2))
-    return {"cell": cell.to_dict(), "run_id": "t", "data": None}
+    return Job(cell, run_dir="unused", run_id="t", data=None)
 
 
 def test_gpu_cell_uses_allocator_peak_and_no_cpu_calibration():

@@ -1,0 +1,197 @@
+"""One cell's worker process: its environment, starting it, watching it, killing it, and filing
+the record it wrote (or one that says how it died).
+
+A cell's worker is a fresh `python -m bench.worker JOB` (spawned, not forked: no framework or
+CUDA state crosses cells), in its own session so Ctrl-C reaches only the runner, which then stops
+the worker and keeps every finished record. Thread counts and allocator switches go into the
+worker's environment, because frameworks read them at import time. This module never imports the
+worker: the two meet only in the job file and the record (bench/job.py, bench/record.py).
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from . import envinfo, record, registry, results
+from .job import PROGRESS, REFUSED, Job
+from .spec import Cell
+
+Progress = Callable[[str, str], None]  # (cell key, phase text)
+
+
+def _no_progress(key: str, phase: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Watch:
+    """How the runner watches a worker: the cell's time limit, where its progress lines go, and
+    the event that stops it (Ctrl-C, or the other side of a duet round stopping)."""
+
+    timeout_s: float
+    on_progress: Progress = _no_progress
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    key: str
+    status: str
+    reason: str = ""
+
+
+def worker_env(cell: Cell, code_root: Path = envinfo.REPO_ROOT) -> dict[str, str]:
+    env = dict(os.environ)
+    if cell.threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(cell.threads)
+    env.update(registry.framework_env(cell.framework, cell.threads, cell.device))
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # framework and NVML agree on which GPU is 0
+    if cell.precision == "fp32":
+        env["NVIDIA_TF32_OVERRIDE"] = "0"  # belt and braces beside each framework's own switch
+    env["PYTHONUNBUFFERED"] = "1"
+    # The worker imports bench and impls from `code_root`: this checkout, or for `check
+    # --against REF` a worktree of REF, so base and head run their own code.
+    root = str(code_root)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def pre_skip_reason(cell: Cell) -> str | None:
+    """Why a cell cannot start here at all (decided without starting a worker)."""
+    reason = registry.unavailable_reason(cell.framework)
+    if reason:
+        return reason
+    if cell.device == "gpu":
+        return envinfo.gpu_absent_reason()
+    return None
+
+
+def run_cell(job: Job, run_dir: Path, code_root: Path, watch: Watch) -> CellOutcome:
+    """Run one cell's worker here and file its record (or one that says how it died) in run_dir."""
+    run_dir = run_dir.resolve()  # the worker runs in code_root, not here
+    out_path = results.cell_path(run_dir, job.cell.key, job.round, job.mode)
+    out_path.unlink(missing_ok=True)
+    # The worker writes into a staging directory of its own, and the runner files the record
+    # under its round: a base worktree of older code (check --against) knows nothing of rounds
+    # and would otherwise overwrite round 0 with every later round.
+    staged = replace(job, run_dir=str(run_dir / "staging" / out_path.stem))
+    rec = run_worker(staged, run_dir / "jobs" / out_path.name, watch, worker_env(job.cell, code_root), code_root)
+    return file_record(run_dir, rec, job)
+
+
+def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code_root: Path,
+               preexec: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Start `python -m bench.worker JOB` (its record goes to the staging dir job.run_dir),
+    follow its progress, enforce the timeout; return its record, or one that says how it died.
+    Shared by the local runner and the Ray task (bench.ray_executor), which runs it on a node.
+    `preexec` runs in the child before the worker starts; job.cpus pins the worker to those CPUs."""
+    stage = Path(job.run_dir)
+    shutil.rmtree(stage, ignore_errors=True)
+    results.atomic_write_json(job_path, job.to_dict())
+    proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            # `python -m` puts the cwd first on sys.path: run in code_root so the
+                            # worker imports that code, not whatever lies in the caller's cwd.
+                            cwd=code_root, start_new_session=True, preexec_fn=preexec)
+    err_tail: collections.deque[str] = collections.deque(maxlen=40)
+    refused: list[str] = []
+
+    def read_out() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(f"{PROGRESS} "):
+                _, phase, done, total = line.split()[:4]
+                watch.on_progress(job.cell.key, f"{phase} {done}/{total}")
+            elif line.startswith(f"{REFUSED} "):
+                refused.append(line[len(REFUSED) + 1:].strip())
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            err_tail.append(line.rstrip())
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (read_out, read_err)]
+    t0 = time.monotonic()
+    timed_out = False
+    try:
+        if job.cpus:
+            # Pinned from here, not in preexec_fn (unsafe while the duet's other thread runs): the
+            # interpreter has not started a thread yet, and the ones it starts inherit the mask.
+            with contextlib.suppress(ProcessLookupError):  # it died already: its record says why
+                os.sched_setaffinity(proc.pid, set(job.cpus))
+        for t in readers:  # inside the try: a Ctrl-C while they start must still stop the worker
+            t.start()
+        while proc.poll() is None:
+            if watch.stop.is_set():
+                raise KeyboardInterrupt
+            if time.monotonic() - t0 > watch.timeout_s:
+                timed_out = True
+                _kill(proc)
+                break
+            time.sleep(0.1)
+    except BaseException:
+        # Ctrl-C / SIGTERM arrive as KeyboardInterrupt wherever the main thread is (mostly in
+        # the sleep above; in a Ray task, ray.cancel raises it there). The worker runs in its own
+        # session, so nothing else stops it: an orphan would go on burning the cores the next
+        # measurement needs.
+        _kill(proc)
+        raise
+    proc.wait()
+    for t in readers:
+        t.join(timeout=2)
+    produced = sorted((stage / "cells").glob("*.json"))
+    rec = results.read_json(produced[0], results.RECORD_SCHEMA) if produced and not timed_out else None
+    shutil.rmtree(stage, ignore_errors=True)
+    if rec is not None:
+        return rec
+    tail = [ln for ln in err_tail if ln.strip()][-15:]
+    if timed_out:
+        status, reason = "timeout", f"no record after the {watch.timeout_s:.0f}s cell timeout"
+    elif refused:  # a worker of another version that cannot read this job
+        status, reason = "failed", refused[0]
+    elif proc.returncode in (-signal.SIGKILL, 137) or any("out of memory" in ln.lower() for ln in tail):
+        status, reason = "oom", f"worker killed (exit {proc.returncode}), most likely out of memory"
+    else:
+        status, reason = "failed", f"worker exited with code {proc.returncode} without a record"
+    return outcome_record(job, status, reason, tail)
+
+
+def file_record(run_dir: Path, rec: dict[str, Any], job: Job) -> CellOutcome:
+    """File a worker's record under the round and mode the runner gave it (atomic)."""
+    rec = {**rec, "round": job.round, "mode": job.mode}
+    if job.cpus:
+        rec["cpus"] = list(job.cpus)  # a duet round: where this process ran
+    results.write_record(run_dir, rec)
+    return CellOutcome(rec["key"], rec["status"], rec.get("reason", ""))
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def outcome_record(job: Job, status: str, reason: str, tail: list[str] | None = None) -> dict[str, Any]:
+    """A record for a cell that has no worker record: skipped, or how its worker died."""
+    rec = record.base_record(job.cell, job.run_id, job.round, job.mode)
+    rec.update(status=status, reason=reason)
+    if tail:
+        rec["error_tail"] = tail
+    return rec
+
+
+def write_outcome(run_dir: Path, job: Job, status: str, reason: str, tail: list[str] | None = None) -> None:
+    results.write_record(run_dir, outcome_record(job, status, reason, tail))

@@ -1,0 +1,125 @@
+"""Rounds of processes: the order a plain run gives its cells and rounds, adaptive rounds that
+stop when the answer is clear, what --resume still runs, and a Ctrl-C that keeps the run. Worker
+processes are replaced by a recorder of the jobs they would have got (process.run_cell); the
+duet's CPU sets and A B / B A order are tested in test_duet.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import process, results, schedule
+from bench.plan import Selection, plan
+
+CELLS = plan(Selection(frameworks=("torch",), models=("lstm128", "cnn_small", "lstm512"), devices=("cpu",),
+                       profile="smoke", threads=1))
+A, B, C = CELLS
+
+
+class UI:
+    def __init__(self) -> None:
+        self.total, self.advanced, self.finished = 0, 0, []
+
+    def start(self, total): self.total = total
+    def advance(self, n): self.advanced += n
+    def add_total(self, n): self.total += n
+    def cell_started(self, cell): pass
+    def cell_progress(self, key, phase): pass
+    def cell_finished(self, cell, outcome): self.finished.append(outcome)
+    def stop(self): pass
+
+
+class Recorder:
+    """Stands in for process.run_cell: logs each job a worker would get as (model, round, mode);
+    `fail` holds the (model, round) pairs that fail, `interrupt` the one that gets a Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, int, str]] = []
+        self.fail: set[tuple[str, int]] = set()
+        self.interrupt: tuple[str, int] | None = None
+
+    def run_cell(self, job, run_dir, code_root, watch) -> process.CellOutcome:
+        at = (job.cell.model.name, job.round)
+        self.log.append((*at, job.mode))
+        if at == self.interrupt:
+            raise KeyboardInterrupt
+        return process.CellOutcome(job.cell.key, "failed" if at in self.fail else "ok")
+
+
+@pytest.fixture
+def calls(monkeypatch) -> Recorder:
+    rec = Recorder()
+    monkeypatch.setattr(process, "run_cell", rec.run_cell)
+    monkeypatch.setattr(process, "pre_skip_reason", lambda cell: None)
+    return rec
+
+
+def side(tmp_path: Path, name: str = "run") -> schedule.Side:
+    run_dir = tmp_path / name
+    return schedule.Side(name, run_dir, schedule.start_manifest(run_dir, name, CELLS, None, [], None), Path("."))
+
+
+def test_a_plain_run_goes_round_robin_full_rounds_then_memory_rounds(tmp_path, calls):
+    ui = UI()
+    code = schedule.execute_sides((side(tmp_path),), [A, B], None, 60, ui, schedule.Rounds(full=2, memory=3))
+    assert code == 0 and ui.total == 2 * 3
+    assert calls.log == [("lstm128", 0, "full"), ("cnn_small", 0, "full"), ("lstm128", 1, "full"),
+                         ("cnn_small", 1, "full"), ("lstm128", 2, "memory"), ("cnn_small", 2, "memory")]
+    assert [o.reason for o in ui.finished[:3]] == ["", "", "[round 2]"]  # labelled by round
+    assert ui.finished[-1].reason == "[round 3, memory only]"
+    assert results.read_manifest(tmp_path / "run")["status"] == "complete"
+
+
+def test_a_cell_that_fails_its_first_round_gets_no_more(tmp_path, calls):
+    calls.fail.add(("cnn_small", 0))
+    ui = UI()
+    schedule.execute_sides((side(tmp_path),), [A, B], None, 60, ui, schedule.Rounds(full=1, memory=3))
+    assert calls.log == [("lstm128", 0, "full"), ("cnn_small", 0, "full"), ("lstm128", 1, "memory"),
+                         ("lstm128", 2, "memory")]
+    assert ui.advanced == 2  # the skipped rounds still move the progress bar to its total
+
+
+def test_adaptive_rounds_stop_when_decide_says_the_answer_is_clear(tmp_path, calls):
+    decided: list[int] = []
+
+    def decide(cell, done):
+        decided.append(done)
+        return done >= 3
+
+    sides = (side(tmp_path, "base"), side(tmp_path, "head"))
+    rounds = schedule.Rounds(full=2, max_full=10, budget_s=1e9, decide=decide)
+    assert schedule.execute_sides(sides, [A], None, 60, UI(), rounds) == 0
+    assert decided == [2, 3]  # asked only once the minimum of rounds is done
+    assert calls.log == [("lstm128", r, "full") for r in (0, 0, 1, 1, 2, 2)]
+
+
+def test_resume_runs_only_the_missing_processes(tmp_path, calls):
+    s = side(tmp_path)
+    rounds = schedule.Rounds(full=1, memory=2)
+
+    def rec(cell, status, round_=0, mode="full"):
+        results.write_record(s.run_dir, {"key": cell.key, "status": status, "round": round_, "mode": mode})
+
+    rec(A, "ok")  # its memory round 1 is missing
+    rec(B, "failed")  # failed: no further rounds unless --retry-failed
+    rec(C, "ok")
+    rec(C, "ok", 1, "memory")
+    assert schedule.remaining(s.run_dir, CELLS, retry_failed=False, rounds=rounds) == [A]
+    assert schedule.remaining(s.run_dir, CELLS, retry_failed=True, rounds=rounds) == [A, B]
+    assert not results.cell_path(s.run_dir, B.key).exists()  # removed, so the rerun files a fresh one
+    schedule.execute_sides((s,), [A, B], None, 60, UI(), rounds)
+    assert calls.log == [("cnn_small", 0, "full"), ("lstm128", 1, "memory"), ("cnn_small", 1, "memory")]
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_returns_130(tmp_path, calls):
+    calls.interrupt = ("cnn_small", 0)
+    code = schedule.execute_sides((side(tmp_path),), [A, B, C], None, 60, UI(), schedule.Rounds())
+    assert code == 130 and calls.log == [("lstm128", 0, "full"), ("cnn_small", 0, "full")]
+    assert results.read_manifest(tmp_path / "run")["status"] == "interrupted"
+
+
+def test_labels_say_side_round_and_memory_only():
+    o = process.CellOutcome("k", "ok", "why")
+    assert schedule.labelled(o, 0, "full") == o
+    assert schedule.labelled(o, 0, "full", "base").reason == "[base, round 1] why"
+    assert schedule.labelled(process.CellOutcome("k", "ok"), 2, "memory").reason == "[round 3, memory only]"

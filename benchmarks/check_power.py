@@ -292,8 +292,9 @@ def report(args: argparse.Namespace) -> int:
     def resampled_row(label: str, rs: list[dict]) -> str:
         vs = [sequential_check([rs[i] for i in rng.integers(0, len(rs), args.max_rounds)], **kw)[0]
               for _ in range(args.resamples)]
-        return (f"| {label} | {100 * vs.count(Verdict.REGRESSED) / len(vs):.1f}% | "
-                f"{100 * vs.count(Verdict.UNCHANGED) / len(vs):.1f}% | {100 * vs.count(Verdict.INCONCLUSIVE) / len(vs):.1f}% |")
+        share = {v: f"{100 * vs.count(v) / len(vs):.1f}%" for v in Verdict}
+        return (f"| {label} | {share[Verdict.REGRESSED]} | {share[Verdict.UNCHANGED]} | "
+                f"{share[Verdict.INCONCLUSIVE]} |")
 
     for lvl in LEVELS_PCT:
         if len(pool[lvl]) >= args.min_rounds:

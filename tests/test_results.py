@@ -64,7 +64,8 @@ def test_read_json_round_trips_and_refuses_corrupt_foreign_and_other_versions(tm
         "binary.json": (b"\xff\xfe\x00", "is not valid JSON"),
         "list.json": ("[1, 2]", "is not a lstm-bench/record file"),
         "foreign.json": (json.dumps({"schema": "something/else", "schema_version": 1}), "is not a lstm-bench/record"),
-        "manifest.json": (json.dumps({"schema": results.MANIFEST_SCHEMA, "schema_version": 1}), "is not a lstm-bench/rec"),
+        "manifest.json": (json.dumps({"schema": results.MANIFEST_SCHEMA, "schema_version": 1}),
+                          "is not a lstm-bench/record file"),
         "future.json": (json.dumps({"schema": results.RECORD_SCHEMA, "schema_version": 2}),
                         "has schema version 2; this lstm-bench reads version 1"),
     }

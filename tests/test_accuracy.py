@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import accuracy, cli, plan, report, worker
+from bench import accuracy, plan, report, worker
+from bench.commands import selection
+from bench.commands.usage import UsageError
 from bench.spec import Cell, Protocol, TrainSpec, get_model
 
 
@@ -86,19 +88,19 @@ def test_markdown_shows_seed_table_agreement_and_time_to_target():
 
 @pytest.mark.parametrize("text, want", [("3", (0, 1, 2)), ("0,1,2", (0, 1, 2)), ("5,7", (5, 7)), ("1", (0,))])
 def test_seeds_option(text, want):
-    assert cli._seeds(text, 0) == want
+    assert selection.parse_seeds(text, 0) == want
 
 
 @pytest.mark.parametrize("text", ["0", "x", "1,1", "-1,2", "1,-2"])
 def test_seeds_option_rejects(text):
-    with pytest.raises(cli.UsageError):
-        cli._seeds(text, 0)
+    with pytest.raises(UsageError):
+        selection.parse_seeds(text, 0)
 
 
 def test_target_accuracy_must_be_a_fraction():
-    with pytest.raises(cli.UsageError, match="fraction"):
-        cli._target(97.0)
-    assert cli._target(0.97) == 0.97
+    with pytest.raises(UsageError, match="fraction"):
+        selection.target_accuracy(97.0)
+    assert selection.target_accuracy(0.97) == 0.97
 
 
 def test_seeds_multiply_cells_and_keys_stay_stable():

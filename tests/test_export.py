@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import cli, export, results
+from bench.commands.usage import Parser, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "results" / "baselines" / "cpu-2core-quick"
@@ -141,12 +142,12 @@ def test_baseline_run_exports_every_cell_and_writes_valid_json(tmp_path):
     assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave no temp file
 
 
-def _mini_cli() -> cli.Parser:
+def _mini_cli() -> Parser:
     """The top-level parser's --results-dir and an `export` subcommand from export.add_parser:
-    what bench/cli.py builds once it calls export.add_parser(sub)."""
-    p = cli.Parser(prog="python -m bench")
+    what bench/commands/show.py builds once it calls export.add_parser(sub)."""
+    p = Parser(prog="python -m bench")
     p.add_argument("--results-dir", default="results")
-    export.add_parser(p.add_subparsers(dest="cmd", parser_class=cli.Parser))
+    export.add_parser(p.add_subparsers(dest="cmd", parser_class=Parser))
     return p
 
 
@@ -162,11 +163,11 @@ def test_export_subcommand_writes_both_files_by_default_under_the_run(tmp_path, 
     assert len(json.loads((rd / "r1" / "export" / "bigger.json").read_text())) == 2
     args = _mini_cli().parse_args(["--results-dir", str(rd), "export", "r1", "--out", str(tmp_path / "x")])
     assert args.func(args) == 0 and (tmp_path / "x" / "smaller.json").is_file()
-    with pytest.raises(cli.UsageError, match="invalid choice"):
+    with pytest.raises(UsageError, match="invalid choice"):
         _mini_cli().parse_args(["export", "r1", "--format", "csv"])
 
 
-# WIRING: passes once bench/cli.py's build_parser() calls `export.add_parser(sub)`; until then
+# WIRING: passes once the CLI's parser (bench/commands/) calls `export.add_parser(sub)`; until then
 # `export` is an unknown subcommand (exit 2, "invalid choice"), and this test fails on purpose.
 def test_cli_export_end_to_end_and_bad_input_is_one_line_exit_2(tmp_path, capsys):
     rd = tmp_path / "results"

@@ -1,0 +1,68 @@
+"""What `check --against` and `check --calibrate` share: the rule flags, and the two sides of an
+in-job A/B (run directories paired by a check id, the CPU sets of duet rounds, the cell timeout)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .. import envinfo, measure, schedule
+from ..plan import Selection
+from ..spec import Cell
+from .usage import UsageError
+
+
+def rules(args: argparse.Namespace):
+    from .. import compare
+
+    try:
+        return compare.parse_rules(args.fail_on), compare.parse_gate(getattr(args, "gate", None))
+    except compare.RuleError as e:
+        raise UsageError(str(e)) from None
+
+
+def confidence(args: argparse.Namespace) -> float:
+    c = getattr(args, "confidence", 0.95)
+    if not 0.5 <= c < 1:
+        raise UsageError(f"--confidence must be in [0.5, 1), got {c}")
+    return c
+
+
+def make_sides(args: argparse.Namespace, sel: Selection, cells: list[Cell], base_root: Path, names: tuple[str, str],
+               label: str) -> tuple[schedule.Side, ...]:
+    """Make the two sides' run directories (paired by a shared check_id) under --results-dir."""
+    run_id = schedule.new_run_id(sel.profile)
+    results_dir = Path(args.results_dir)
+    check_id = uuid.uuid4().hex[:12]
+    sides = []
+    for name, root in zip(names, (base_root, envinfo.REPO_ROOT)):
+        rid = f"{run_id}-{name}"
+        m = schedule.start_manifest(results_dir / rid, rid, cells, sel, sys.argv[1:], None,
+                                    {"full": args.rounds, "memory": 0},
+                                    {"check_id": check_id, "side": name, "against": label})
+        sides.append(schedule.Side(name, results_dir / rid, m, root))
+    return tuple(sides)
+
+
+def choose_duet_cpus(args: argparse.Namespace, cells: list[Cell], sides: tuple[schedule.Side, ...],
+                     console: Any) -> tuple[tuple[int, ...], ...]:
+    """The two sides' CPU sets for duet rounds, or () (--sequential, or too few CPUs: said);
+    recorded in both sides' manifests (written with their status)."""
+    duet = () if args.sequential else schedule.duet_cpus(args.threads)
+    if not duet and not args.sequential and any(c.device == "cpu" for c in cells):
+        console.print(f"[yellow]note[/]: duet rounds need 2 x {args.threads} CPUs and this process may use "
+                      f"{measure.cpu_threads_default()}: the two sides run one after the other")
+    for side in sides:
+        side.manifest["duet_cpus"] = [list(c) for c in duet]
+    return duet
+
+
+def duet_words(duet: tuple[tuple[int, ...], ...]) -> str:
+    a, b = (",".join(map(str, s)) for s in duet)
+    return f"side by side (duet: one on CPU {a}, the other on CPU {b}, swapped every round; GPU cells one after the other)"
+
+
+def timeout_s(args: argparse.Namespace, sel: Selection) -> float:
+    return args.timeout or schedule.DEFAULT_TIMEOUT_S.get(sel.profile, 1800)

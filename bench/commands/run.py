@@ -1,0 +1,190 @@
+"""`run`: plan cells (from the selection flags or --config), run each in fresh processes, locally
+or as Ray tasks, keep every record, and print the run's table; --resume runs what is missing."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import data, envinfo, measure, results, schedule
+from ..plan import Selection, plan
+from . import selection
+from .ui import RunUI, console as make_console
+from .usage import EXIT_USAGE, UsageError
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _check_executor(args)
+    conf = None
+    if args.config:  # checked whole before anything else, so a bad config leaves nothing behind
+        from .. import config
+
+        try:
+            conf = _config(args)
+            conf_cells = conf.plan(args.threads)
+        except config.ConfigError as e:  # several mistakes: one line each, then exit 2
+            for line in e.errors:
+                print(f"error: {line}", file=sys.stderr)
+            return EXIT_USAGE
+    console = make_console()
+    results_dir = Path(args.results_dir)
+    data_path = str(Path(args.data).resolve()) if args.data else None
+    if data_path:
+        data.load(data_path)  # a bad file fails here, before any cell starts
+    if args.resume:
+        run_dir = results.resolve_run(args.resume, results_dir)
+        manifest = results.read_manifest(run_dir)
+        cells = schedule.cells_from_manifest(manifest)
+        r = manifest.get("rounds") or {}
+        rounds = schedule.Rounds(full=int(r.get("full", 1)), memory=int(r.get("memory", 0)))
+        todo = schedule.remaining(run_dir, cells, args.retry_failed, rounds)
+        data_path = manifest.get("data")
+        console.print(f"resuming {manifest['run_id']}: {len(cells) - len(todo)} of {len(cells)} cells already done")
+        run_id = manifest["run_id"]
+    else:
+        sel: Selection | None = None
+        extra: dict[str, Any] = {}
+        if conf is not None:
+            cells, label = conf_cells, conf.label
+            # The config's text goes into the manifest: the run says what asked for it.
+            extra = {"profile": ",".join(dict.fromkeys(c.profile for c in cells)), "config": conf.manifest_entry()}
+        else:
+            sel = selection.from_args(args)
+            cells = plan(sel)
+            label = sel.profile
+        if not cells:
+            raise UsageError("the selection is empty")
+        if args.rounds < 1 or args.memory_rounds < 0:
+            raise UsageError("--rounds must be >= 1 and --memory-rounds >= 0")
+        rounds = schedule.Rounds(full=args.rounds, memory=args.memory_rounds)
+        run_id = args.run_id or schedule.new_run_id(label)
+        run_dir = results_dir / run_id
+        if (run_dir / "manifest.json").exists():
+            raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
+        manifest = schedule.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path,
+                                           {"full": rounds.full, "memory": rounds.memory}, extra)
+        todo = cells
+        if args.all and envinfo.gpu_absent_reason():
+            console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
+    from .. import estimate
+
+    gflops = measure.calibrate_matmul_gflops(0, seconds=0.2)
+    est = estimate.estimate(todo, gflops, estimate.load_priors(results_dir, envinfo.machine_id()),
+                            rounds.full, max(0, rounds.memory - rounds.full))
+    console.print(f"run {run_id}: {len(todo)} cells, estimated {est.seconds / 60:.0f} min on this machine "
+                  f"({est.describe(gflops)}) -> {run_dir}")
+    if getattr(args, "dry_run", False):
+        for c in todo:
+            console.print(f"  {c.key}")
+        if not args.resume:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)  # a dry run leaves no run behind
+        return 0
+    manifest["estimate_s"] = round(est.seconds, 1)  # kept, so the estimate can be checked against the run
+    manifest["executor"] = args.executor
+    results.write_manifest(run_dir, manifest)
+    timeout_s = args.timeout or schedule.DEFAULT_TIMEOUT_S.get(todo[0].profile if todo else "quick", 1800)
+    if args.executor == "ray" and todo:
+        from .. import ray_executor
+
+        try:
+            cluster = ray_executor.connect(args.address, args.ray_code)
+        except ray_executor.RayUnavailable as e:
+            if not args.resume:
+                import shutil
+
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing ran: no run left behind
+            raise UsageError(str(e)) from None
+        t_run0 = time.monotonic()
+        code = ray_executor.execute(cluster, run_dir, manifest, todo, data_path, timeout_s,
+                                    RunUI(console, quiet=args.quiet), rounds)
+    else:
+        t_run0 = time.monotonic()
+        code = schedule.execute(run_dir, manifest, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet),
+                                rounds)
+    from .. import report
+
+    recs = results.read_records(run_dir)
+    report.print_report(recs, f"lstm-bench run {run_id}", console)
+    if code == 130:
+        console.print(f"[yellow]interrupted[/]: {len(recs)} of {len(cells)} cells kept; "
+                      f"resume with: python -m bench run --resume {run_id}"
+                      + (" --executor ray" + (f" --address {args.address}" if args.address else "")
+                         if args.executor == "ray" else ""))
+        return 130
+    took_s = time.monotonic() - t_run0
+    # A resumed run with nothing left to do has no estimate to compare against.
+    off = f" ({100.0 * (took_s - est.seconds) / est.seconds:+.0f}%)" if est.seconds > 0 else ""
+    console.print(f"took {took_s / 60:.1f} min, estimated {est.seconds / 60:.1f} min{off}; records: {run_dir}")
+    return 0
+
+
+def _check_executor(args: argparse.Namespace) -> None:
+    """--executor ray needs Ray importable: said before anything is written."""
+    if args.executor != "ray":
+        if args.address or args.ray_code != "upload":
+            raise UsageError("--address and --ray-code go with --executor ray")
+        return
+    from .. import ray_executor
+
+    try:
+        ray_executor.require()
+    except ray_executor.RayUnavailable as e:
+        raise UsageError(str(e)) from None
+
+
+# run flags that say what to run or how to train, with their unset values: a config says that
+# itself, so giving one beside --config is a conflict, not a silent override. --threads, --run-id,
+# --rounds, --memory-rounds, --timeout, --data, --dry-run and --quiet still apply.
+_CONFIG_CONFLICTS = (("--all", "all", False), ("--framework", "framework", None), ("--model", "model", None),
+                     ("--device", "device", None), ("--variant", "variant", None),
+                     ("--batch-size", "batch_size", None), ("--profile", "profile", None),
+                     ("--precision", "precision", None), ("--steps", "steps", None), ("--warmup", "warmup", None),
+                     ("--repeats", "repeats", None), ("--repeat-steps", "repeat_steps", None),
+                     ("--seed", "seed", 0), ("--seeds", "seeds", None), ("--strict", "strict", False),
+                     ("--target-accuracy", "target_accuracy", None), ("--eval-every", "eval_every", None))
+
+
+def _config(args: argparse.Namespace):
+    """run --config: the flags that conflict with it (a usage error), then the parsed config."""
+    from .. import config
+
+    if args.resume or args.retry_failed:
+        raise UsageError("give --config or --resume, not both (a run's manifest holds its config)")
+    given = [flag for flag, dest, unset in _CONFIG_CONFLICTS if getattr(args, dest, unset) != unset]
+    if given:
+        raise UsageError(f"--config conflicts with {', '.join(given)}: the config says what to run and how "
+                         f"(set it in {args.config})")
+    if args.threads < 0:  # else the config would be blamed for the flag's value
+        raise UsageError(f"--threads must be >= 0, got {args.threads}")
+    return config.load(args.config)
+
+
+def add_parser(sub: Any) -> None:
+    r = sub.add_parser("run", help="measure cells (each in its own process) and save records")
+    selection.add_selection_args(r)
+    r.add_argument("--data", help="MNIST as .npz (keys x_train, y_train, x_test, y_test) or a directory of IDX files")
+    r.add_argument("--run-id", help="name the run (default: time + profile)")
+    r.add_argument("--resume", metavar="RUN_ID", help="run only the cells of RUN_ID that have no record yet")
+    r.add_argument("--retry-failed", action="store_true", help="with --resume: also rerun failed/oom/timeout cells")
+    r.add_argument("--dry-run", action="store_true", help="plan and print the cells, run nothing")
+    r.add_argument("--memory-rounds", type=int, default=3,
+                   help="processes per cell that sample RSS (memory-only processes make up the number; default 3)")
+    r.add_argument("--config", metavar="FILE.toml",
+                   help="models and sweeps from a TOML file (see examples/sweep.toml) instead of the selection flags")
+    r.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: the cells one after another on this machine (default); ray: each cell as a Ray "
+                        "task on a cluster, CPU cells asking for --threads CPUs, GPU cells for one GPU (needs "
+                        "lstm-bench[ray]). Either way one fresh worker process per cell. `check --against` always "
+                        "runs locally: its A/B interleaving needs one machine")
+    r.add_argument("--address", metavar="HOST:PORT",
+                   help="with --executor ray: the cluster's head (default: RAY_ADDRESS, a cluster started on this "
+                        "machine, else a new local instance)")
+    r.add_argument("--ray-code", choices=("upload", "installed"), default="upload",
+                   help="with --executor ray: upload this checkout to the nodes (default), or use the lstm-bench "
+                        "installed on them")
+    # Unset rather than quick/fp32, so --config can tell that they were given (see selection.from_args).
+    r.set_defaults(func=cmd_run, profile=None, precision=None)

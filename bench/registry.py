@@ -20,7 +20,8 @@ class FrameworkInfo:
     extra: str  # pyproject extra that installs them
     title: str
     # Variant names and one-line descriptions, declared here so planning and `bench list` need
-    # no framework import; tests check each impl module's VARIANTS says the same.
+    # no framework import; each impl module reads its VARIANTS from here (why a variant is what
+    # it is stays beside the code that makes it).
     variants: tuple[tuple[str, str], ...]
 
     @property

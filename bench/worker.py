@@ -19,13 +19,16 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from . import analytic, data, faults, measure, nvml, pool, record, reference, registry, results
 from .job import EXIT_REFUSED, PROGRESS, REFUSED, Job, JobRefused
 from .spec import Cell
+
+if TYPE_CHECKING:  # for the annotations only
+    from impls.base import Trainer
 
 SELF_CHECK_TOLERANCE = 0.01  # timed total vs the sum of its repeats
 
@@ -34,7 +37,7 @@ def progress(phase: str, done: int, total: int) -> None:
     print(f"{PROGRESS} {phase} {done} {total}", flush=True)
 
 
-def timed_window(trainer: Any, batches: list[Any], repeats: int, per_repeat: int,
+def timed_window(trainer: Trainer, batches: list[Any], repeats: int, per_repeat: int,
                  step: Callable[[Any], Any],
                  between: Callable[[int], None] | None = None) -> tuple[list[float], float, list[Any]]:
     """Run `repeats` windows of `per_repeat` calls of step(batch), syncing only at window
@@ -67,7 +70,7 @@ class AccuracyCurve:
     for it) minus the time spent evaluating. Inside the timed window an evaluation that falls
     due waits for the end of the repeat (no timer runs there), so its step is recorded as run."""
 
-    def __init__(self, cell: Cell, trainer: Any, ds: data.Mnist) -> None:
+    def __init__(self, cell: Cell, trainer: Trainer, ds: data.Mnist) -> None:
         P = cell.protocol
         self.every, self.target = P.eval_every_steps, P.target_accuracy
         self.trainer, self.B = trainer, cell.train.batch_size
@@ -117,7 +120,7 @@ class AccuracyCurve:
         return out
 
 
-def staged_chunks(trainer: Any, x: np.ndarray, y: np.ndarray, B: int) -> list[Any]:
+def staged_chunks(trainer: Trainer, x: np.ndarray, y: np.ndarray, B: int) -> list[Any]:
     """The test set in batches of B, the last one padded to a full batch: one compiled shape."""
     n = len(y)
     n_chunks = math.ceil(n / B)
@@ -128,7 +131,7 @@ def staged_chunks(trainer: Any, x: np.ndarray, y: np.ndarray, B: int) -> list[An
     return [trainer.stage(x[i * B:(i + 1) * B], y[i * B:(i + 1) * B]) for i in range(n_chunks)]
 
 
-def train_and_time(cell: Cell, trainer: Any, ds: data.Mnist) -> dict[str, Any]:
+def train_and_time(cell: Cell, trainer: Trainer, ds: data.Mnist) -> dict[str, Any]:
     P, T = cell.protocol, cell.train
     B, seed = T.batch_size, T.seed
     handles: list[Any] = []
@@ -172,7 +175,7 @@ def train_and_time(cell: Cell, trainer: Any, ds: data.Mnist) -> dict[str, Any]:
             "timed_losses": losses[P.warmup_steps:done], "train_wall_s": train_wall_s, "curve": curve}
 
 
-def evaluate(cell: Cell, trainer: Any, ds: data.Mnist) -> dict[str, Any]:
+def evaluate(cell: Cell, trainer: Trainer, ds: data.Mnist) -> dict[str, Any]:
     """Accuracy on the test set; the same pass, chunked into repeats, times inference."""
     P, B = cell.protocol, cell.train.batch_size
     x, y = ds.test_arrays(P.test_samples)
@@ -195,7 +198,7 @@ def evaluate(cell: Cell, trainer: Any, ds: data.Mnist) -> dict[str, Any]:
             "infer_samples_per_s": measure.summarize(rates), "infer_compile_s": infer_compile_s}
 
 
-def memory_pass(cell: Cell, trainer: Any, ds: data.Mnist, rss_before: int) -> dict[str, Any]:
+def memory_pass(cell: Cell, trainer: Trainer, ds: data.Mnist, rss_before: int) -> dict[str, Any]:
     P, T = cell.protocol, cell.train
     out: dict[str, Any] = {"rss_before_model_bytes": rss_before}
     if P.memory_steps == 0:
@@ -214,8 +217,7 @@ def memory_pass(cell: Cell, trainer: Any, ds: data.Mnist, rss_before: int) -> di
     out.update(trainer.memory())
     # What the framework itself holds for a step (params, grads, Adam, saved activations,
     # temporaries): deterministic for identical code, unlike RSS. Outside the RSS window.
-    if hasattr(trainer, "tensor_memory"):
-        out.update(trainer.tensor_memory(batches[0]))
+    out.update(trainer.tensor_memory(batches[0]))
     if cell.device == "gpu":
         out.update(nvml.process_memory())
     progress("memory", P.memory_steps, P.memory_steps)
@@ -245,11 +247,10 @@ def self_check(cell: Cell, timing: dict[str, Any], memory: dict[str, Any]) -> li
     return reasons
 
 
-def allocator_peak(memory: dict[str, Any]) -> int | None:
-    for k in ("torch_max_allocated_bytes", "tf_peak_bytes", "jax_peak_bytes_in_use"):
-        if memory.get(k) is not None:
-            return int(memory[k])
-    return None
+def allocator_peak(trainer: Trainer, memory: dict[str, Any]) -> int | None:
+    """The allocator's peak among the trainer's memory() figures (None on CPU)."""
+    peak = memory.get(trainer.allocator_peak_key)
+    return None if peak is None else int(peak)
 
 
 def measure_cell(cell: Cell, data_path: str | None) -> dict[str, Any]:
@@ -274,7 +275,7 @@ def measure_cell(cell: Cell, data_path: str | None) -> dict[str, Any]:
     timing = train_and_time(cell, trainer, ds)
     ev = evaluate(cell, trainer, ds)
     memory = memory_pass(cell, trainer, ds, rss_before)
-    memory["allocator_peak_bytes"] = allocator_peak(memory)
+    memory["allocator_peak_bytes"] = allocator_peak(trainer, memory)
 
     B, N = cell.train.batch_size, cell.protocol.steps_per_repeat
     train_rate = measure.summarize([B * N / s for s in timing["rep_s"]])
@@ -347,7 +348,7 @@ def measure_memory_only(cell: Cell, data_path: str | None) -> dict[str, Any]:
         trainer.train_step(trainer.stage(*ds.train_batch(cell.train.seed, s, cell.train.batch_size)))
     trainer.sync()
     memory = memory_pass(cell, trainer, ds, rss_before)
-    memory["allocator_peak_bytes"] = allocator_peak(memory)
+    memory["allocator_peak_bytes"] = allocator_peak(trainer, memory)
     return {"memory": memory, "framework_versions": impl.versions(), "kernel": trainer.kernel}
 
 

@@ -27,18 +27,13 @@ import numpy as np
 import optax
 from jax import lax
 
-from bench.reference import Weights, check_weights, directions, init_weights, param_count
+from bench import registry
+from bench.reference import Weights, check_weights, directions, init_weights
 from bench.spec import ModelSpec, TrainSpec
-from impls.base import Unsupported, host_batch
+from impls.base import TrainerBase, Unsupported, host_batch, nbytes
 
 FRAMEWORK = "jax"
-VARIANTS = {
-    "default": "lax.scan under jit, input projection inside the scan, no unrolling; CNNs: max-pool as reshape + max (fastest measured on CPU)",
-    "hoisted": "as default, with the input projection hoisted out of the scan as one matmul over all steps",
-    "unroll28": "as default, with the 28-step scan fully unrolled (longer compile)",
-    "reduce_window": "CNNs: as default, with max-pool as lax.reduce_window (gradient: XLA's select_and_scatter)",
-    "cudnn": "jax.experimental.rnn cuDNN LSTM, one call per layer (GPU and LSTM only)",
-}
+VARIANTS = dict(registry.get(FRAMEWORK).variants)
 # The environment the worker sets before `import jax` for a CPU cell with `threads` > 0.
 THREAD_ENV_VAR = "PJRT_NPROC"
 
@@ -331,14 +326,11 @@ def _cnn_logits(m: ModelSpec, form: _Form, num: _Numerics, params: dict[str, jax
 
 
 # ---------------------------------------------------------------------------------------------
-class JaxTrainer:
+class JaxTrainer(TrainerBase, framework=FRAMEWORK, allocator_peak_key="jax_peak_bytes_in_use"):
     def __init__(self, model: ModelSpec, train: TrainSpec, device: str, precision: str, variant: str,
                  threads: int, form: _Form | None = None) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown jax variant {variant!r} (choose from {', '.join(VARIANTS)})")
-        self.model_spec, self.train_spec = model, train
+        super().__init__(model, train, device, variant)
         self.form = form if form is not None else _FORMS[variant]
-        self.on_gpu = device == "gpu"
         if self.on_gpu:
             if not gpu_available():
                 raise Unsupported("no GPU visible to JAX (CPU-only jaxlib or no CUDA device)")
@@ -356,7 +348,6 @@ class JaxTrainer:
         self.threads_applied = int(env) if env.isdigit() else 0
         self.num = _numerics(precision, self.on_gpu)
         self.precision_applied = self.num.applied
-        self.param_count = param_count(model)
         where = "gpu" if self.on_gpu else "cpu"
         if self.form.cudnn:
             self.kernel = "cudnn-rnn"
@@ -364,7 +355,6 @@ class JaxTrainer:
             self.kernel = f"xla-scan-{where}" if model.family == "rnn" else f"xla-conv-{where}"
         if model.variable_length:
             self.kernel += " (masked)" if not self.form.cudnn else " (seq_lengths)"
-        self.fast_path, self.fast_path_note = True, ""
         self._dropout = model.dropout > 0
         self.opt = optax.adam(train.lr, b1=train.beta1, b2=train.beta2, eps=train.eps)
 
@@ -433,9 +423,7 @@ class JaxTrainer:
         # so the peak from memory() already belongs to this cell alone.
         pass
 
-    def memory(self) -> dict[str, int]:
-        if not self.on_gpu:
-            return {}
+    def allocator_figures(self) -> dict[str, int]:
         stats = self.dev.memory_stats() or {}
         out = {}
         if "peak_bytes_in_use" in stats:
@@ -465,14 +453,11 @@ class JaxTrainer:
                     "tensor_method": "jax: compiled.memory_analysis() returned None on this backend"}
         args, outs = int(ma.argument_size_in_bytes), int(ma.output_size_in_bytes)
         alias, temps = int(ma.alias_size_in_bytes), int(ma.temp_size_in_bytes)
-
-        def nbytes(tree: Any) -> int:
-            return int(sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(tree) if hasattr(leaf, "nbytes")))
-
+        leaves = jax.tree_util.tree_leaves
         breakdown = {
-            "params": nbytes(self.params),
-            "optimizer_state": nbytes(self.opt_state),  # Adam m, v (+ the step count)
-            "batch": nbytes(batch),
+            "params": nbytes(leaves(self.params)),
+            "optimizer_state": nbytes(leaves(self.opt_state)),  # Adam m, v (+ the step count)
+            "batch": nbytes(leaves(batch)),
             "arguments": args,
             "outputs": outs,
             "aliased_donated": alias,
@@ -505,6 +490,4 @@ def _check_cudnn(m: ModelSpec, precision: str, on_gpu: bool) -> None:
         raise Unsupported("this jaxlib has no cuDNN RNN kernels (jax._src.lib.gpu_rnn missing)")
 
 
-def build(model: ModelSpec, train: TrainSpec, device: str, precision: str = "fp32", variant: str = "default",
-          threads: int = 0) -> JaxTrainer:
-    return JaxTrainer(model, train, device, precision, variant, threads)
+build = JaxTrainer.build

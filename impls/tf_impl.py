@@ -11,6 +11,7 @@ GPU, where XLA would give cuDNN up (XLA cannot compile the cuDNN RNN op, keras#1
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from typing import Any
@@ -27,21 +28,18 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench import registry  # noqa: E402
 from bench.defaults import cpu_default  # noqa: E402
-from bench.reference import Weights, check_weights, directions, param_count  # noqa: E402
+from bench.reference import Weights, check_weights, directions  # noqa: E402
 from bench.spec import ModelSpec, TrainSpec  # noqa: E402
-from impls.base import Unsupported, host_batch  # noqa: E402
+from impls.base import AllocationEvent, TrainerBase, Unsupported, host_batch, nbytes, peak_live_bytes  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(f"impls.tf_impl needs the Keras TensorFlow backend, but KERAS_BACKEND is "
                       f"{keras.backend.backend()!r}: unset it or set KERAS_BACKEND=tensorflow")
 
 FRAMEWORK = "tf"
-VARIANTS = {
-    "default": "CPU: the faster of xla/graph measured here; GPU: graph mode with cuDNN",
-    "xla": "tf.function(jit_compile=True) everywhere (on GPU: no cuDNN)",
-    "graph": "tf.function without XLA",
-}
+VARIANTS = dict(registry.get(FRAMEWORK).variants)
 
 
 # What default runs on CPU per model (xla or graph) is measured: bench/defaults.py.
@@ -238,17 +236,14 @@ def _memory_growth() -> None:
             pass
 
 
-class TfTrainer:
+class TfTrainer(TrainerBase, framework=FRAMEWORK, allocator_peak_key="tf_peak_bytes"):
     def __init__(self, model: ModelSpec, train: TrainSpec, device: str, precision: str, variant: str,
                  threads: int) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown tf variant {variant!r} (choose from {', '.join(VARIANTS)})")
-        self.on_gpu = device == "gpu"
+        super().__init__(model, train, device, variant)
         _memory_growth()  # before any op, and before gpu_available()'s answer is used
         if self.on_gpu and not gpu_available():
             raise Unsupported("TensorFlow sees no GPU in this process (CPU-only build or no CUDA device)")
         self.threads_applied = _set_threads(threads)
-        self.model_spec, self.train_spec = model, train
         self.dev = "/GPU:0" if self.on_gpu else "/CPU:0"
         self.precision_applied, policy = _set_precision(precision, self.on_gpu)
         self.jit = variant == "xla" or (variant == "default" and not self.on_gpu and default_cpu_jit(model))
@@ -258,7 +253,6 @@ class TfTrainer:
         use_cudnn = self.on_gpu and not self.jit and is_rnn and model.cell != "rnn"
         self._set_kernel(is_rnn, use_cudnn)
         keras.utils.set_random_seed(train.seed)  # dropout masks; weights come from set_weights
-        self.param_count = param_count(model)
         with tf.device(self.dev):
             self.net = _RnnNet(model, use_cudnn, policy) if is_rnn else _CnnNet(model, policy)
             self.net(tf.zeros((1, model.timesteps, model.features), tf.float32), training=False)  # build
@@ -282,7 +276,6 @@ class TfTrainer:
 
     def _set_kernel_kind(self, is_rnn: bool, use_cudnn: bool) -> None:
         m = self.model_spec
-        self.fast_path, self.fast_path_note = True, ""
         if not self.on_gpu:
             self.kernel = "xla-cpu" if self.jit else "tf-graph-cpu"
         elif self.jit:
@@ -420,23 +413,18 @@ class TfTrainer:
         if self.on_gpu:
             tf.config.experimental.reset_memory_stats("GPU:0")
 
-    def memory(self) -> dict[str, int]:
-        if not self.on_gpu:
-            return {}
+    def allocator_figures(self) -> dict[str, int]:
         info = tf.config.experimental.get_memory_info("GPU:0")
         return {"tf_peak_bytes": int(info["peak"]), "tf_current_bytes": int(info["current"])}
 
     def _resident_bytes(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, int]:
-        def nbytes(variables: Any) -> int:
-            return int(sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables))
-
         trainable = {id(v) for v in self.vars}
         return {
-            "params": nbytes(self.vars),
-            "optimizer_state": nbytes(self.opt.variables),  # Adam m, v, iterations, learning rate
+            "params": nbytes(self.vars, _size),
+            "optimizer_state": nbytes(self.opt.variables, _size),  # Adam m, v, iterations, learning rate
             # Keras' dropout seed state and any other non-trainable model variable
-            "other_variables": nbytes(v for v in self.net.variables if id(v) not in trainable),
-            "batch": int(sum(t.shape.num_elements() * t.dtype.size for t in batch)),
+            "other_variables": nbytes((v for v in self.net.variables if id(v) not in trainable), _size),
+            "batch": nbytes(batch, _size),
         }
 
     def tensor_memory(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, Any]:
@@ -462,14 +450,8 @@ class TfTrainer:
         everything TF holds on the GPU, resident state included."""
         breakdown = self._resident_bytes(batch)
         if self.on_gpu:
-            self.sync()
-            tf.config.experimental.reset_memory_stats("GPU:0")
-            self.train_step(batch)
-            self.sync()
-            info = tf.config.experimental.get_memory_info("GPU:0")
-            return {"tensor_peak_bytes": int(info["peak"]), "tensor_breakdown": breakdown,
-                    "tensor_method": "tf: GPU BFC allocator peak (get_memory_info) over one step after "
-                                     "reset_memory_stats (everything TF holds on the GPU)"}
+            return self.gpu_tensor_memory(breakdown, batch, "tf: GPU BFC allocator peak (get_memory_info) over one "
+                                          "step after reset_memory_stats (everything TF holds on the GPU)")
         if not _cpu_bfc_active():
             return {"tensor_peak_bytes": None, "tensor_breakdown": breakdown,
                     "tensor_method": "tf: unavailable: TF's CPU allocator is not BFC, which alone reports "
@@ -517,6 +499,11 @@ class TfTrainer:
             "tensor_breakdown": breakdown,
             "tensor_step_transient_per_order_bytes": [p for p, _ in peaks],
         }
+
+
+def _size(a: Any) -> int:
+    # Keras variables carry their dtype as a name ("float32"), tensors as a tf.DType: as_dtype takes both
+    return math.prod(a.shape) * tf.as_dtype(a.dtype).size
 
 
 _CPU_BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
@@ -584,23 +571,14 @@ def _profile_allocations(fn: Any) -> list[tuple[int, str, int, int, str]]:
 
 
 def _allocation_peak(events: list[tuple[int, str, int, int, str]], opt_name: str) -> tuple[int, dict[str, int]]:
-    """Peak of (requested bytes allocated - freed) in time order, counting only blocks
-    allocated inside the trace (frees matched by address), and what was live at that peak by
-    the op that allocated it: forward (mostly the activations kept for backward), backward
-    (gradient_tape/...), optimizer, or an XLA cluster (one temp block per compiled call)."""
-    live: dict[int, tuple[int, str]] = {}
-    cur = peak = 0
-    at_peak: dict[int, tuple[int, str]] = {}
-    for _, kind, addr, size, op in events:
-        if kind == "MemoryAllocation":
-            live[addr] = (size, op)
-            cur += size
-            if cur > peak:
-                peak, at_peak = cur, dict(live)
-        elif addr in live:
-            cur -= live.pop(addr)[0]
+    """base.peak_live_bytes over the requested bytes of a trace's allocator events, and what
+    was live at that peak by the op that allocated it: forward (mostly the activations kept
+    for backward), backward (gradient_tape/...), optimizer, or an XLA cluster (one temp block
+    per compiled call)."""
+    found = peak_live_bytes(AllocationEvent(addr, size if kind == "MemoryAllocation" else None, op)
+                            for _, kind, addr, size, op in events)
     parts = {"at_peak_forward": 0, "at_peak_backward": 0, "at_peak_optimizer": 0, "at_peak_xla_cluster": 0}
-    for size, op in at_peak.values():
+    for size, op in found.live_at_peak:
         if op.startswith("gradient_tape/"):
             parts["at_peak_backward"] += size
         elif op.startswith(opt_name + "/"):
@@ -609,9 +587,7 @@ def _allocation_peak(events: list[tuple[int, str, int, int, str]], opt_name: str
             parts["at_peak_xla_cluster"] += size
         else:
             parts["at_peak_forward"] += size
-    return peak, parts
+    return found.peak_bytes, parts
 
 
-def build(model: ModelSpec, train: TrainSpec, device: str, precision: str = "fp32", variant: str = "default",
-          threads: int = 0) -> TfTrainer:
-    return TfTrainer(model, train, device, precision, variant, threads)
+build = TfTrainer.build

@@ -8,31 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import registry
 from bench.defaults import cpu_default
-from bench.reference import Weights, check_weights, directions, param_count
+from bench.reference import Weights, check_weights, directions
 from bench.spec import ModelSpec, TrainSpec
-from impls.base import Unsupported, host_batch
+from impls.base import AllocationEvent, TrainerBase, Unsupported, host_batch, nbytes, peak_live_bytes
 
 FRAMEWORK = "torch"
-VARIANTS = {
-    # What default runs on CPU is measured per model (bench.defaults.CPU_DEFAULT); on GPU it is
-    # eager, whose RNNs and convolutions are cuDNN's.
-    "default": "CPU: the fastest of eager/compiled/channels_last measured per model; GPU: eager (cuDNN)",
-    "eager": "eager nn.LSTM/GRU/RNN (cuDNN on GPU), torch.optim.Adam (fused on GPU); variable length: packed",
-    # Variable-length models only: the same function without packing. On CPU oneDNN takes no
-    # packed input (a packed LSTM runs ATen's per-step cells), so this runs the padded batch
-    # through the fused LSTM and gathers each sample's output at its own last step: no compute
-    # saved on the padding, the fast kernel kept.
-    "gather": "variable-length models: padded fused LSTM, output gathered at each sample's last step",
-    # torch.compile (inductor): the network (forward and, through AOTAutograd, backward) and
-    # Adam's step, each compiled once per mode (train/eval). The first step, which compiles, is
-    # compile_s. Not mode="reduce-overhead" (CUDA graphs) on GPU: its outputs are overwritten by
-    # the next replay, and the harness reads losses and logits after later steps; untested here
-    # without a GPU, so not offered.
-    "compiled": "torch.compile (inductor, default mode) of the network (forward and backward) and of Adam's step",
-    # CNNs only: NHWC activations and weights, which oneDNN's convolutions prefer.
-    "channels_last": "CNNs: eager with torch.channels_last (NHWC) weights and activations",
-}
+VARIANTS = dict(registry.get(FRAMEWORK).variants)
 _RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
@@ -64,6 +47,10 @@ class RnnNet(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if lengths is not None and self.gather:
+            # The variant "gather": the same function without packing. On CPU oneDNN takes no
+            # packed input (a packed LSTM runs ATen's per-step cells), so this runs the padded
+            # batch through the fused LSTM and gathers each sample's output at its own last
+            # step: no compute saved on the padding, the fast kernel kept.
             out, _ = self.rnn(x)  # (B, T, H): one layer, one direction (ModelSpec checks)
             feats = out[torch.arange(out.shape[0], device=out.device), lengths.to(out.device) - 1]
             return self.head(self.drop(feats))
@@ -114,58 +101,86 @@ def _set_precision(precision: str, on_gpu: bool) -> str:
     return "tf32" if tf32 else "fp32"
 
 
-class TorchTrainer:
+def _concrete_variant(variant: str, model: ModelSpec, on_gpu: bool) -> str:
+    """The variant that runs. What default runs on CPU is measured per model
+    (bench.defaults.CPU_DEFAULT); on GPU it is eager, whose RNNs and convolutions are cuDNN's."""
+    if variant != "default":
+        return variant
+    return "eager" if on_gpu else cpu_default(FRAMEWORK, model.name, model.family)
+
+
+def _check_supported(variant: str, model: ModelSpec) -> None:
+    if variant == "gather" and not (model.variable_length and model.layers == 1):
+        raise Unsupported("torch variant 'gather' is for one-layer variable-length models (e.g. lstm128_varlen)")
+    if variant == "channels_last" and model.family != "cnn":
+        raise Unsupported("torch variant 'channels_last' is a memory format for convolutions (CNN models)")
+
+
+def _set_global_state(precision: str, on_gpu: bool, threads: int, seed: int) -> str:
+    """torch's process-wide settings for this cell; returns the precision applied."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    applied = _set_precision(precision, on_gpu)
+    torch.manual_seed(seed)  # dropout masks; weights come from set_weights
+    return applied
+
+
+def _build_net(model: ModelSpec, variant: str, dev: torch.device) -> tuple[nn.Module, Any]:
+    """The network, and what runs it: the module itself or its compiled form (same parameters)."""
+    net = (RnnNet(model, variant == "gather") if model.family == "rnn" else CnnNet(model)).to(dev)
+    if variant == "channels_last":  # NHWC activations and weights, which oneDNN's convolutions prefer
+        net = net.to(memory_format=torch.channels_last)
+    if variant != "compiled":
+        return net, net
+    # torch.compile (inductor): the network (forward and, through AOTAutograd, backward) and
+    # Adam's step (_make_optimizer), each compiled once per mode (train/eval). The first step,
+    # which compiles, is compile_s. Not mode="reduce-overhead" (CUDA graphs) on GPU: its
+    # outputs are overwritten by the next replay, and the harness reads losses and logits
+    # after later steps; untested here without a GPU, so not offered.
+    return net, torch.compile(net)
+
+
+def kernel_label(model: ModelSpec, variant: str, on_gpu: bool, vendor_library: bool) -> str:
+    """What ran, for the record: the library (`vendor_library`: cuDNN on GPU, oneDNN on CPU,
+    when torch has it), then how the network is run (compiled, channels_last), then how a
+    variable-length batch goes through (`variant` is the concrete one, never "default")."""
+    uses_rnn = model.family == "rnn"
+    packed = model.variable_length and variant != "gather"
+    if on_gpu:
+        label = ("cudnn-rnn" if uses_rnn else "cudnn-conv") if vendor_library else "cuda-native"
+    else:  # oneDNN takes no packed input: a packed sequence runs ATen's per-step cells
+        label = ("aten-cpu-rnn" if uses_rnn else "aten-cpu-conv") + ("+onednn" if vendor_library and not packed else "")
+    label += {"compiled": "+inductor", "channels_last": " (channels_last)"}.get(variant, "")
+    if not model.variable_length:
+        return label
+    if not packed:
+        return label + " (padded, gathered)"
+    return label + (" (packed)" if on_gpu else " (packed: per-step ATen cells, oneDNN takes no packed input)")
+
+
+class TorchTrainer(TrainerBase, framework=FRAMEWORK, allocator_peak_key="torch_max_allocated_bytes"):
     def __init__(self, model: ModelSpec, train: TrainSpec, device: str, precision: str, variant: str,
                  threads: int) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown torch variant {variant!r} (choose from {', '.join(VARIANTS)})")
-        if variant == "default":
-            variant = "eager" if device == "gpu" else cpu_default(FRAMEWORK, model.name, model.family)
-        if threads > 0:
-            torch.set_num_threads(threads)
-        self.model_spec, self.train_spec = model, train
-        self.dev = torch.device("cuda" if device == "gpu" else "cpu")
-        self.on_gpu = device == "gpu"
-        self.precision_applied = _set_precision(precision, self.on_gpu)
+        super().__init__(model, train, device, variant)
+        self.variant = _concrete_variant(variant, model, self.on_gpu)
+        _check_supported(self.variant, model)
+        self.dev = torch.device("cuda" if self.on_gpu else "cpu")
+        self.precision_applied = _set_global_state(precision, self.on_gpu, threads, train.seed)
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
-        torch.manual_seed(train.seed)  # dropout masks; weights come from set_weights
-        if variant == "gather" and not (model.variable_length and model.layers == 1):
-            raise Unsupported("torch variant 'gather' is for one-layer variable-length models (e.g. lstm128_varlen)")
-        if variant == "channels_last" and model.family != "cnn":
-            raise Unsupported("torch variant 'channels_last' is a memory format for convolutions (CNN models)")
-        gather = variant == "gather"
-        self.variant = variant
-        self.net = (RnnNet(model, gather) if model.family == "rnn" else CnnNet(model)).to(self.dev)
-        if variant == "channels_last":
-            self.net = self.net.to(memory_format=torch.channels_last)
-        # What runs the network: the module itself, or its compiled form (same parameters).
-        self.call = self.net
-        if variant == "compiled":
-            self.call = torch.compile(self.net)
-        self.param_count = param_count(model)
-        uses_rnn = model.family == "rnn"
-        if self.on_gpu:
-            cudnn = torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled
-            self.kernel = ("cudnn-rnn" if uses_rnn else "cudnn-conv") if cudnn else "cuda-native"
-            self.fast_path = cudnn
-            self.fast_path_note = "" if cudnn else "cuDNN unavailable or disabled: native CUDA kernels ran"
-        else:
-            mkldnn = torch.backends.mkldnn.is_available()
-            self.kernel = ("aten-cpu-rnn" if uses_rnn else "aten-cpu-conv") + ("+onednn" if mkldnn else "")
-            self.fast_path, self.fast_path_note = True, ""
-            if self.autocast_dtype is not None:
-                self._probe_cpu_bf16()
-        if variant == "compiled":
-            self.kernel += "+inductor"
-        elif variant == "channels_last":
-            self.kernel += " (channels_last)"
-        if model.variable_length and gather:
-            self.kernel += " (padded, gathered)"
-        elif model.variable_length and not self.on_gpu:
-            self.kernel = "aten-cpu-rnn (packed: per-step ATen cells, oneDNN takes no packed input)"
-        elif model.variable_length:
-            self.kernel += " (packed)"
+        self.net, self.call = _build_net(model, self.variant, self.dev)
+        self._set_kernel()
+        if not self.on_gpu and self.autocast_dtype is not None:
+            self._probe_cpu_bf16()
         self._make_optimizer()
+
+    def _set_kernel(self) -> None:
+        if self.on_gpu:
+            vendor = torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled
+            if not vendor:
+                self.fast_path, self.fast_path_note = False, "cuDNN unavailable or disabled: native CUDA kernels ran"
+        else:
+            vendor = torch.backends.mkldnn.is_available()
+        self.kernel = kernel_label(self.model_spec, self.variant, self.on_gpu, vendor)
 
     def _probe_cpu_bf16(self) -> None:
         # oneDNN builds its bf16 RNN/conv primitives only on CPUs whose ISA it supports for them
@@ -284,9 +299,7 @@ class TorchTrainer:
         if self.on_gpu:
             torch.cuda.reset_peak_memory_stats(self.dev)
 
-    def memory(self) -> dict[str, int]:
-        if not self.on_gpu:
-            return {}
+    def allocator_figures(self) -> dict[str, int]:
         return {
             "torch_max_allocated_bytes": int(torch.cuda.max_memory_allocated(self.dev)),
             "torch_max_reserved_bytes": int(torch.cuda.max_memory_reserved(self.dev)),
@@ -313,9 +326,6 @@ class TorchTrainer:
 
         GPU: the caching allocator's max_memory_allocated over one step after a reset:
         everything live on the device, resident state included."""
-        def nbytes(tensors: Any) -> int:
-            return int(sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t)))
-
         params = list(self.net.parameters())
         if not self.opt.state:  # Adam creates its moments at the first step: have them resident
             self.train_step(batch)
@@ -325,15 +335,10 @@ class TorchTrainer:
         resident = sum(breakdown.values())
 
         if self.on_gpu:
-            torch.cuda.synchronize(self.dev)
-            torch.cuda.reset_peak_memory_stats(self.dev)
-            self.train_step(batch)
-            torch.cuda.synchronize(self.dev)
+            out = self.gpu_tensor_memory(breakdown, batch, "torch: torch.cuda.max_memory_allocated over one step "
+                                         "after reset_peak_memory_stats (every live CUDA tensor, resident state included)")
             breakdown["grads"] = nbytes(p.grad for p in params)
-            return {"tensor_peak_bytes": int(torch.cuda.max_memory_allocated(self.dev)),
-                    "tensor_method": "torch: torch.cuda.max_memory_allocated over one step after "
-                                     "reset_peak_memory_stats (every live CUDA tensor, resident state included)",
-                    "tensor_breakdown": breakdown}
+            return out
 
         excluded = {t.untyped_storage().data_ptr() for t in [*params, *batch]}
         saved: dict[int, int] = {}
@@ -359,10 +364,8 @@ class TorchTrainer:
 
 
 def _cpu_allocation_peak(prof: Any) -> int:
-    """Peak of (bytes allocated - bytes freed) over a profiled region, in time order, for CPU
-    allocations made inside it. Frees are matched to allocations by pointer, so a block
-    allocated before the region (and freed in it) is left out on both sides: the figure is
-    what the region itself added at its worst."""
+    """base.peak_live_bytes over a profiled region's CPU allocations and frees (c10 records a
+    free as a negative size)."""
     events: list[tuple[int, int, int]] = []  # (time ns, pointer, signed bytes)
 
     def walk(nodes: Any) -> None:
@@ -374,19 +377,8 @@ def _cpu_allocation_peak(prof: Any) -> int:
 
     walk(prof.profiler.kineto_results.experimental_event_tree())
     events.sort(key=lambda e: e[0])  # stable: same-time events keep the order they were recorded
-    live: dict[int, int] = {}
-    cur = peak = 0
-    for _, ptr, size in events:
-        if size > 0:
-            live[ptr] = size
-            cur += size
-            peak = max(peak, cur)
-        elif ptr in live:
-            cur -= live.pop(ptr)
-    return peak
+    return peak_live_bytes(AllocationEvent(ptr, size if size > 0 else None) for _, ptr, size in events).peak_bytes
 
 
-def build(model: ModelSpec, train: TrainSpec, device: str, precision: str = "fp32", variant: str = "default",
-          threads: int = 0) -> TorchTrainer:
-    return TorchTrainer(model, train, device, precision, variant, threads)
+build = TorchTrainer.build
 

@@ -26,6 +26,7 @@ class FakeTrainer:
     kernel = "fake-kernel"
     fast_path_note = "fake: no fast path"
     precision_applied = "fp32"
+    allocator_peak_key = "jax_peak_bytes_in_use"  # memory() below
 
     def __init__(self, model):
         self.model = model

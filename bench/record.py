@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any, Mapping
 
 from . import envinfo
+from .contention import BUSY_PREFIX
 from .spec import Cell
 
 
@@ -131,6 +132,16 @@ class Record:
     @property
     def self_check_reasons(self) -> list[str]:
         return list(self._at("self_check", "reasons") or [])
+
+    @property
+    def machine_busy(self) -> bool:
+        """Other programs used the cell's CPUs while it was timed (bench.contention)."""
+        return any(r.startswith(BUSY_PREFIX) for r in self.self_check_reasons)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Notes that do not make a cell suspect (a wide spread of repeats)."""
+        return list(self._at("warnings") or [])
 
     # --- metrics --------------------------------------------------------------------------
     @property

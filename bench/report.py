@@ -177,6 +177,15 @@ def rich_table(records: list[dict[str, Any]], title: str):
     return t
 
 
+def busy_line(records: list[dict[str, Any]]) -> str | None:
+    """One line naming the cells timed while other programs used their CPUs (None: there were none)."""
+    keys = sorted({r["key"] for r in records if Record(r).machine_busy})
+    if not keys:
+        return None
+    return (f"machine busy while timing {len(keys)} cell(s): {', '.join(keys)}; their figures are suspect "
+            f"(measure them again with --resume RUN_ID --retry-suspect)")
+
+
 def print_report(records: list[dict[str, Any]], title: str, console: Any) -> None:
     from rich.markup import escape
 
@@ -184,6 +193,8 @@ def print_report(records: list[dict[str, Any]], title: str, console: Any) -> Non
     for r in records:
         if r.get("suspect"):
             console.print(f"[yellow]suspect[/] {r['key']}: " + escape("; ".join(Record(r).self_check_reasons)))
+        for w in Record(r).warnings:
+            console.print(f"[yellow]warning[/] {r['key']}: " + escape(w))
         if r.get("status") == Status.OK and not r.get("fast_path", True):
             console.print(f"[yellow]slow path[/] {r['key']}: {escape(str(r.get('fast_path_note')))}")
     table = claim_table(records)

@@ -18,6 +18,7 @@ from . import envinfo, process, results
 from .job import Job
 from .plan import Selection
 from .process import CellOutcome
+from .record import Record
 from .spec import Cell
 
 DEFAULT_TIMEOUT_S = {"smoke": 300, "ci": 600, "claim": 900, "quick": 900, "full": 7200}
@@ -96,13 +97,16 @@ def cells_from_manifest(manifest: dict[str, Any]) -> list[Cell]:
     return [Cell.from_dict(c["cell"]) for c in manifest["cells"]]
 
 
-def remaining(run_dir: Path, cells: list[Cell], retry_failed: bool, rounds: Rounds = Rounds()) -> list[Cell]:
+def remaining(run_dir: Path, cells: list[Cell], retry_failed: bool, rounds: Rounds = Rounds(),
+              retry_busy: bool = False) -> list[Cell]:
     """Cells of a run still missing a process record (any round); with `retry_failed`, also
-    those whose first measurement failed (their failed record is removed so it reruns). A
+    those whose first measurement failed (their failed record is removed so it reruns); with
+    `retry_busy`, the processes timed while other programs used their CPUs (the same way). A
     record marked `lost` (a Ray task lost with its node or worker: it says nothing about the
     cell) counts as missing even without `retry_failed`."""
     recs = results.read_rounds(run_dir)
-    drop = [r for r in recs if r.get("lost") or (retry_failed and r["status"] not in ("ok", "skipped"))]
+    drop = [r for r in recs if r.get("lost") or (retry_failed and r["status"] not in ("ok", "skipped"))
+            or (retry_busy and Record(r).machine_busy)]
     for r in drop:
         results.cell_path(run_dir, r["key"], int(r.get("round", 0)), r.get("mode", "full")).unlink(missing_ok=True)
     recs = [r for r in recs if r not in drop]

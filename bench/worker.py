@@ -12,6 +12,7 @@ Progress lines on stdout start with "@progress"; everything else goes to stderr.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from . import analytic, data, faults, measure, nvml, pool, record, reference, registry, results
+from . import analytic, contention, data, faults, measure, nvml, pool, record, reference, registry, results
 from .job import EXIT_REFUSED, PROGRESS, REFUSED, Job, JobRefused
 from .spec import Cell
 
@@ -39,11 +40,19 @@ def progress(phase: str, done: int, total: int) -> None:
 
 def timed_window(trainer: Trainer, batches: list[Any], repeats: int, per_repeat: int,
                  step: Callable[[Any], Any],
-                 between: Callable[[int], None] | None = None) -> tuple[list[float], float, list[Any]]:
+                 between: Callable[[int], None] | None = None,
+                 watch: contention.Watch | None = None) -> tuple[list[float], float, list[Any]]:
     """Run `repeats` windows of `per_repeat` calls of step(batch), syncing only at window
     boundaries. Returns per-repeat seconds, the wall time around all of them (read by a clock
     of its own, for the self-check) and the outputs (device handles, not synced).
-    `between(r)` runs after repeat r, outside every timer (time-to-accuracy evaluations)."""
+    `between(r)` runs after repeat r, outside every timer (time-to-accuracy evaluations).
+    `watch` adds up what other processes ran on this process's CPUs during the window."""
+    with watch if watch is not None else contextlib.nullcontext():
+        return _timed(trainer, batches, repeats, per_repeat, step, between)
+
+
+def _timed(trainer: Trainer, batches: list[Any], repeats: int, per_repeat: int, step: Callable[[Any], Any],
+           between: Callable[[int], None] | None) -> tuple[list[float], float, list[Any]]:
     outs: list[Any] = []
     rep_s: list[float] = []
     outside_ns = 0
@@ -131,7 +140,8 @@ def staged_chunks(trainer: Trainer, x: np.ndarray, y: np.ndarray, B: int) -> lis
     return [trainer.stage(x[i * B:(i + 1) * B], y[i * B:(i + 1) * B]) for i in range(n_chunks)]
 
 
-def train_and_time(cell: Cell, trainer: Trainer, ds: data.Mnist) -> dict[str, Any]:
+def train_and_time(cell: Cell, trainer: Trainer, ds: data.Mnist,
+                   watch: contention.Watch | None = None) -> dict[str, Any]:
     P, T = cell.protocol, cell.train
     B, seed = T.batch_size, T.seed
     handles: list[Any] = []
@@ -154,7 +164,7 @@ def train_and_time(cell: Cell, trainer: Trainer, ds: data.Mnist) -> dict[str, An
     n_timed = P.repeats * P.steps_per_repeat
     staged = [trainer.stage(*ds.train_batch(seed, P.warmup_steps + i, B)) for i in range(n_timed)]
     rep_s, total_s, outs = timed_window(trainer, staged, P.repeats, P.steps_per_repeat, trainer.train_step,
-                                        lambda r: curve.maybe(P.warmup_steps + (r + 1) * P.steps_per_repeat))
+                                        lambda r: curve.maybe(P.warmup_steps + (r + 1) * P.steps_per_repeat), watch)
     del staged
     handles.extend(outs)
     done = P.warmup_steps + n_timed
@@ -175,7 +185,8 @@ def train_and_time(cell: Cell, trainer: Trainer, ds: data.Mnist) -> dict[str, An
             "timed_losses": losses[P.warmup_steps:done], "train_wall_s": train_wall_s, "curve": curve}
 
 
-def evaluate(cell: Cell, trainer: Trainer, ds: data.Mnist) -> dict[str, Any]:
+def evaluate(cell: Cell, trainer: Trainer, ds: data.Mnist,
+             watch: contention.Watch | None = None) -> dict[str, Any]:
     """Accuracy on the test set; the same pass, chunked into repeats, times inference."""
     P, B = cell.protocol, cell.train.batch_size
     x, y = ds.test_arrays(P.test_samples)
@@ -189,7 +200,7 @@ def evaluate(cell: Cell, trainer: Trainer, ds: data.Mnist) -> dict[str, Any]:
     groups = [g for g in np.array_split(np.arange(n_chunks), min(P.infer_repeats, n_chunks)) if len(g)]
     logits, rates = [], []
     for g in groups:
-        rep_s, _, outs = timed_window(trainer, [staged[i] for i in g], 1, len(g), trainer.predict)
+        rep_s, _, outs = timed_window(trainer, [staged[i] for i in g], 1, len(g), trainer.predict, watch=watch)
         rates.append(len(g) * B / rep_s[0])
         logits.extend(trainer.to_numpy(o) for o in outs)
     pred = np.concatenate(logits)[:n].argmax(axis=1)
@@ -247,6 +258,27 @@ def self_check(cell: Cell, timing: dict[str, Any], memory: dict[str, Any]) -> li
     return reasons
 
 
+def busy_reasons(timed: contention.Contention | None, sgemm: contention.Contention | None) -> list[str]:
+    """A cell timed while other programs ran on its CPUs is suspect, with the reason (issue 25)."""
+    found = [timed.reason("timing") if timed else None, sgemm.reason("calibrating sgemm") if sgemm else None]
+    return [r for r in found if r]
+
+
+# pyperf warns when a benchmark's standard deviation passes 10% of its mean; the harness keeps
+# medians and quartiles, so the same warning reads IQR / median. A warning is printed under the
+# table and kept in the record; it does not make the cell suspect (a wide spread is a property of
+# the machine and the cell, not evidence that the figure is wrong).
+SPREAD_WARN_IQR_OVER_MEDIAN = 0.10
+
+
+def spread_warnings(train_rate: measure.Stats) -> list[str]:
+    ratio = train_rate.iqr / train_rate.median if train_rate.median > 0 else 0.0
+    if ratio <= SPREAD_WARN_IQR_OVER_MEDIAN:
+        return []
+    return [f"repeats spread widely: train samples/s IQR is {ratio:.0%} of the median "
+            f"(warned past {SPREAD_WARN_IQR_OVER_MEDIAN:.0%}, as pyperf does)"]
+
+
 def allocator_peak(trainer: Trainer, memory: dict[str, Any]) -> int | None:
     """The allocator's peak among the trainer's memory() figures (None on CPU)."""
     peak = memory.get(trainer.allocator_peak_key)
@@ -260,7 +292,9 @@ def measure_cell(cell: Cell, data_path: str | None) -> dict[str, Any]:
     ds = data.load(data_path)
     if cell.device == "gpu" and not impl.gpu_available():
         raise Unsupported(f"{cell.framework} sees no GPU in this process")
-    calib = measure.calibrate_matmul_gflops(cell.threads) if cell.device == "cpu" else None
+    timed, sgemm = contention.Watch(), contention.Watch()
+    with sgemm:
+        calib = measure.calibrate_matmul_gflops(cell.threads) if cell.device == "cpu" else None
     gc.collect()
     rss_before = measure.rss_bytes()
     t0 = time.perf_counter()
@@ -272,8 +306,8 @@ def measure_cell(cell: Cell, data_path: str | None) -> dict[str, Any]:
         raise FastPathMissing(f"--strict: expected fast path did not run: {trainer.fast_path_note}")
     progress("build", 0, cell.train.steps)
 
-    timing = train_and_time(cell, trainer, ds)
-    ev = evaluate(cell, trainer, ds)
+    timing = train_and_time(cell, trainer, ds, timed)
+    ev = evaluate(cell, trainer, ds, timed)
     memory = memory_pass(cell, trainer, ds, rss_before)
     memory["allocator_peak_bytes"] = allocator_peak(trainer, memory)
 
@@ -285,7 +319,7 @@ def measure_cell(cell: Cell, data_path: str | None) -> dict[str, Any]:
     measured_mem, mem_source = pool.measured_memory({"device": cell.device, "memory": memory})
     achieved = train_rate.median * cost.train_flops_per_sample / 1e9
     tail = timing["losses"][-min(10, len(timing["losses"])):]
-    reasons = self_check(cell, timing, memory)
+    reasons = self_check(cell, timing, memory) + busy_reasons(timed.total, sgemm.total if calib else None)
     return {
         "kernel": trainer.kernel,
         "fast_path": bool(trainer.fast_path),
@@ -328,6 +362,9 @@ def measure_cell(cell: Cell, data_path: str | None) -> dict[str, Any]:
            if cell.protocol.eval_every_steps else {}),
         "self_check": {"passed": not reasons, "reasons": reasons},
         "suspect": bool(reasons),
+        "contention": {"timed": timed.total.to_dict() if timed.total else None,
+                       "sgemm": sgemm.total.to_dict() if calib and sgemm.total else None},
+        "warnings": spread_warnings(train_rate),
     }
 
 

@@ -33,13 +33,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     data_path = str(Path(args.data).resolve()) if args.data else None
     if data_path:
         data.load(data_path)  # a bad file fails here, before any cell starts
+    if args.retry_suspect and not args.resume:
+        raise UsageError("--retry-suspect reruns cells of an earlier run: give it with --resume RUN_ID")
     if args.resume:
         run_dir = results.resolve_run(args.resume, results_dir)
         manifest = results.read_manifest(run_dir)
         cells = schedule.cells_from_manifest(manifest)
         r = manifest.get("rounds") or {}
         rounds = schedule.Rounds(full=int(r.get("full", 1)), memory=int(r.get("memory", 0)))
-        todo = schedule.remaining(run_dir, cells, args.retry_failed, rounds)
+        todo = schedule.remaining(run_dir, cells, args.retry_failed, rounds, retry_busy=args.retry_suspect)
         data_path = manifest.get("data")
         console.print(f"resuming {manifest['run_id']}: {len(cells) - len(todo)} of {len(cells)} cells already done")
         run_id = manifest["run_id"]
@@ -115,6 +117,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                       + (" --executor ray" + (f" --address {args.address}" if args.address else "")
                          if args.executor == "ray" else ""))
         return 130
+    busy = report.busy_line(recs)
+    if busy:
+        console.print(busy.replace("RUN_ID", run_id), style="yellow", markup=False)
     took_s = time.monotonic() - t_run0
     # A resumed run with nothing left to do has no estimate to compare against.
     off = f" ({100.0 * (took_s - est.seconds) / est.seconds:+.0f}%)" if est.seconds > 0 else ""
@@ -152,7 +157,7 @@ def _config(args: argparse.Namespace):
     """run --config: the flags that conflict with it (a usage error), then the parsed config."""
     from .. import config
 
-    if args.resume or args.retry_failed:
+    if args.resume or args.retry_failed or args.retry_suspect:
         raise UsageError("give --config or --resume, not both (a run's manifest holds its config)")
     given = [flag for flag, dest, unset in _CONFIG_CONFLICTS if getattr(args, dest, unset) != unset]
     if given:
@@ -170,6 +175,9 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--run-id", help="name the run (default: time + profile)")
     r.add_argument("--resume", metavar="RUN_ID", help="run only the cells of RUN_ID that have no record yet")
     r.add_argument("--retry-failed", action="store_true", help="with --resume: also rerun failed/oom/timeout cells")
+    r.add_argument("--retry-suspect", action="store_true",
+                   help="with --resume: also rerun the processes timed while other programs used their CPUs "
+                        "(marked 'machine busy')")
     r.add_argument("--dry-run", action="store_true", help="plan and print the cells, run nothing")
     r.add_argument("--memory-rounds", type=int, default=3,
                    help="processes per cell that sample RSS (memory-only processes make up the number; default 3)")

@@ -45,7 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     runs = results.list_runs(Path(args.results_dir))
     if runs:
         console.print(f"runs in {args.results_dir}/: {len(runs)} (latest: {runs[-1].name}; "
-                      f"python -m bench show {runs[-1].name})")
+                      f"{getattr(args, 'prog', 'lstm-bench')} show {runs[-1].name})")
     return 0
 
 

@@ -11,6 +11,8 @@ from .selection import check_names, split_values
 from .ui import console as make_console
 from .usage import UsageError
 
+OVERHEAD_MODELS = ("lstm128", "lstm512", "lstm3x256")  # the models bench/overhead.py has bare loops for
+
 
 def cmd_overhead(args: argparse.Namespace) -> int:
     from rich.table import Table
@@ -19,8 +21,8 @@ def cmd_overhead(args: argparse.Namespace) -> int:
 
     fws = split_values(args.framework) or tuple(registry.FRAMEWORKS)
     check_names(fws, list(registry.FRAMEWORKS), "framework")
-    if args.model not in ("lstm128", "lstm512", "lstm3x256"):
-        raise UsageError(f"overhead covers lstm128, lstm512, lstm3x256 (bare loops exist for those), not {args.model!r}")
+    if args.model not in OVERHEAD_MODELS:
+        raise UsageError(f"overhead covers {', '.join(OVERHEAD_MODELS)} (bare loops exist for those), not {args.model!r}")
     for fw in fws:  # the bare loops are fixed code: TF's is XLA, so `--variant xla` compares like with like
         registry.check_variant(fw, args.variant)
     if args.batch_size <= 0 or args.rounds <= 0 or args.steps <= 0 or args.processes < 2:
@@ -65,13 +67,17 @@ def cmd_overhead(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     o = sub.add_parser("overhead", help="harness timing vs a bare hand-written loop, side by side (CPU)")
-    o.add_argument("--framework", "-f", action="append", help="default: all installed")
-    o.add_argument("--model", "-m", default="lstm128")
-    o.add_argument("--batch-size", "-b", type=int, default=128)
-    o.add_argument("--threads", type=int, default=0)
-    o.add_argument("--rounds", type=int, default=6, help="interleaved rounds (A B, B A, ...)")
-    o.add_argument("--steps", type=int, default=40, help="steps per timed window")
-    o.add_argument("--processes", type=int, default=5, help="fresh processes per framework: the unit of the interval")
-    o.add_argument("--variant", default="default", help="the harness variant to time (the bare loops are fixed: "
-                   "torch eager, TF tf.function(jit_compile=True), JAX jit)")
+    o.add_argument("--framework", "-f", action="append",
+                   help="torch, tf, jax (repeatable or comma-separated; default: all three, a missing one skipped)")
+    o.add_argument("--model", "-m", default="lstm128", metavar="{" + ",".join(OVERHEAD_MODELS) + "}",
+                   help="the model both loops train (default lstm128; bare loops exist for these three)")
+    o.add_argument("--batch-size", "-b", type=int, default=128, help="samples per training step (default 128)")
+    o.add_argument("--threads", type=int, default=0, help="CPU threads for every framework (default: all cores)")
+    o.add_argument("--rounds", type=int, default=6,
+                   help="interleaved rounds per process (A B, B A, ...; default 6)")
+    o.add_argument("--steps", type=int, default=40, help="steps per timed window (default 40)")
+    o.add_argument("--processes", type=int, default=5,
+                   help="fresh processes per framework: the unit of the interval (default 5, at least 2)")
+    o.add_argument("--variant", default="default", help="the harness variant to time (default: default; the bare "
+                   "loops are fixed: torch eager, TF tf.function(jit_compile=True), JAX jit)")
     o.set_defaults(func=cmd_overhead)

@@ -47,7 +47,8 @@ def from_args(args: argparse.Namespace) -> Selection:
         raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     base = default_selection(profile)
     if not args.all and not (fws or models):
-        raise UsageError("say what to run: --all, --framework/--model or --config FILE (see: python -m bench run -h)")
+        raise UsageError(f"say what to run: --all, --framework/--model or --config FILE "
+                         f"(see: {getattr(args, 'prog', 'lstm-bench')} run -h)")
     return Selection(
         frameworks=fws or base.frameworks, models=models or base.models,
         devices=(devices or base.devices) if (args.all or devices) else ("cpu",),
@@ -101,7 +102,9 @@ def add_selection_args(r: argparse.ArgumentParser, threads_default: str = "all c
     r.add_argument("--variant", action="append", help="framework variant(s), or 'all' (default: default)")
     r.add_argument("--batch-size", "--batch-sizes", "-b", action="append",
                    help="override the profile's batch size: one or a sweep, e.g. 16,64,256,1024 (repeatable)")
-    r.add_argument("--profile", default="quick", help=f"{', '.join(PROFILES)} (default: quick; check: ci)")
+    r.add_argument("--profile", default="quick", metavar="{" + ",".join(PROFILES) + "}",
+                   help="how long each cell trains and is timed, and at which batch sizes (default: quick; check: "
+                        "ci); `list` says what each profile does")
     r.add_argument("--rounds", type=int, default=1,
                    help="fresh processes per cell: run: full measurements, round-robin over the cells, tables show "
                         "the median of per-process medians (default 1); check: rounds before adaptive stopping "
@@ -111,8 +114,11 @@ def add_selection_args(r: argparse.ArgumentParser, threads_default: str = "all c
     r.add_argument("--repeats", type=int, help="timed repeats (median and IQR are over these)")
     r.add_argument("--repeat-steps", type=int, help="training steps per timed repeat")
     r.add_argument("--threads", type=int, default=0, help=f"CPU threads for every framework (default: {threads_default})")
-    r.add_argument("--precision", default="fp32", help="fp32 (default), tf32 (GPU), bf16")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--precision", default="fp32", metavar="{" + ",".join(PRECISIONS) + "}",
+                   help="fp32 (default), tf32 (GPU matmuls in TF32), bf16")
+    r.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights (drawn once in numpy, the same in every framework) and of the "
+                        "batch order (default 0)")
     r.add_argument("--seeds", metavar="N|LIST", help="every cell once per seed: a count (3 = seeds 0,1,2) or a "
                    "list (0,1,2); accuracy is then reported as mean +- sd and checked across frameworks")
     r.add_argument("--target-accuracy", type=float, metavar="FRACTION",

@@ -71,7 +71,10 @@ def add_show_parser(sub: Any) -> None:
 def add_plot_and_export_parsers(sub: Any) -> None:
     pl = sub.add_parser("plot", help="bar charts of a run's throughput and memory (PNG)")
     pl.add_argument("run", help="run id or directory")
-    pl.add_argument("--out", help="output file (default: RUN_DIR/plot.png)")
+    pl.add_argument("--out", metavar="FILE.png",
+                    help="the throughput and memory chart (default: RUN_DIR/plot.png); up to three more PNGs go "
+                         "beside it: claim-memory.png and claim-ratios.png for a run over several batch sizes, "
+                         "accuracy-vs-time.png for a run with --target-accuracy or --eval-every")
     pl.set_defaults(func=cmd_plot)
 
     from .. import export

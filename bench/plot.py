@@ -22,7 +22,7 @@ def _plt():
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        raise PlotUnavailable("plots need matplotlib: pip install 'lstm-bench[all]'") from None
+        raise PlotUnavailable("plots need matplotlib: pip install 'lstm-bench[plot]'") from None
     return plt
 
 

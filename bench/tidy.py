@@ -86,7 +86,7 @@ def load(*refs: str, results_dir: str | Path = "results"):
 
 
 def encode(df, fmt: str) -> bytes:
-    """The table in one of FORMATS. parquet needs pyarrow (in the `[all]` extra)."""
+    """The table in one of FORMATS. parquet needs pyarrow (the `[parquet]` extra)."""
     if fmt == "csv":
         return df.to_csv(index=False).encode()
     if fmt == "json":
@@ -98,8 +98,7 @@ def encode(df, fmt: str) -> bytes:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise results.ResultsError("--format parquet needs pyarrow: pip install pyarrow "
-                                       "(or install lstm-bench with the [all] extra)") from None
+            raise results.ResultsError("--format parquet needs pyarrow: pip install 'lstm-bench[parquet]'") from None
         import io
 
         buf = io.BytesIO()

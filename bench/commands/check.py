@@ -185,5 +185,6 @@ def add_parsers(sub: Any) -> None:
                                 "slowdown detectable within --budget-s")
             c.add_argument("--summary-md", metavar="FILE", help="append the verdict table as markdown to FILE "
                                                                 "(e.g. $GITHUB_STEP_SUMMARY)")
-            selection.add_selection_args(c, threads_default="all cores but one, left to the OS: processes then vary less")
+            selection.add_selection_args(c, threads_default="half the cores, one half per side; with --sequential "
+                                                            "all cores but one, left to the OS: processes then vary less")
             c.set_defaults(profile="ci", rounds=6)

@@ -10,7 +10,10 @@ between processes, so its speed and RSS verdicts are `inconclusive`, never a fal
 
 Metrics and how each is judged:
 - train, infer (samples/s, higher is better) and rss (RSS growth, lower is better): rounds,
-  a t interval on log ratios, against an effect floor (3%, 3%, 10%);
+  a t interval on log ratios, against an effect floor (3%, 3%, 10%) that is a band symmetric on
+  the log scale (bench.stats.band: train:10% = a step 10% slower); rounds a check added one at a
+  time read the repeated interval of their last look (bench.sequential), and one check's gated
+  rounds decisions share its error by Holm's step-down (stats.holm);
 - memory: the tensor-level figure on CPU, the allocator peak on GPU. It is deterministic for
   identical code, so it is compared directly (floor 1%), after checking that each side's
   processes agree (else `inconclusive`: not deterministic);
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import partial
 from operator import attrgetter
 from typing import Any, Callable, Iterable
 
@@ -31,6 +35,7 @@ import numpy as np
 from . import stats
 from .pool import group_rounds, measured_memory
 from .record import Record, Status, TextEnum, Verdict, node_of
+from .sequential import Design
 from .spec import ModelSpec
 
 DETERMINISTIC_TOLERANCE = 0.005  # processes of one side may differ this much on a "deterministic" figure
@@ -131,16 +136,42 @@ class Finding:
     estimate: stats.RatioEstimate | None = None
     more_rounds: int | None = None  # for inconclusive: rounds in all that would likely settle it
     gated: bool = True
+    floor: float | None = None  # the rule's floor (relative, or absolute for accuracy)
+    alpha: float | None = None  # two-sided error its interval was read at (Holm's share when gated)
+    n_max: int | None = None  # rounds its check planned (a sequential design); None: one look
 
     @property
     def change(self) -> float:
         return (self.head - self.base) if self.rule == "accuracy" else (self.head / self.base - 1 if self.base else 0.0)
 
+    @property
+    def rounds(self) -> int | None:
+        """Rounds its interval was read from (the deciding look's); None when no interval."""
+        return None if self.estimate is None else self.estimate.n_base
+
+    def to_dict(self) -> dict[str, Any]:
+        """For --format json: the decision, its interval (the confidence actually used), its rounds,
+        the rounds its check planned and the error it was tested at."""
+        e = self.estimate
+        return {"cell": self.key, "metric": self.rule, "gated": self.gated, "verdict": str(self.verdict),
+                "base": json_number(self.base), "head": json_number(self.head), "why": self.why,
+                "interval": None if e is None else {"ratio": json_number(e.ratio), "lo": json_number(e.lo),
+                                                     "hi": json_number(e.hi), "confidence": e.confidence,
+                                                     "method": e.method},
+                "floor": self.floor, "rounds": self.rounds, "n_max": self.n_max, "alpha": self.alpha,
+                "more_rounds": self.more_rounds}
+
+
+def json_number(v: float | None) -> float | None:
+    """A float JSON can carry: an unbounded end (one round) or a missing figure is null."""
+    return None if v is None or not math.isfinite(v) else float(v)
+
 
 @dataclass(frozen=True)
 class Sides:
-    """One metric of one cell: base and head values (paired: position i of both is one round)
-    and each side's first process record (the accuracy rule compares their recipes)."""
+    """One metric of one cell: base and head values (paired: position i of both is one round),
+    each side's first process record (the accuracy rule compares their recipes), and the
+    sequential design its check ran under (None: the sets are judged in one look)."""
 
     key: str
     base: list[float]
@@ -148,7 +179,7 @@ class Sides:
     base_rec: dict[str, Any]
     head_rec: dict[str, Any]
     paired: bool
-    confidence: float
+    design: Design | None = None
 
 
 def _positive(s: Sides) -> bool:
@@ -156,39 +187,49 @@ def _positive(s: Sides) -> bool:
     return not any(v <= 0 for v in s.base + s.head)
 
 
-def _judge_rounds(rule: Rule, s: Sides) -> Finding | None:
+def floor_words(floor: float) -> str:
+    return f"floor {100 * floor:g}%"
+
+
+def _judge_rounds(rule: Rule, s: Sides, alpha: float) -> Finding | None:
     if not _positive(s):
         return None
-    est = stats.ratio_ci(s.base, s.head, s.paired, s.confidence)
-    d = stats.decide(est, rule.floor, rule.higher_is_better, rule.words)
-    why = d.text + f", floor {100 * rule.floor:.0f}%"
+    design = s.design if s.paired else None
+    if design is not None:
+        est, d = stats.sequential_decide(s.base, s.head, design, alpha, rule.floor, rule.higher_is_better,
+                                         rule.words)
+    else:
+        est = stats.ratio_ci(s.base, s.head, s.paired, 1.0 - alpha)
+        d = stats.decide(est, rule.floor, rule.higher_is_better, rule.words)
+    why = f"{d.text}, {floor_words(rule.floor)}"
     if d.verdict == Verdict.INCONCLUSIVE:
-        why += f"; needs ~{d.more_rounds} rounds" if d.more_rounds else "; more rounds may not settle it"
+        why += f"; needs ~{d.more_rounds} rounds ({max(0, d.more_rounds - len(s.base))} more)" if d.more_rounds \
+            else "; more rounds may not settle it"
     return Finding(s.key, rule.name, float(np.median(s.base)), float(np.median(s.head)), d.verdict, why, est,
-                   d.more_rounds)
+                   d.more_rounds, floor=rule.floor, alpha=alpha, n_max=None if design is None else design.n_max)
 
 
-def _judge_deterministic(rule: Rule, s: Sides) -> Finding | None:
+def _judge_deterministic(rule: Rule, s: Sides, alpha: float) -> Finding | None:
     if not _positive(s):
         return None
     b, h = float(np.median(s.base)), float(np.median(s.head))
     spread = max((max(v) - min(v)) / float(np.median(v)) for v in (s.base, s.head))
     if spread > DETERMINISTIC_TOLERANCE:
         return Finding(s.key, rule.name, b, h, Verdict.INCONCLUSIVE,
-                       f"not deterministic: processes of one side differ by {100 * spread:.1f}%")
+                       f"not deterministic: processes of one side differ by {100 * spread:.1f}%", floor=rule.floor)
     ratio = h / b
-    up, down = rule.words
-    text = f"{up if ratio >= 1 else down} by {100 * abs(ratio - 1):.2f}% (deterministic figure, floor " \
-           f"{100 * rule.floor:.0f}%)"
-    if abs(ratio - 1) <= rule.floor:
+    word, pct = stats.change_words(ratio, rule.words)
+    text = f"{word} by {pct:.2f}% (deterministic figure, {floor_words(rule.floor)})"
+    lo_b, hi_b = stats.band(rule.floor)
+    if lo_b <= ratio <= hi_b:
         verdict = Verdict.UNCHANGED
     else:
         worse = ratio < 1 if rule.higher_is_better else ratio > 1
         verdict = Verdict.REGRESSED if worse else Verdict.IMPROVED
-    return Finding(s.key, rule.name, b, h, verdict, text)
+    return Finding(s.key, rule.name, b, h, verdict, text, floor=rule.floor)
 
 
-def _judge_accuracy(rule: Rule, s: Sides) -> Finding | None:
+def _judge_accuracy(rule: Rule, s: Sides, alpha: float) -> Finding | None:
     base_rec, head_rec = Record(s.base_rec), Record(s.head_rec)
     same_recipe = base_rec.train_spec == head_rec.train_spec and base_rec.model_spec == head_rec.model_spec
     if not same_recipe:
@@ -199,24 +240,32 @@ def _judge_accuracy(rule: Rule, s: Sides) -> Finding | None:
     dropout = base_rec.dropout > 0
     if diff < -rule.floor:
         return Finding(key, rule.name, b, h, Verdict.REGRESSED,
-                       f"{100 * diff:+.2f} points (tolerance {100 * rule.floor:.1f})")
+                       f"{100 * diff:+.2f} points (tolerance {100 * rule.floor:.1f})", floor=rule.floor)
     if not dropout and (set(base) != set(head)):
         return Finding(key, rule.name, b, h, Verdict.CHANGED,
                        f"{100 * diff:+.2f} points: same steps, seed and no dropout should give identical accuracy, "
-                       f"so the numerics changed")
+                       f"so the numerics changed", floor=rule.floor)
     if dropout and diff > rule.floor:
-        return Finding(key, rule.name, b, h, Verdict.IMPROVED, f"{100 * diff:+.2f} points")
+        return Finding(key, rule.name, b, h, Verdict.IMPROVED, f"{100 * diff:+.2f} points", floor=rule.floor)
     return Finding(key, rule.name, b, h, Verdict.UNCHANGED,
-                   "identical" if diff == 0 else f"{100 * diff:+.2f} points (within {100 * rule.floor:.1f})")
+                   "identical" if diff == 0 else f"{100 * diff:+.2f} points (within {100 * rule.floor:.1f})",
+                   floor=rule.floor)
 
 
-_JUDGES: dict[Judge, Callable[[Rule, Sides], Finding | None]] = {
+# Each takes the two-sided error its interval is read at; only the rounds rule has an interval.
+_JUDGES: dict[Judge, Callable[[Rule, Sides, float], Finding | None]] = {
     Judge.ROUNDS: _judge_rounds, Judge.DETERMINISTIC: _judge_deterministic, Judge.ACCURACY: _judge_accuracy}
 
 
-def judge_cell(key: str, rule: Rule, base_procs: dict[int, dict[str, Any]], head_procs: dict[int, dict[str, Any]],
-               paired: bool, confidence: float = stats.DEFAULT_CONFIDENCE) -> Finding | None:
-    """Judge one metric of one cell from its process records (round -> record, ok ones)."""
+def judge(rule: Rule, sides: Sides, alpha: float) -> Finding | None:
+    """One metric of one cell, its interval (if any) read at two-sided error `alpha`."""
+    return _JUDGES[rule.kind](rule, sides, alpha)
+
+
+def sides_of(key: str, rule: Rule, base_procs: dict[int, dict[str, Any]], head_procs: dict[int, dict[str, Any]],
+             paired: bool, design: Design | None = None) -> Sides | None:
+    """One metric of one cell from its process records (round -> record, ok ones); None when a
+    side has no value for it."""
     if paired:
         rounds = sorted(set(base_procs) & set(head_procs))
         pairs = [(value(rule, base_procs[r]), value(rule, head_procs[r])) for r in rounds]
@@ -227,8 +276,7 @@ def judge_cell(key: str, rule: Rule, base_procs: dict[int, dict[str, Any]], head
         head = [v for v in (value(rule, r) for r in head_procs.values()) if v is not None]
     if not base or not head:
         return None
-    sides = Sides(key, base, head, next(iter(base_procs.values())), next(iter(head_procs.values())), paired, confidence)
-    return _JUDGES[rule.kind](rule, sides)
+    return Sides(key, base, head, next(iter(base_procs.values())), next(iter(head_procs.values())), paired, design)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,6 +352,9 @@ class Comparison:
     # only_base/only_head, which would otherwise list them without saying why.
     model_diffs: tuple[str, ...] = ()
     nodes: dict[str, str] = field(default_factory=dict)  # key -> where it ran, when records say (Ray runs)
+    alpha: float = 1.0 - stats.DEFAULT_CONFIDENCE  # the check's two-sided error over its gated rounds decisions
+    family: int = 0  # m: the gated rounds decisions Holm shared alpha over
+    designs: dict[str, Design] = field(default_factory=dict)  # key -> its check's sequential plan
 
     @property
     def regressions(self) -> list[Finding]:
@@ -317,6 +368,29 @@ class Comparison:
         """0 unchanged or improved, 1 regressed, 3 inconclusive (gated metrics only)."""
         return 1 if self.regressions else 3 if self.inconclusive else 0
 
+    @property
+    def more_rounds(self) -> int | None:
+        """The most rounds beyond those measured an inconclusive gated metric would likely need;
+        None when one cannot tell (more rounds may not settle it) or nothing is inconclusive."""
+        more = [f.more_rounds - (f.rounds or 0) for f in self.inconclusive if f.estimate is not None]
+        if not more or any(f.more_rounds is None for f in self.inconclusive if f.estimate is not None):
+            return None
+        return max(0, max(more))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every decision and the overall one, for bots and dashboards (--format json)."""
+        code = self.exit_code()
+        return {"result": RESULT_WORDS[code], "exit_code": code, "paired": self.paired, "alpha": self.alpha,
+                "holm_family": self.family, "more_rounds": self.more_rounds,
+                "sequential": {k: d.to_dict() for k, d in self.designs.items()},
+                "decisions": [f.to_dict() for f in self.findings],
+                "processes": {k: list(v) for k, v in self.rounds.items()}, "only_base": list(self.only_base),
+                "only_head": list(self.only_head), "not_ok": list(self.not_ok), "model_diffs": list(self.model_diffs),
+                "nodes": dict(self.nodes)}
+
+
+RESULT_WORDS = {0: "ok", 1: "regressed", 3: "inconclusive"}
+
 
 def ok_rounds(records: Iterable[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
     """key -> round -> record of each cell's full-measurement processes that ended ok."""
@@ -326,14 +400,27 @@ def ok_rounds(records: Iterable[dict[str, Any]]) -> dict[str, dict[int, dict[str
 
 def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple[Rule, ...] = DEFAULT_RULES,
             paired: bool = False, gate: tuple[str, ...] = DEFAULT_GATE,
-            confidence: float = stats.DEFAULT_CONFIDENCE) -> Comparison:
-    """Compare two sets of process records (any number of rounds per cell)."""
+            confidence: float = stats.DEFAULT_CONFIDENCE, designs: dict[str, Design] | None = None,
+            family: int = 0) -> Comparison:
+    """Compare two sets of process records (any number of rounds per cell).
+
+    `designs`: key -> the sequential plan a paired cell's rounds were added under (check
+    --against); its rounds metrics then read the repeated interval of the look that decided them.
+    Without one a cell is judged in one look, at the fixed-sample interval.
+    The gated rounds decisions share the two-sided error 1 - `confidence` by Holm's step-down:
+    the family a check's exit code answers for. Deterministic memory and the accuracy rule are
+    outside it: identical code gives identical figures there, so no noise can raise a false
+    alarm to correct for. Advisory rounds metrics decide no exit code: they keep the whole
+    error. `family`: the family's size when cells are still to come (the check's loop)."""
     bk, hk = ok_rounds(base), ok_rounds(head)
     all_b = {r["key"] for r in base}
     all_h = {r["key"] for r in head}
     diffs = model_differences(base, head)
     explained = {r["key"] for r in (*base, *head) if _model_name(r) in diffs}
-    findings, not_ok, counts = [], [], {}
+    designs = designs or {}
+    alpha = 1.0 - confidence
+    items: list[tuple[Rule, Sides]] = []
+    not_ok, counts = [], {}
     hb, hh = node_hosts(base), node_hosts(head)
     for key in [k for k in dict.fromkeys(r["key"] for r in base) if k in all_h]:
         bp, hp = bk.get(key, {}), hk.get(key, {})
@@ -342,15 +429,23 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
             continue
         counts[key] = (len(bp), len(hp))
         for rule in rules:
-            f = judge_cell(key, rule, bp, hp, paired, confidence)
-            if f is not None:
-                findings.append(replace(f, gated=rule.name in gate))
+            s = sides_of(key, rule, bp, hp, paired, designs.get(key))
+            if s is not None:
+                items.append((rule, s))
+    held = [i for i, (rule, _) in enumerate(items) if rule.kind == Judge.ROUNDS and rule.name in gate]
+    judged: dict[int, Finding | None] = {i: judge(rule, s, alpha) for i, (rule, s) in enumerate(items)
+                                         if i not in held}
+    shared = stats.holm([partial(judge, *items[i]) for i in held],
+                        lambda f: f is not None and f.verdict == Verdict.REGRESSED, alpha, family)
+    judged.update((i, f) for i, (f, _) in zip(held, shared))
+    findings = [replace(f, gated=items[i][0].name in gate) for i, f in sorted(judged.items()) if f is not None]
     return Comparison(tuple(findings),
                       tuple(k for k in dict.fromkeys(r["key"] for r in base) if k not in all_h and k not in explained),
                       tuple(k for k in dict.fromkeys(r["key"] for r in head) if k not in all_b and k not in explained),
                       tuple(not_ok), paired, counts,
                       tuple(f"model {n} differs between the sets: {d}" for n, d in diffs.items()),
-                      {k: _where(hb.get(k, set()), hh.get(k, set())) for k in counts if k in hb or k in hh})
+                      {k: _where(hb.get(k, set()), hh.get(k, set())) for k in counts if k in hb or k in hh},
+                      alpha, max(family, len(held)), {k: d for k, d in designs.items() if k in counts})
 
 
 def _model_name(rec: dict[str, Any]) -> str | None:
@@ -391,11 +486,24 @@ def summary_markdown(cmp: Comparison) -> str:
     for f in cmp.findings:
         lines.append(f"| {f.key} | {f.rule}{'' if f.gated else ' (advisory)'} | {format_value(f.rule, f.base)} | "
                      f"{format_value(f.rule, f.head)} | {f.why} | **{f.verdict}** |")
-    code = cmp.exit_code()
     lines.append("")
-    lines.append({0: "**OK**: no gated metric regressed", 1: f"**REGRESSED**: {len(cmp.regressions)} gated metric(s)",
-                  3: f"**INCONCLUSIVE**: {len(cmp.inconclusive)} gated metric(s) not settled"}[code])
+    lines.append(overall_words(cmp, "**"))
     return "\n".join(lines) + "\n"
+
+
+def overall_words(cmp: Comparison, strong: str = "") -> str:
+    """The overall decision in one line: "REGRESSED: 1 gated metric(s)", or for an inconclusive
+    check "inconclusive: needs ~N more rounds" (what a CI summary should say)."""
+    code = cmp.exit_code()
+    family = f" (Holm over {cmp.family} gated rounds decisions)" if cmp.family > 1 else ""
+    if code == 1:
+        return f"{strong}REGRESSED{strong}: {len(cmp.regressions)} gated metric(s){family}"
+    if code == 3:
+        more = cmp.more_rounds
+        need = f"needs ~{more} more rounds" if more is not None else "more rounds may not settle it"
+        return f"{strong}INCONCLUSIVE{strong}: {len(cmp.inconclusive)} gated metric(s) not settled; inconclusive: " \
+               f"{need}{family}"
+    return f"{strong}OK{strong}: no gated metric regressed{family}"
 
 
 def format_value(rule: str, v: float) -> str:

@@ -51,3 +51,27 @@ def test_bad_designs_are_refused():
         sq.spent(0.5, 0.05, "haybittle")
     with pytest.raises(ValueError, match="increase"):
         sq.boundaries((0.5, 0.5), 0.05)
+
+
+def test_a_designs_boundaries_are_those_of_its_looks_so_far():
+    """Design reads look k's boundary from one recursion over the whole plan: the same as
+    look() over the looks taken so far, since a spending boundary depends only on the looks
+    before it."""
+    d = sq.Design(14, 6)
+    for n in range(6, 15):
+        assert d.z_boundary(n, 0.05) == pytest.approx(sq.look(d.looks(n), 14, 0.05).z_boundary, abs=1e-9)
+        assert d.confidence(n, 0.05) == pytest.approx(sq.look(d.looks(n), 14, 0.05).nominal_confidence, abs=1e-12)
+    assert d.looks(9) == (6, 7, 8, 9) and d.looks(4) == (4,)  # a check that lost rounds: one look
+    assert math.isinf(d.z_boundary(15, 0.05)) and d.confidence(15, 0.05) == 1.0
+    # a design whose first look is its last spends everything there: the fixed-sample 1.96
+    assert sq.Design(6, 6).z_boundary(6, 0.05) == pytest.approx(1.959964, abs=1e-6)
+    with pytest.raises(ValueError, match="min_rounds <= n_max"):
+        sq.Design(5, 6)
+
+
+def test_the_plan_is_the_rounds_the_budget_allows():
+    # 180 s at 12.4 s a round: 14 rounds; never below the first look nor above --max-rounds
+    assert sq.planned_rounds(180, 12.4, 6, 40) == 14
+    assert sq.planned_rounds(180, 60, 6, 40) == 6
+    assert sq.planned_rounds(3600, 1.0, 6, 40) == 40
+    assert sq.planned_rounds(math.inf, 1.0, 6, 40) == 40

@@ -64,8 +64,9 @@ def test_bad_samples_are_refused(base, head, paired, msg):
     (0.90, 0.96, False, Verdict.IMPROVED),  # memory: down is good
     (1.04, 1.10, True, Verdict.IMPROVED),
     (1.04, 1.10, False, Verdict.REGRESSED),
-    (0.98, 1.02, True, Verdict.UNCHANGED),  # inside +-3%
-    (0.97, 1.03, False, Verdict.UNCHANGED),  # the floor itself counts as inside
+    (0.98, 1.02, True, Verdict.UNCHANGED),  # inside the band [1/1.03, 1.03]
+    (1 / 1.03, 1.03, False, Verdict.UNCHANGED),  # the band's ends count as inside
+    (0.97, 1.03, False, Verdict.INCONCLUSIVE),  # 0.97 is a step 3.09% slower: past the 3% floor
     (0.95, 1.01, True, Verdict.INCONCLUSIVE),  # straddles the floor
 ])
 def test_the_floor_rule_needs_the_whole_interval_on_one_side(lo, hi, higher_is_better, verdict):
@@ -76,29 +77,39 @@ def test_the_floor_rule_needs_the_whole_interval_on_one_side(lo, hi, higher_is_b
 
 def test_words_say_the_change_in_the_direction_of_the_estimate():
     assert stats.describe(est(1.10, 1.05, 1.15)) == "faster by 10.0% (95% CI +5.0..+15.0%)"
-    assert stats.describe(est(0.90, 0.85, 0.95)) == "slower by 10.0% (95% CI 5.0..15.0%)"
+    # Below 1 the change is base/head - 1, a step-time increase: throughput 1/1.10 is a step 10% slower.
+    slower = est(1 / 1.10, 1 / 1.15, 1 / 1.05)
+    assert stats.describe(slower) == "slower by 10.0% (95% CI 5.0..15.0%)"
+    assert stats.describe(est(0.90, 0.85, 0.95)) == "slower by 11.1% (95% CI 5.3..17.6%)"  # 1/0.9, 1/0.95, 1/0.85
+    # Straddling no change: signed, in the same terms (1/1.06 - 1 = -5.66%, 1/0.90 - 1 = +11.1%).
     assert stats.describe(est(0.98, 0.90, 1.06), ("less memory", "more memory")) == \
-        "more memory by 2.0% (95% CI -10.0..+6.0%)"
-    assert stats.describe(est(0.5, 0.0, math.inf)) == "slower 50.0% (95% CI unbounded: one round)"
+        "more memory by 2.0% (95% CI -5.7..+11.1%)"
+    assert stats.describe(est(0.5, 0.0, math.inf)) == "slower 100.0% (95% CI unbounded: one round)"
     assert stats.describe(est(1.0, 0.0, math.inf)) == "no change 0.0% (95% CI unbounded: one round)"
-    assert stats.decide(est(0.90, 0.85, 0.95), 0.03, True).text == "slower by 10.0% (95% CI 5.0..15.0%)"
+    assert stats.decide(slower, 0.03, True).text == "slower by 10.0% (95% CI 5.0..15.0%)"
+    # A repeated interval's level is printed with the digits that tell it from 100%.
+    assert stats.confidence_words(0.9991) == "99.91% CI" and stats.confidence_words(0.975) == "97.5% CI"
+    assert stats.confidence_words(1.0) == "100% CI"
 
 
 def test_rounds_to_decide_is_the_first_n_whose_half_width_clears_the_floor():
-    # 0.9 with a per-round log sd of 0.05, floor 3%: the room to log(0.97) is 0.07490; half widths
+    # 0.9 with a per-round log sd of 0.05, floor 3%: the room to log(1/1.03) is 0.07580; half widths
     # t(0.975; n-1) x 0.05 / sqrt(n) are 0.0796 at n=4 and 0.0621 at n=5.
     assert stats.rounds_to_decide(est(0.9, 0.8, 1.0), 0.03) == 5
-    # unpaired: the sd of a difference of two processes is sqrt(2) larger (0.0742 < 0.0749 at n=6)
+    # unpaired: the sd of a difference of two processes is sqrt(2) larger (0.0742 < 0.0758 at n=6)
     assert stats.rounds_to_decide(est(0.9, 0.8, 1.0, paired=False), 0.03) == 6
-    assert stats.rounds_to_decide(est(0.97, 0.9, 1.0), 0.03) is None  # on the boundary: never settles
+    assert stats.rounds_to_decide(est(1 / 1.03, 0.9, 1.0), 0.03) is None  # on the boundary: never settles
+    # read at a wider level (a sequential check's last look), more rounds: t(0.99; n-1) x 0.05 /
+    # sqrt(n) is 0.0838 at n=5 and 0.0687 at n=6
+    assert stats.rounds_to_decide(est(0.9, 0.8, 1.0), 0.03, confidence=0.98) == 6
     assert stats.rounds_to_decide(est(0.9, 0.0, math.inf, sd_log=math.inf), 0.03) is None
     assert stats.rounds_to_decide(est(0.9, 0.8, 1.0, sd_log=5.0), 0.03, max_rounds=10) is None
 
 
 def test_power_detectable_against_the_normal_model_by_hand():
-    # sd 0.05, 10 rounds, floor 3%: -log(0.97) + 2.26216 x 0.05/sqrt(10) + 1.64485 x 0.05/sqrt(10)
-    # = 0.030459 + 0.035768 + 0.026007 = 0.092234 on the log scale: an 8.81% slowdown.
-    assert stats.power_detectable(0.05, 10, 0.03) == pytest.approx(0.0881087, rel=1e-5)
+    # sd 0.05, 10 rounds, floor 3%: log(1.03) + 2.26216 x 0.05/sqrt(10) + 1.64485 x 0.05/sqrt(10)
+    # = 0.029559 + 0.035768 + 0.026007 = 0.091334 on the log scale: a step exp(0.091334) - 1 = 9.56% slower.
+    assert stats.power_detectable(0.05, 10, 0.03) == pytest.approx(0.0956350, rel=1e-5)
     assert stats.power_detectable(0.05, 1, 0.03) == math.inf
     assert stats.power_detectable(math.inf, 10, 0.03) == math.inf
     # more rounds detect less
@@ -109,3 +120,39 @@ def test_an_estimate_serialises_every_field():
     e = est(0.9, 0.8, 1.0)
     assert e.to_dict() == {"ratio": 0.9, "lo": 0.8, "hi": 1.0, "confidence": 0.95, "n_base": 6, "n_head": 6,
                            "paired": True, "sd_log": 0.05, "method": "synthetic"}
+
+
+def test_the_paired_interval_is_scipys_and_the_sequential_multiplier():
+    """ratio_ci writes the one-sample t interval out (the check's replay reads one per look): it
+    is scipy's ttest_1samp interval, and at a repeated interval's level its multiplier is
+    sequential.t_quantile_for of the look's boundary."""
+    import numpy as np
+    from scipy import stats as st
+
+    from bench import sequential
+
+    d = np.log([0.91, 0.97, 0.88, 1.02, 0.93, 0.95, 0.90])
+    for confidence in (0.95, 0.99, 0.9991):
+        ci = st.ttest_1samp(d, 0.0).confidence_interval(confidence_level=confidence)
+        e = stats.ratio_ci(np.ones(7), np.exp(d), paired=True, confidence=confidence)
+        assert (math.log(e.lo), math.log(e.hi)) == (pytest.approx(ci.low, rel=1e-9), pytest.approx(ci.high, rel=1e-9))
+    z = sequential.Design(14, 6).z_boundary(7, 0.05)
+    e = stats.ratio_ci(np.ones(7), np.exp(d), paired=True, confidence=sequential.confidence_of(z))
+    half = sequential.t_quantile_for(z, 6) * d.std(ddof=1) / math.sqrt(7)
+    assert math.log(e.hi) - math.log(e.ratio) == pytest.approx(half, rel=1e-9)
+    assert stats.ratio_ci([1.0, 1.0], [0.9, 0.8], paired=True, confidence=1.0).hi == math.inf  # past the plan
+
+
+def test_holm_steps_down_and_says_where_each_fell():
+    # p-like levels: test i rejects when the level reaches its threshold.
+    thresholds = [0.01, 0.02, 0.04, 0.2]
+    got = stats.holm([lambda a, t=t: a >= t for t in thresholds], bool, 0.05)
+    # 0.05/4 = 0.0125 rejects the first; 0.05/3 = 0.0167 nothing new: stop.
+    assert got == [(True, 0.0125), (False, 0.05 / 3), (False, 0.05 / 3), (False, 0.05 / 3)]
+    got = stats.holm([lambda a, t=t: a >= t for t in (0.01, 0.016, 0.024, 0.2)], bool, 0.05)
+    # 0.0125 rejects #1; 0.0167 rejects #2; 0.025 rejects #3; 0.05 does not reject #4
+    assert got == [(True, 0.0125), (True, 0.05 / 3), (True, 0.025), (False, 0.05)]
+    # hypotheses still to be tested count: 2 tests of a family of 4 are each held to 0.05/4 first
+    assert stats.holm([lambda a: a >= 0.0125, lambda a: False], bool, 0.05, family=4) == \
+        [(True, 0.0125), (False, 0.05 / 3)]
+    assert stats.holm([], bool, 0.05) == []

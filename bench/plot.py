@@ -1,14 +1,50 @@
-"""Plots of a run: throughput and memory per model, one bar per framework variant and device.
+"""Plots of a run, made to be read at GitHub's width: at most 1200 px wide, no text under 9 pt.
 
-matplotlib comes with the `[all]` extra; without it `bench plot` says how to get it.
+- `plot_run`: training speed and memory per model, one point per framework variant, device and
+  batch size, the analytic floor beside each memory figure;
+- `plot_claim` (a run over several batch sizes): each RNN's memory against cnn_tutorial's, and
+  the RNN / cnn_tutorial speed and memory ratios with the claim's side of parity shaded;
+- `plot_accuracy` (a run that evaluated during training): test accuracy against training
+  seconds, the target in the legend.
+
+A framework has one colour and a model one marker in every plot (several variants or devices of
+one framework differ by line style and hollow markers), so a reader learns the key once. Each
+`*_figure` function builds the matplotlib figure (what tests/test_plot.py inspects); the `plot_*`
+functions write it. matplotlib is the `[plot]` extra; without it `bench plot` says how to get it.
 """
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
-from .claim import CLAIM_CNN, claim_rows
-from .record import Record, Status, cell_label
+from .claim import CLAIM_BAND, CLAIM_CNN, claim_rows
+from .record import Record, Status, framework_label, node_of, seed_of
+
+DPI = 100
+MAX_WIDTH_PX = 1200  # GitHub shows a README image at most ~1000 px wide: wider shrinks its text
+MIN_FONT_PT = 9
+FOOT_IN = 0.25  # the strip at the foot that holds the source line
+LEGEND_COLUMNS = 6
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
+         "legend.fontsize": 9, "legend.title_fontsize": 9, "figure.titlesize": 12, "figure.labelsize": 10,
+         "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False}
+
+# Okabe-Ito colours: told apart by colour-blind readers too. Frameworks the map does not know
+# get the spare ones in the order they are first drawn, so one process keeps one mapping.
+FRAMEWORK_COLOURS = {"torch": "#D55E00", "tf": "#0072B2", "jax": "#009E73"}
+SPARE_COLOURS = ("#CC79A7", "#E69F00", "#56B4E9", "#000000")
+MODEL_MARKERS = {"lstm128": "o", "lstm512": "s", "bilstm512": "^", "lstm3x256": "D", "gru128": "v", "rnn128": "<",
+                 "lstm128_varlen": ">", CLAIM_CNN: "X", "cnn_small": "P"}
+SPARE_MARKERS = ("h", "*", "p", "8", "d")
+SERIES_LINES = ("-", "--", ":", "-.")  # the k-th series of one framework in a plot (variant, device)
+CLAIM_SIDE_COLOUR = "#F0E442"  # Okabe-Ito yellow: no framework's
+FLOOR_LINE = {"color": "black", "ls": ":", "lw": 1.5}
+CNN_FLOOR_LINE = {"color": "0.45", "ls": "-.", "lw": 1.2}
+_colours: dict[str, str] = dict(FRAMEWORK_COLOURS)
+_markers: dict[str, str] = dict(MODEL_MARKERS)
 
 
 class PlotUnavailable(RuntimeError):
@@ -26,137 +62,433 @@ def _plt():
     return plt
 
 
-def plot_accuracy(records: list[dict[str, Any]], out_dir: Path, title: str) -> list[Path]:
-    """Time to accuracy: test accuracy against training seconds (evaluations excluded), one
-    panel per model, one line per framework variant and seed, the target dashed. None written
-    when no record evaluated during training (run --target-accuracy / --eval-every)."""
-    ok = [r for r in records if r.get("status") == Status.OK and (r.get("accuracy_curve") or {}).get("points")]
-    if not ok:
-        return []
-    plt = _plt()
-    models = list(dict.fromkeys(r["model"] for r in ok))
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.5), squeeze=False)
-    for ax, m in zip(axes[0], models):
-        targets = set()
-        for r in (r for r in ok if r["model"] == m):
-            c = r["accuracy_curve"]
-            pts = c["points"]
-            ax.plot([p["train_s"] for p in pts], [100 * p["test_accuracy"] for p in pts], ".-",
-                    label=cell_label(r).replace(f" {m}", ""))
-            if c.get("target_accuracy"):
-                targets.add(c["target_accuracy"])
-        for t in targets:
-            ax.axhline(100 * t, color="k", ls="--", lw=1)
-        ax.set(xlabel="training seconds (compile included, evaluations excluded)", ylabel="test accuracy %",
-               title=m)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{title}: time to accuracy")
-    fig.tight_layout()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "accuracy-vs-time.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return [out]
+def framework_colour(framework: str) -> str:
+    if framework not in _colours:
+        _colours[framework] = SPARE_COLOURS[(len(_colours) - len(FRAMEWORK_COLOURS)) % len(SPARE_COLOURS)]
+    return _colours[framework]
 
 
-def plot_run(records: list[dict[str, Any]], out: Path, title: str) -> Path:
-    plt = _plt()
-    ok = [r for r in records if r.get("status") == Status.OK]
-    if not ok:
-        raise PlotUnavailable("no ok cell to plot")
-    models = list(dict.fromkeys(r["model"] for r in ok))
-    series = list(dict.fromkeys(f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}" for r in ok))
-    panels = (("train samples/s (median, IQR bars)", lambda r: r.summary("train_samples_per_s"), True),
-              ("memory MB (CPU: tensor-level; GPU: allocator peak)", lambda r: r.measured_memory_bytes, False))
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
-    width = 0.8 / max(1, len(series))
-    for ax, (label, read, has_stats) in zip(axes, panels):
-        for i, s in enumerate(series):
-            xs, ys, errs = [], [], []
-            for j, m in enumerate(models):
-                rec = next((r for r in ok if r["model"] == m and
-                            f"{r['framework']}:{r['variant']} {r['device']} b{r['batch_size']}" == s), None)
-                if rec is None:
-                    continue
-                v = read(Record(rec))
-                if v is None:
-                    continue
-                xs.append(j + i * width)
-                if has_stats:
-                    ys.append(v["median"])
-                    errs.append([[v["median"] - v["q1"]], [v["q3"] - v["median"]]])
-                else:
-                    ys.append(v / 1e6)
-            if not xs:
-                continue
-            yerr = None
-            if errs:
-                yerr = [[e[0][0] for e in errs], [e[1][0] for e in errs]]
-            ax.bar(xs, ys, width, label=s, yerr=yerr, capsize=2)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(models))], models, rotation=20)
-        ax.set_yscale("log")
-        ax.set_title(label)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
+def model_marker(model: str) -> str:
+    if model not in _markers:
+        _markers[model] = SPARE_MARKERS[(len(_markers) - len(MODEL_MARKERS)) % len(SPARE_MARKERS)]
+    return _markers[model]
+
+
+@dataclass(frozen=True)
+class SeriesStyle:
+    """How one framework variant/device series is drawn: its framework's colour; the k-th
+    series of that framework in the plot the k-th line style, hollow markers on odd k."""
+    framework: str
+    colour: str
+    line: str
+    filled: bool
+
+    def kw(self, marker: str, **extra: Any) -> dict[str, Any]:
+        return {"color": self.colour, "ls": self.line, "marker": marker, "markeredgecolor": self.colour,
+                "markerfacecolor": self.colour if self.filled else "white", "gid": f"framework={self.framework}",
+                **extra}
+
+
+def series_styles(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SeriesStyle]:
+    """(framework, series label) pairs in drawing order -> their styles."""
+    out: dict[tuple[str, str], SeriesStyle] = {}
+    per_fw: dict[str, int] = {}
+    for fw, label in dict.fromkeys(keys):
+        k = per_fw[fw] = per_fw.get(fw, -1) + 1
+        out[(fw, label)] = SeriesStyle(fw, framework_colour(fw), SERIES_LINES[k % len(SERIES_LINES)], k % 2 == 0)
+    return out
+
+
+def _series_label(rec: dict[str, Any], batch: bool = False, seed: bool = True) -> str:
+    """torch, tf:xla gpu, ... : the device when not cpu, the node and seed when there are any."""
+    label = framework_label(rec) + ("" if rec["device"] == "cpu" else f" {rec['device']}")
+    node = node_of(rec)
+    return label + (f" on {node}" if node else "") + (f" seed {seed_of(rec)}" if seed and seed_of(rec) else "") + \
+        (f" b{rec['batch_size']}" if batch else "")
+
+
+def _legend_handles(styles: dict[tuple[str, str], SeriesStyle], marker: str | None = None) -> list[Any]:
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], label=label, lw=2, **st.kw(marker or "None")) for (_, label), st in styles.items()]
+
+
+def _number(v: float, suffix: str = "") -> str:
+    return (f"{v:,.0f}" if v >= 10 else f"{v:g}") + suffix
+
+
+def _log_axis(axis: Any, suffix: str = "") -> None:
+    """Log scale with labelled ticks at 1, 2 and 5 of each decade, written as plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: _number(v, suffix)))
+    axis.set_minor_locator(NullLocator())
+
+
+def _batch_axis(ax: Any, batches: list[int]) -> None:
+    """Ticks at the batch sizes measured (16, 64, 256, 1024), not at powers of ten."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(batches[0] / 1.35, batches[-1] * 1.35)
+
+
+def _figure(plt: Any, rows: int, cols: int, height_in: float, **kw: Any):
+    width_in = min(MAX_WIDTH_PX / DPI, 6.0 * cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width_in, height_in), squeeze=False, layout="constrained", **kw)
+    foot = FOOT_IN / height_in
+    fig.get_layout_engine().set(rect=(0, foot, 1, 1 - foot))  # a strip below for the source line
+    return fig, axes
+
+
+def _finish(fig: Any, title: str, source: str, groups: list[list[Any]]) -> None:
+    """The title and one legend for the whole figure above the panels (each group of handles on
+    a row of its own: the colours, then the markers, then the reference lines), and the source
+    line at the foot. The title is the legend's own: constrained layout makes room for an outside
+    legend and for a suptitle, but sets them on top of each other."""
+    from matplotlib.lines import Line2D
+
+    groups = [g for g in groups if g] or [[Line2D([], [], ls="none", label=" ")]]
+    ncol = min(LEGEND_COLUMNS, max(len(g) for g in groups))
+    grid: list[Any] = []
+    for g in groups:  # each group padded to whole rows with blank entries
+        grid += g + [Line2D([], [], ls="none", label=" ")] * (-len(g) % ncol)
+    nrow = len(grid) // ncol
+    # matplotlib fills a legend column by column: handed over column-major, it reads row by row
+    fig.legend(handles=[grid[r * ncol + c] for c in range(ncol) for r in range(nrow)], loc="outside upper center",
+               ncol=ncol, frameon=False, title=title, title_fontproperties={"size": STYLE["figure.titlesize"]})
+    fig.text(0.995, 0.005, source, ha="right", va="bottom", fontsize=MIN_FONT_PT, color="0.35")
+
+
+def figure_title(fig: Any) -> str:
+    return fig.legends[0].get_title().get_text() if fig.legends else ""
+
+
+def save(fig: Any, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out
 
 
-def plot_claim(records: list[dict[str, Any]], out_dir: Path, title: str) -> list[Path]:
-    """For a run over several batch sizes: memory vs batch size (measured and analytic floor)
-    of each RNN against cnn_tutorial, one panel per framework variant and device, and the
-    RNN/CNN speed ratio vs batch size. Returns the PNGs written (none for a single batch)."""
-    plt = _plt()
-    ok = [r for r in records if r.get("status") == Status.OK]
-    if len({r["batch_size"] for r in ok}) < 2:
-        return []
-    groups = list(dict.fromkeys(f"{r['framework']}:{r['variant']} {r['device']}" for r in ok))
-    models = list(dict.fromkeys(r["model"] for r in ok if Record(r).family == "rnn")) + [CLAIM_CNN]
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.5), squeeze=False)
-    for ax, g in zip(axes[0], groups):
-        for i, m in enumerate(models):
-            rs = sorted((r for r in ok if r["model"] == m and f"{r['framework']}:{r['variant']} {r['device']}" == g),
-                        key=lambda r: r["batch_size"])
-            pts = [(r["batch_size"], Record(r).measured_memory_bytes, Record(r).train_floor_bytes) for r in rs]
-            pts = [p for p in pts if p[1]]
-            if not pts:
-                continue
-            colour = f"C{i}"
-            style = dict(lw=2.5) if m == CLAIM_CNN else {}
-            ax.plot([p[0] for p in pts], [p[1] / 1e6 for p in pts], "o-", color=colour, label=f"{m} measured", **style)
-            ax.plot([p[0] for p in pts], [p[2] / 1e6 for p in pts], "--", color=colour, alpha=0.6)
-        src = next((Record(r).measured_memory_source() for r in ok), "measured")
-        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"MB ({src}; dashed: analytic floor)", title=g)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{title}: memory of a training step vs batch size")
-    fig.tight_layout()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mem_png = out_dir / "claim-memory.png"
-    fig.savefig(mem_png, dpi=100)
-    plt.close(fig)
+def _ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("status") == Status.OK]
 
-    rows = claim_rows(ok)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for i, key in enumerate(dict.fromkeys((x.group.rsplit(" ", 1)[0], x.rnn) for x in rows)):
-        xs = sorted((x for x in rows if (x.group.rsplit(" ", 1)[0], x.rnn) == key), key=lambda x: x.batch_size)
-        label = f"{key[1]} [{key[0]}]"
-        marker = ("o", "s", "^", "D")[i % 4]
-        axes[0].plot([x.batch_size for x in xs], [x.speed_ratio for x in xs], marker + "-", label=label)
-        axes[1].plot([x.batch_size for x in xs], [x.memory_ratio or float("nan") for x in xs], marker + "-", label=label)
-    for ax, what in zip(axes, ("speed", "memory")):
-        ax.axhline(1.0, color="k", lw=1)
-        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"RNN / {CLAIM_CNN} {what}",
-               title=f"{what} ratio (claim: speed < 1 and memory < 1)")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=6, ncol=2)
-    fig.suptitle(title)
-    fig.tight_layout()
-    ratio_png = out_dir / "claim-ratios.png"
-    fig.savefig(ratio_png, dpi=100)
-    plt.close(fig)
-    return [mem_png, ratio_png]
+
+def _by_batch(recs: Iterable[dict[str, Any]], read: Callable[[Record], float | None]) -> tuple[list[int], list[float]]:
+    pts = sorted((r["batch_size"], read(Record(r))) for r in recs)
+    pts = [(b, v) for b, v in pts if v]
+    return [b for b, _ in pts], [v / 1e6 for _, v in pts]
+
+
+def _floor_by_batch(ok: list[dict[str, Any]], model: str) -> tuple[list[int], list[float]]:
+    """A model's analytic floor (MB) at each batch size: the spec's, the same in every framework."""
+    return _by_batch({r["batch_size"]: r for r in ok if r["model"] == model}.values(), lambda rv: rv.train_floor_bytes)
+
+
+# --- throughput and memory per model --------------------------------------------------------
+def _speed(rv: Record) -> tuple[float, float, float] | None:
+    """Median training samples/s and its distances to the quartiles (for error bars)."""
+    s = rv.summary("train_samples_per_s")
+    if not s or not s.get("median"):
+        return None
+    med = s["median"]
+    return med, med - s.get("q1", med), s.get("q3", med) - med
+
+
+def _errorbar(ax: Any, xs: list[float], speeds: list[tuple[float, float, float]], st: SeriesStyle, marker: str,
+              **kw: Any) -> None:
+    bars = ax.errorbar(xs, [v[0] for v in speeds], yerr=[[v[1] for v in speeds], [v[2] for v in speeds]], capsize=3,
+                       **st.kw(marker, **kw))
+    for artist in bars.lines[2]:  # the bars themselves, tagged like the line
+        artist.set_gid(f"framework={st.framework}")
+
+
+def _run_by_model(speed_ax: Any, mem_ax: Any, ok: list[dict[str, Any]]) -> list[list[Any]]:
+    """One batch size: models side by side, a point per framework variant, the floor a dash."""
+    from matplotlib.lines import Line2D
+
+    models = list(dict.fromkeys(r["model"] for r in ok))
+    styles = series_styles((r["framework"], _series_label(r)) for r in ok)
+    step = min(0.8 / len(styles), 0.18)
+    for i, (key, st) in enumerate(styles.items()):
+        dx = (i - (len(styles) - 1) / 2) * step
+        for j, m in enumerate(models):
+            rec = next((r for r in ok if r["model"] == m and (r["framework"], _series_label(r)) == key), None)
+            if rec is None:
+                continue
+            rv = Record(rec)
+            if _speed(rv):
+                _errorbar(speed_ax, [j + dx], [_speed(rv)], st, model_marker(m), ls="none", markersize=8)
+            if rv.measured_memory_bytes:
+                mem_ax.plot([j + dx], [rv.measured_memory_bytes / 1e6], **st.kw(model_marker(m), ls="none",
+                                                                                  markersize=8))
+            if rv.train_floor_bytes:
+                mem_ax.plot([j + dx], [rv.train_floor_bytes / 1e6], marker="_", markersize=14, mew=2, ls="none",
+                            color="black")
+    for ax in (speed_ax, mem_ax):
+        ax.set_xticks(range(len(models)), models, rotation=20 if len(models) > 4 else 0)
+        ax.set_xlim(-0.6, len(models) - 0.4)
+        ax.set_xlabel("model")
+        ax.grid(False, axis="x")
+    floor = Line2D([], [], marker="_", markersize=14, mew=2, ls="none", color="black", label="analytic floor")
+    return [_legend_handles(styles, "o"), [floor]]
+
+
+def _run_by_batch(speed_ax: Any, mem_ax: Any, ok: list[dict[str, Any]], batches: list[int]) -> list[list[Any]]:
+    """Several batch sizes: a line per framework variant and model against batch size, each
+    model's analytic floor a black dotted line with its marker."""
+    from matplotlib.lines import Line2D
+
+    models = list(dict.fromkeys(r["model"] for r in ok))
+    styles = series_styles((r["framework"], _series_label(r)) for r in ok)
+    for key, st in styles.items():
+        for m in models:
+            rs = sorted((r for r in ok if r["model"] == m and (r["framework"], _series_label(r)) == key),
+                        key=lambda r: r["batch_size"])
+            pts = [(r["batch_size"], _speed(Record(r))) for r in rs]
+            pts = [(b, v) for b, v in pts if v]
+            if pts:
+                _errorbar(speed_ax, [b for b, _ in pts], [v for _, v in pts], st, model_marker(m), lw=1.6,
+                          markersize=6)
+            xs, ys = _by_batch(rs, lambda rv: rv.measured_memory_bytes)
+            if xs:
+                mem_ax.plot(xs, ys, lw=1.6, markersize=6, **st.kw(model_marker(m)))
+    for m in models:
+        xs, ys = _floor_by_batch(ok, m)
+        if xs:
+            mem_ax.plot(xs, ys, marker=model_marker(m), markersize=4, **FLOOR_LINE)
+    for ax in (speed_ax, mem_ax):
+        _batch_axis(ax, batches)
+        ax.set_xlabel("batch size (samples per training step)")
+    markers = [Line2D([], [], color="0.3", marker=model_marker(m), ls="none", markersize=7, label=m) for m in models]
+    floor = Line2D([], [], marker="o", markersize=4, label="analytic floor (marker: the model's)", **FLOOR_LINE)
+    return [_legend_handles(styles), markers, [floor]]
+
+
+def run_figure(records: list[dict[str, Any]], source: str):
+    """Training speed and memory of every ok cell: per model at one batch size, or against
+    batch size when the run has several."""
+    plt = _plt()
+    ok = _ok(records)
+    if not ok:
+        raise PlotUnavailable("no ok cell to plot")
+    batches = sorted({r["batch_size"] for r in ok})
+    sources = sorted({Record(r).measured_memory_source() or "measured" for r in ok if Record(r).measured_memory_bytes})
+    with plt.rc_context(STYLE):
+        fig, ((speed_ax, mem_ax),) = _figure(plt, 1, 2, 5.4)
+        if len(batches) == 1:
+            groups = _run_by_model(speed_ax, mem_ax, ok)
+            title = f"Training speed and memory per model, batch {batches[0]}"
+        else:
+            groups = _run_by_batch(speed_ax, mem_ax, ok, batches)
+            title = "Training speed and memory against batch size"
+        for ax in (speed_ax, mem_ax):
+            ax.set_yscale("log")
+            ax.margins(y=0.08)
+            _log_axis(ax.yaxis)
+        speed_ax.set(title="Training speed (median of the timed repeats; bars: quartiles)",
+                     ylabel="training samples per second (log scale)")
+        mem_ax.set(title="Memory of one training step", ylabel=f"MB, {' / '.join(sources)} (log scale)")
+        _finish(fig, title, source, groups)
+    return fig
+
+
+def plot_run(records: list[dict[str, Any]], out: Path, source: str) -> Path:
+    """`source` says where the figures come from (e.g. "run 20261202-..."): a line at the foot."""
+    return save(run_figure(records, source), out)
+
+
+# --- the RNN-vs-CNN claim across batch sizes ------------------------------------------------
+def claim_memory_figure(records: list[dict[str, Any]], source: str):
+    """One panel per RNN (shared axes): its measured memory and cnn_tutorial's in each framework
+    variant, against batch size, with both analytic floors."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    ok = _ok(records)
+    batches = sorted({r["batch_size"] for r in ok})
+    panels = list(dict.fromkeys(r["model"] for r in ok if Record(r).family == "rnn")) or \
+        list(dict.fromkeys(r["model"] for r in ok))
+    styles = series_styles((r["framework"], _series_label(r)) for r in ok)
+    cols = 1 if len(panels) == 1 else 2
+    rows = math.ceil(len(panels) / cols)
+    src = sorted({Record(r).measured_memory_source() or "measured" for r in ok if Record(r).measured_memory_bytes})
+    with plt.rc_context(STYLE):
+        fig, axes = _figure(plt, rows, cols, 1.4 + 3.2 * rows, sharex=True, sharey=True)
+        for ax, m in zip(axes.flat, panels):
+            compared = [m] + ([CLAIM_CNN] if m != CLAIM_CNN else [])  # the panel's RNN thick, the CNN thin
+            for key, st in styles.items():
+                mine = [r for r in ok if (r["framework"], _series_label(r)) == key]
+                for model in compared:
+                    xs, ys = _by_batch((r for r in mine if r["model"] == model), lambda rv: rv.measured_memory_bytes)
+                    if xs:
+                        thick = model == m
+                        ax.plot(xs, ys, lw=2.2 if thick else 1.2, alpha=1.0 if thick else 0.75,
+                                markersize=7 if thick else 6, **st.kw(model_marker(model)))
+            for model, style in zip(compared, (FLOOR_LINE, CNN_FLOOR_LINE)):
+                xs, ys = _floor_by_batch(ok, model)
+                if xs:
+                    ax.plot(xs, ys, **style)
+            ax.set_title(m if m == CLAIM_CNN else f"{m} against {CLAIM_CNN}")
+            ax.set_yscale("log")
+            _log_axis(ax.yaxis)
+            _batch_axis(ax, batches)
+        for ax in list(axes.flat)[len(panels):]:
+            ax.set_visible(False)
+        fig.supxlabel("batch size (samples per training step)")
+        fig.supylabel(f"MB per training step, {' / '.join(src)} (log scale)")
+        handles = [Line2D([], [], color="0.3", lw=2.2, marker="o", label="the panel's RNN, measured"),
+                    Line2D([], [], color="0.3", lw=1.2, alpha=0.75, marker=model_marker(CLAIM_CNN),
+                           label=f"{CLAIM_CNN}, measured"),
+                    Line2D([], [], label="analytic floor of the RNN", **FLOOR_LINE),
+                    Line2D([], [], label=f"analytic floor of {CLAIM_CNN}", **CNN_FLOOR_LINE)]
+        _finish(fig, f"Memory of one training step against batch size: each RNN and {CLAIM_CNN}", source,
+                [_legend_handles(styles), handles])
+    return fig
+
+
+def claim_ratio_figure(records: list[dict[str, Any]], source: str):
+    """RNN / cnn_tutorial speed and memory against batch size, one line per framework variant
+    and RNN; the claim's side of parity shaded, the +-CLAIM_BAND "same" band grey."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    rows = claim_rows(_ok(records))
+    if not rows:
+        return None
+    batches = sorted({x.batch_size for x in rows})
+    label_of = {x.group: re.sub(r" b\d+(?= |$)", "", x.group).replace(":default", "").replace(" cpu", "")
+                for x in rows}
+    styles = series_styles((x.framework, label_of[x.group]) for x in rows)
+    ratios = [v for x in rows for v in (x.speed_ratio, x.memory_ratio) if v]
+    lo, hi = min(ratios + [0.8]) / 1.3, max(ratios + [1.25]) * 1.3
+    with plt.rc_context(STYLE):
+        fig, ((speed_ax, mem_ax),) = _figure(plt, 1, 2, 5.6, sharex=True, sharey=True)
+        for key, st in styles.items():
+            for rnn in dict.fromkeys(x.rnn for x in rows):
+                xs = sorted((x for x in rows if (x.framework, label_of[x.group]) == key and x.rnn == rnn),
+                            key=lambda x: x.batch_size)
+                if not xs:
+                    continue
+                b = [x.batch_size for x in xs]
+                speed_ax.plot(b, [x.speed_ratio for x in xs], lw=1.8, markersize=7, **st.kw(model_marker(rnn)))
+                mem_ax.plot(b, [x.memory_ratio or float("nan") for x in xs], lw=1.8, markersize=7,
+                            **st.kw(model_marker(rnn)))
+        for ax, what in ((speed_ax, "Training speed"), (mem_ax, "Memory of a training step")):
+            ax.axhspan(lo / 10, 1 - CLAIM_BAND, color=CLAIM_SIDE_COLOUR, alpha=0.3, lw=0)
+            ax.axhspan(1 - CLAIM_BAND, 1 + CLAIM_BAND, color="0.6", alpha=0.3, lw=0)
+            ax.axhline(1.0, color="black", lw=1)
+            ax.set_title(f"{what}: RNN / {CLAIM_CNN}")
+            ax.set_yscale("log")
+            ax.set_ylim(lo, hi)
+            _log_axis(ax.yaxis, "x")
+            _batch_axis(ax, batches)
+        fig.supxlabel("batch size (samples per training step)")
+        fig.supylabel(f"ratio RNN / {CLAIM_CNN} (log scale)")
+        src = sorted({x.memory_source for x in rows})
+        models = [Line2D([], [], color="0.3", marker=model_marker(m), ls="none", markersize=7, label=m)
+                  for m in dict.fromkeys(x.rnn for x in rows)]
+        shades = [Patch(color=CLAIM_SIDE_COLOUR, alpha=0.3, label="the claim's side: the RNN slower (left), leaner "
+                                                                  "(right)"),
+                  Patch(color="0.6", alpha=0.3, label=f"within ±{CLAIM_BAND:.0%}: the same"),
+                  Line2D([], [], color="black", lw=1, label=f"parity with {CLAIM_CNN}")]
+        _finish(fig, f"Where 'an RNN is slower than {CLAIM_CNN} but uses less memory' holds (memory: {', '.join(src)})",
+                source, [_legend_handles(styles), models, shades])
+    return fig
+
+
+def claim_figures(records: list[dict[str, Any]], source: str) -> list[tuple[str, Any]]:
+    """(file name, figure) for a run over several batch sizes; none for a single batch."""
+    if len({r["batch_size"] for r in _ok(records)}) < 2:
+        return []
+    out = [("claim-memory.png", claim_memory_figure(records, source))]
+    ratios = claim_ratio_figure(records, source)
+    return out + ([("claim-ratios.png", ratios)] if ratios is not None else [])
+
+
+def plot_claim(records: list[dict[str, Any]], out_dir: Path, source: str) -> list[Path]:
+    """For a run over several batch sizes: claim-memory.png and claim-ratios.png (the latter
+    when an RNN and cnn_tutorial were both measured). Returns the PNGs written."""
+    return [save(fig, out_dir / name) for name, fig in claim_figures(records, source)]
+
+
+# --- time to accuracy ------------------------------------------------------------------------
+ERROR_TICKS_PCT = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 90)
+MIN_ERROR_PCT = 0.05  # a perfect score still has a place on the log axis
+
+
+def _error_pct(accuracy: float) -> float:
+    return max(100.0 * (1.0 - accuracy), MIN_ERROR_PCT)
+
+
+def accuracy_figure(records: list[dict[str, Any]], source: str):
+    """One panel per model (shared y): test accuracy against training seconds (evaluations
+    excluded), one line per framework variant and seed. The y axis is spaced by the error rate
+    (log), so 97, 98 and 99% are as far apart as they matter. None when nothing was evaluated
+    during training (run --target-accuracy / --eval-every)."""
+    ok = [r for r in _ok(records) if (r.get("accuracy_curve") or {}).get("points")]
+    if not ok:
+        return None
+    plt = _plt()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import NullLocator
+
+    models = list(dict.fromkeys(r["model"] for r in ok))
+    several_batches = len({r["batch_size"] for r in ok}) > 1
+    # A line per seed, all of one series alike: the seeds' spread is what the plot shows.
+    key = lambda r: (r["framework"], _series_label(r, batch=several_batches, seed=False))  # noqa: E731
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for r in ok:
+        seeds.setdefault(key(r), set()).add(seed_of(r))
+    styles = series_styles(key(r) for r in ok)
+    cols = 1 if len(models) == 1 else 2
+    rows = math.ceil(len(models) / cols)
+    errors = [_error_pct(p["test_accuracy"]) for r in ok for p in r["accuracy_curve"]["points"]]
+    targets = sorted({r["accuracy_curve"]["target_accuracy"] for r in ok if r["accuracy_curve"].get("target_accuracy")})
+    low, high = min(errors + [_error_pct(t) for t in targets]) / 1.5, min(100.0, max(errors) * 1.3)
+    with plt.rc_context(STYLE):
+        fig, axes = _figure(plt, rows, cols, 1.4 + 3.2 * rows, sharey=True)
+        for ax, m in zip(axes.flat, models):
+            for r in (r for r in ok if r["model"] == m):
+                pts = r["accuracy_curve"]["points"]
+                st = styles[key(r)]
+                ax.plot([p["train_s"] for p in pts], [_error_pct(p["test_accuracy"]) for p in pts], lw=1.6,
+                        markersize=5, **st.kw(model_marker(m)))
+            for t in {r["accuracy_curve"].get("target_accuracy") for r in ok if r["model"] == m} - {None, 0}:
+                ax.axhspan(low / 10, _error_pct(t), color=CLAIM_SIDE_COLOUR, alpha=0.3, lw=0)
+                ax.axhline(_error_pct(t), color="black", ls="--", lw=1.2)
+            ax.set_title(m)
+            ax.set_xlabel("training seconds (compile included, evaluations excluded)")
+            ax.set_xlim(left=0)
+            ax.set_yscale("log")
+            ax.set_ylim(high, low)  # inverted: better is up
+            ticks = [e for e in ERROR_TICKS_PCT if low <= e <= high]
+            ax.set_yticks(ticks, [f"{100 - e:g}" for e in ticks])
+            ax.yaxis.set_minor_locator(NullLocator())
+        for ax in list(axes.flat)[len(models):]:
+            ax.set_visible(False)
+        fig.supylabel("test accuracy, % (spaced by the error rate, log scale)")
+        series = _legend_handles(styles)
+        for h, k in zip(series, styles):
+            if len(seeds[k]) > 1:
+                h.set_label(f"{h.get_label()} ({len(seeds[k])} seeds)")
+        marks = [Line2D([], [], color="black", ls="--", lw=1.2, label=f"target: {100 * t:g}% test accuracy")
+                 for t in targets]
+        if targets:
+            marks.append(Patch(color=CLAIM_SIDE_COLOUR, alpha=0.3, label="target reached"))
+        _finish(fig, "Test accuracy against training time", source, [series, marks])
+    return fig
+
+
+def plot_accuracy(records: list[dict[str, Any]], out_dir: Path, source: str) -> list[Path]:
+    """accuracy-vs-time.png, when the run evaluated during training; else nothing."""
+    fig = accuracy_figure(records, source)
+    return [] if fig is None else [save(fig, out_dir / "accuracy-vs-time.png")]

@@ -46,9 +46,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run_dir / "plot.png"
     recs = results.read_records(run_dir)
     try:
-        paths = [plot.plot_run(recs, out, f"lstm-bench {run_dir.name}")]
-        paths += plot.plot_claim(recs, out.parent, f"lstm-bench {run_dir.name}")
-        paths += plot.plot_accuracy(recs, out.parent, f"lstm-bench {run_dir.name}")
+        source = f"lstm-bench, run {run_dir.name}"  # a line at each plot's foot, not its title
+        paths = [plot.plot_run(recs, out, source)]
+        paths += plot.plot_claim(recs, out.parent, source)
+        paths += plot.plot_accuracy(recs, out.parent, source)
     except plot.PlotUnavailable as e:
         raise UsageError(str(e)) from None
     for p in paths:
@@ -69,7 +70,8 @@ def add_show_parser(sub: Any) -> None:
 
 
 def add_plot_and_export_parsers(sub: Any) -> None:
-    pl = sub.add_parser("plot", help="bar charts of a run's throughput and memory (PNG)")
+    pl = sub.add_parser("plot", help="PNG charts of a run: speed and memory per model; across batch sizes the "
+                                     "RNN-vs-CNN claim; accuracy against training time")
     pl.add_argument("run", help="run id or directory")
     pl.add_argument("--out", metavar="FILE.png",
                     help="the throughput and memory chart (default: RUN_DIR/plot.png); up to three more PNGs go "

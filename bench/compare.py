@@ -372,10 +372,10 @@ class Comparison:
     def more_rounds(self) -> int | None:
         """The most rounds beyond those measured an inconclusive gated metric would likely need;
         None when one cannot tell (more rounds may not settle it) or nothing is inconclusive."""
-        more = [f.more_rounds - (f.rounds or 0) for f in self.inconclusive if f.estimate is not None]
-        if not more or any(f.more_rounds is None for f in self.inconclusive if f.estimate is not None):
+        judged = [f for f in self.inconclusive if f.estimate is not None]
+        if not judged or any(f.more_rounds is None for f in judged):
             return None
-        return max(0, max(more))
+        return max(0, max(f.more_rounds - (f.rounds or 0) for f in judged))
 
     def to_dict(self) -> dict[str, Any]:
         """Every decision and the overall one, for bots and dashboards (--format json)."""
@@ -418,7 +418,7 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
     diffs = model_differences(base, head)
     explained = {r["key"] for r in (*base, *head) if _model_name(r) in diffs}
     designs = designs or {}
-    alpha = 1.0 - confidence
+    alpha = round(1.0 - confidence, 12)  # 1 - 0.95 is 0.05000000000000004 in binary
     items: list[tuple[Rule, Sides]] = []
     not_ok, counts = [], {}
     hb, hh = node_hosts(base), node_hosts(head)
@@ -501,8 +501,8 @@ def overall_words(cmp: Comparison, strong: str = "") -> str:
     if code == 3:
         more = cmp.more_rounds
         need = f"needs ~{more} more rounds" if more is not None else "more rounds may not settle it"
-        return f"{strong}INCONCLUSIVE{strong}: {len(cmp.inconclusive)} gated metric(s) not settled; inconclusive: " \
-               f"{need}{family}"
+        return f"{strong}INCONCLUSIVE{strong}: {len(cmp.inconclusive)} gated metric(s) not settled (inconclusive: " \
+               f"{need}){family}"
     return f"{strong}OK{strong}: no gated metric regressed{family}"
 
 

@@ -23,7 +23,9 @@ from .spec import Cell
 
 DEFAULT_TIMEOUT_S = {"smoke": 300, "ci": 600, "claim": 900, "quick": 900, "full": 7200}
 
-Decide = Callable[[Cell, int], bool]  # (cell, rounds done) -> stop adding rounds for this cell
+# (cell, rounds done, seconds the cell's rounds took) -> stop adding rounds for this cell. The
+# seconds let a sequential check plan its rounds from the time a round takes, before its first look.
+Decide = Callable[[Cell, int, float], bool]
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
                         continue
                     spent = time.monotonic() - t0
                     per_round = spent / r
-                    if rounds.decide(cell, r) or r >= rounds.max_full or spent + per_round > rounds.budget_s:
+                    if rounds.decide(cell, r, spent) or r >= rounds.max_full or spent + per_round > rounds.budget_s:
                         break
                     ui.add_total(len(sides))
     except KeyboardInterrupt:

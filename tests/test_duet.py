@@ -62,7 +62,8 @@ def run(monkeypatch, tmp_path, device: str, duet, rounds_n: int = 4, fail_side: 
     monkeypatch.setattr(process, "pre_skip_reason", lambda cell: None)
     cell = plan(Selection(frameworks=("torch",), models=("cnn_small",), devices=(device,), profile="smoke",
                           threads=1))[0]
-    rounds = schedule.Rounds(full=rounds_n, max_full=rounds_n, budget_s=1e9, decide=lambda c, d: False, duet_cpus=duet)
+    rounds = schedule.Rounds(full=rounds_n, max_full=rounds_n, budget_s=1e9, decide=lambda c, d, s: False,
+                             duet_cpus=duet)
     code = schedule.execute_sides(fake_sides(tmp_path), [cell], None, 60, UI(), rounds)
     assert code == 0
     return sorted(calls, key=lambda c: (c["round"], c["side"]))
@@ -120,7 +121,7 @@ def test_ctrl_c_during_a_duet_round_stops_both_workers(monkeypatch, tmp_path):
     monkeypatch.setattr(process, "pre_skip_reason", lambda cell: None)
     cell = plan(Selection(frameworks=("torch",), models=("cnn_small",), devices=("cpu",), profile="smoke",
                           threads=1))[0]
-    rounds = schedule.Rounds(full=2, max_full=2, budget_s=1e9, decide=lambda c, d: False, duet_cpus=((0,), (1,)))
+    rounds = schedule.Rounds(full=2, max_full=2, budget_s=1e9, decide=lambda c, d, s: False, duet_cpus=((0,), (1,)))
     t0 = time.monotonic()
     assert schedule.execute_sides(fake_sides(tmp_path), [cell], None, 60, UI(), rounds) == 130
     assert seen == [True] and time.monotonic() - t0 < 5

@@ -32,3 +32,18 @@ def test_a_metric_with_fewer_than_two_paired_rounds_is_left_out():
     same = noise.aa_noise(a, a, compare.DEFAULT_RULES, rounds=2, confidence=0.95)
     assert [n.rule.name for n in same] == ["train", "infer", "rss"]
     assert all(n.estimate.ratio == pytest.approx(1.0) for n in same)
+
+
+def test_detectable_is_read_at_the_checks_last_look():
+    """With the check's first look given, the smallest detectable slowdown is for the level a
+    check of that many rounds reads its last look at: wider than one look's 95%."""
+    from bench import sequential
+
+    a = [proc("c1", i, v) for i, v in enumerate([1000, 1100, 900, 1000, 1050])]
+    b = [proc("c1", i, v) for i, v in enumerate([1010, 1080, 910, 990, 1000])]
+    one = noise.aa_noise(a, b, compare.DEFAULT_RULES, rounds=14, confidence=0.95)[0]
+    seq = noise.aa_noise(a, b, compare.DEFAULT_RULES, rounds=14, confidence=0.95, min_rounds=6)[0]
+    level = sequential.Design(14, 6).confidence(14, 0.05)
+    assert 0.95 < level < 0.975 and noise.last_look_confidence(14, 0.95, 6) == pytest.approx(level)
+    assert seq.detectable == pytest.approx(stats.power_detectable(seq.estimate.sd_log, 14, 0.03, level))
+    assert seq.detectable > one.detectable

@@ -82,7 +82,7 @@ def test_a_cell_that_fails_its_first_round_gets_no_more(tmp_path, calls):
 def test_adaptive_rounds_stop_when_decide_says_the_answer_is_clear(tmp_path, calls):
     decided: list[int] = []
 
-    def decide(cell, done):
+    def decide(cell, done, spent_s):
         decided.append(done)
         return done >= 3
 

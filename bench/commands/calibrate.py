@@ -6,7 +6,7 @@ import argparse
 import math
 import time
 
-from .. import envinfo, results, schedule
+from .. import envinfo, results, schedule, sequential
 from ..plan import plan
 from . import ab, selection
 from .ui import RunUI, console as make_console
@@ -37,23 +37,25 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     # Rounds with `decide` never stopping early: the same code path (and duet) as a real check.
     code = schedule.execute_sides(sides, cells, None, ab.timeout_s(args, sel), RunUI(console, quiet=args.quiet),
                                   schedule.Rounds(full=rounds_n, max_full=rounds_n, budget_s=math.inf,
-                                                  decide=lambda cell, done: False, duet_cpus=duet))
+                                                  decide=lambda cell, done, spent_s: False, duet_cpus=duet))
     if code == 130:
         raise KeyboardInterrupt
     per_round_s = (time.monotonic() - t0) / max(1, rounds_n * len(cells))
-    affordable = max(2, int(args.budget_s / per_round_s))
+    # the rounds a check's plan would allow (its n_max)
+    affordable = sequential.planned_rounds(args.budget_s, per_round_s, args.rounds, args.max_rounds)
     a, b = results.read_rounds(sides[0].run_dir), results.read_rounds(sides[1].run_dir)
     t = Table(header_style="bold", title=f"A/A noise on this machine ({rounds_n} rounds per cell, "
                                           f"{per_round_s:.1f} s per round; budget {args.budget_s:.0f} s = "
                                           f"{affordable} rounds)")
     for c in ("cell", "metric", "process sd", "round log-ratio sd", "A/A estimate", "detectable at 95% power"):
         t.add_column(c)
-    for n in noise.aa_noise(a, b, rules, affordable, confidence):
+    for n in noise.aa_noise(a, b, rules, affordable, confidence, min_rounds=args.rounds):
         t.add_row(escape(n.key), n.rule.name, f"{100 * n.process_sd_log:.1f}%", f"{100 * n.estimate.sd_log:.1f}%",
                   escape(stats.describe(n.estimate, n.rule.words)),
                   f"{100 * n.detectable:.1f}% in {affordable} rounds" if math.isfinite(n.detectable) else "-")
     console.print(t)
     console.print("process sd: spread of per-process medians; round log-ratio sd: spread of head/base within a round "
-                  "(what the check's interval is built from); detectable: the smallest slowdown whose interval clears "
-                  "the floor with 95% probability in the rounds the budget allows (normal model)")
+                  "(what the check's interval is built from); detectable: the smallest step-time slowdown whose "
+                  "interval, read at a check's last look (its repeated interval), clears the floor with 95% "
+                  "probability in the rounds the budget allows (normal model)")
     return 0

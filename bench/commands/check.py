@@ -1,13 +1,16 @@
 """`compare` and `check`: two stored result sets joined cell by cell, every metric judged with its
 interval; `check` exits 0 unchanged/improved, 1 regressed, 3 inconclusive. `check --against REF`
-first measures REF's code and this checkout's in rounds of fresh processes in this job."""
+first measures REF's code and this checkout's in rounds of fresh processes in this job, adding a
+round at a time and looking after each: the intervals are the repeated ones of a group-sequential
+plan fixed before the first look (bench.sequential), so the stated error holds over all looks."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
-from .. import gitref, measure, results, schedule
+from .. import gitref, measure, results, schedule, sequential
 from ..plan import plan
 from . import ab, calibrate, selection
 from .ui import RunUI, console as make_console
@@ -17,6 +20,23 @@ from .usage import UsageError
 def _rounds_of(ref: str, results_dir: Path) -> tuple[list[dict], dict]:
     run_dir = results.resolve_run(ref, results_dir)
     return results.read_rounds(run_dir), results.read_manifest(run_dir)
+
+
+# O'Brien-Fleming-type spending: almost nothing at the early looks, so the last look reads nearly
+# the fixed-sample interval and a check that runs its whole budget loses little power; only large
+# effects stop a check early (bench.sequential says why this design and not another).
+SPENDING = "obrien-fleming"
+
+
+def designs_of(manifest: dict[str, Any], run: str) -> dict[str, sequential.Design]:
+    """key -> the sequential plan `check --against` recorded for a cell ({} for sets it did not
+    write: those are judged in one look)."""
+    plan_ = manifest.get("sequential") or {}
+    try:
+        return {k: sequential.Design(int(n), min(int(plan_["min_rounds"]), int(n)), plan_.get("spending", SPENDING))
+                for k, n in (plan_.get("n_max") or {}).items()}
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"{run}: the manifest's sequential plan is unreadable ({e})") from None
 
 
 def _comparison(args: argparse.Namespace):
@@ -29,9 +49,12 @@ def _comparison(args: argparse.Namespace):
     diffs = compare.differences(base, head)
     if diffs and not args.force:
         raise UsageError("the two sets are not comparable (--force to compare anyway): " + "; ".join(diffs))
-    # Sets written by one `check --against` job ran back to back, round by round: pair them.
+    # Sets written by one `check --against` job ran back to back, round by round: pair them, and
+    # read each cell at the repeated interval of the plan its rounds were added under.
     paired = bool(mb.get("check_id")) and mb.get("check_id") == mh.get("check_id")
-    return compare.compare(base, head, rules, paired=paired, gate=gate, confidence=ab.confidence(args)), diffs
+    designs = designs_of(mb, args.base) if paired else {}
+    return compare.compare(base, head, rules, paired=paired, gate=gate, confidence=ab.confidence(args),
+                           designs=designs), diffs
 
 
 def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -> None:
@@ -65,21 +88,50 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
             console.print(f"{label}: {escape(', '.join(keys))}")
 
 
+def _print_json(cmp, args: argparse.Namespace, diffs: list[str], exit_code: int) -> None:
+    """--format json: every decision with its interval, rounds, plan and error, and the overall one."""
+    out = {"command": args.cmd, "base": args.base, "head": args.head, **cmp.to_dict(), "exit_code": exit_code,
+           "warnings": list(diffs)}
+    print(json.dumps(out, indent=1))
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     cmp, diffs = _comparison(args)
-    _print_comparison(cmp, make_console(), only_changes=False, diffs=diffs)
+    if args.format == "json":
+        _print_json(cmp, args, diffs, 0)  # compare exits 0; "result" says what check would
+    else:
+        _print_comparison(cmp, make_console(), only_changes=False, diffs=diffs)
     return 0
 
 
-def _round_settles(args: argparse.Namespace, sides, rules, gate, confidence):
-    """The adaptive stop rule: after each round, judge the cell on what both sides have so far."""
+def gated_rounds_rules(rules, gate) -> int:
+    """How many of a cell's decisions are in the check's Holm family (gated, judged over rounds)."""
     from .. import compare
 
-    def decide(cell, done: int) -> bool:
-        base = [r for r in results.read_rounds(sides[0].run_dir) if r["key"] == cell.key]
-        head = [r for r in results.read_rounds(sides[1].run_dir) if r["key"] == cell.key]
-        return compare.settled(compare.compare(base, head, rules, paired=True, gate=gate,
-                                               confidence=confidence).findings)
+    return sum(r.kind == compare.Judge.ROUNDS and r.name in gate for r in rules)
+
+
+def round_settles(args: argparse.Namespace, sides, cells, rules, gate, confidence) -> schedule.Decide:
+    """The adaptive stop rule, called after each round from the first look on. Before a cell's
+    first look it fixes the cell's plan from the time its rounds took (never their values): n_max,
+    the rounds its budget allows, recorded in both manifests. At every look it judges the cells so
+    far as the final table will (the repeated interval of each look; Holm's family counts the
+    cells still to come), and stops the cell once each gated metric is decided or its plan spent."""
+    from .. import compare
+
+    designs: dict[str, sequential.Design] = {}
+    family = len(cells) * gated_rounds_rules(rules, gate)
+
+    def decide(cell, done: int, spent_s: float) -> bool:
+        if cell.key not in designs:
+            n_max = sequential.planned_rounds(args.budget_s, spent_s / done, args.rounds, args.max_rounds)
+            designs[cell.key] = sequential.Design(n_max, min(args.rounds, n_max), SPENDING)
+            for side in sides:
+                side.manifest["sequential"]["n_max"][cell.key] = n_max
+                results.write_manifest(side.run_dir, side.manifest)
+        cmp = compare.compare(results.read_rounds(sides[0].run_dir), results.read_rounds(sides[1].run_dir), rules,
+                              paired=True, gate=gate, confidence=confidence, designs=designs, family=family)
+        return compare.settled(f for f in cmp.findings if f.key == cell.key) or done >= designs[cell.key].n_max
 
     return decide
 
@@ -97,7 +149,7 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
     if args.rounds < 2 or args.max_rounds < args.rounds or args.budget_s <= 0:
         raise UsageError("--rounds must be >= 2 (one round cannot show a spread), --max-rounds >= --rounds, "
                          "--budget-s > 0")
-    console = make_console()
+    console = make_console(stderr=args.format == "json")
     try:
         tree = gitref.add_worktree(args.against)
     except gitref.GitError as e:
@@ -105,14 +157,18 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
     try:
         sides = ab.make_sides(args, sel, cells, tree, ("base", "head"), args.against)
         duet = ab.choose_duet_cpus(args, cells, sides, console)
+        for side in sides:  # the plan every look reads; n_max per cell is added before its first look
+            side.manifest["sequential"] = {"spending": SPENDING, "alpha": 1.0 - confidence, "min_rounds": args.rounds,
+                                           "holm_family": len(cells) * gated_rounds_rules(rules, gate), "n_max": {}}
         console.print(f"check --against {args.against}: {len(cells)} cell(s), base and head in fresh processes, "
                       + (ab.duet_words(duet) if duet else "interleaved A B / B A")
                       + f", {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "
-                      f"per cell, {args.threads} CPU thread(s) per process")
+                      f"per cell, {args.threads} CPU thread(s) per process; a look after every round from round "
+                      f"{args.rounds}, each at its repeated {100 * confidence:g}% interval ({SPENDING} spending)")
         rounds = schedule.Rounds(full=args.rounds, max_full=args.max_rounds, budget_s=args.budget_s,
-                                 decide=_round_settles(args, sides, rules, gate, confidence), duet_cpus=duet)
+                                 decide=round_settles(args, sides, cells, rules, gate, confidence), duet_cpus=duet)
         code = schedule.execute_sides(sides, cells, None, ab.timeout_s(args, sel), RunUI(console, quiet=args.quiet),
-                                      rounds)
+                                      rounds, args.start)
     finally:
         gitref.remove_worktree(tree)
     if code == 130:
@@ -125,39 +181,64 @@ def cmd_check(args: argparse.Namespace) -> int:
     if (args.calibrate or args.against) and not args.threads:
         args.threads = measure.check_threads_default(duet=not args.sequential)
     if args.calibrate:
+        if args.format == "json":
+            raise UsageError("check --calibrate prints a table; --format json is for decisions")
         return calibrate.cmd_calibrate(args)
     if args.against:
         args.base, args.head = _run_against(args)
     elif not (args.base and args.head):
         raise UsageError("check: give BASE HEAD (run ids or directories), or --against GIT_REF with a selection")
+    from .. import compare
+
     cmp, diffs = _comparison(args)
-    console = make_console()
-    _print_comparison(cmp, console, only_changes=False, diffs=diffs)
     joined = len(cmp.rounds)
+    json_out = args.format == "json"
+    console = make_console(stderr=json_out)
+    if not json_out:
+        _print_comparison(cmp, console, only_changes=False, diffs=diffs)
     if joined == 0:
         raise UsageError("check: the two result sets have no ok cell in common (same model, recipe, threads...)")
     if args.summary_md:
-        from .. import compare
-
         with open(args.summary_md, "a") as f:
             f.write(f"### lstm-bench check: {args.base} vs {args.head}\n\n" + compare.summary_markdown(cmp) + "\n")
     code = cmp.exit_code()
+    if json_out:
+        _print_json(cmp, args, diffs, code)
+        return code
+    console.print(_how_judged(cmp))
     if code == 1:
         regs = cmp.regressions
         console.print(f"[red]REGRESSED[/]: {len(regs)} gated metric(s) in {len({f.key for f in regs})} of {joined} cells")
     elif code == 3:
         inc = cmp.inconclusive
+        more = cmp.more_rounds
         console.print(f"[yellow]INCONCLUSIVE[/]: {len(inc)} gated metric(s) not settled within the budget "
-                      f"({', '.join(sorted({f.rule for f in inc}))}); rerun with a larger --budget-s / --max-rounds")
+                      f"({', '.join(sorted({f.rule for f in inc}))}); "
+                      + (f"needs ~{more} more rounds: " if more is not None else "")
+                      + "rerun with a larger --budget-s / --max-rounds")
     else:
         improved = sum(f.verdict == "improved" and f.gated for f in cmp.findings)
         console.print(f"[green]OK[/]: no gated metric regressed in {joined} cells ({improved} improved)")
     return code
 
 
+def _how_judged(cmp) -> str:
+    """One line under the table: which intervals the verdicts read and how the error was shared."""
+    alpha = f"{100 * cmp.alpha:g}%"
+    if cmp.designs:
+        n_max = sorted({d.n_max for d in cmp.designs.values()})
+        plan_ = (f"repeated intervals of a sequential plan ({SPENDING} spending, up to "
+                 f"{'/'.join(map(str, n_max))} rounds): {alpha} error over all looks")
+    else:
+        plan_ = f"one look: fixed-sample intervals at {alpha} error"
+    holm = f"; Holm over {cmp.family} gated rounds decisions" if cmp.family > 1 else ""
+    return f"intervals: {plan_}{holm}"
+
+
 def add_parsers(sub: Any) -> None:
-    rules_help = ("effect floors, e.g. 'train:3%%,infer:3%%,memory:1%%,rss:10%%,accuracy:0.02' (the defaults): "
-                  "regressed = the whole confidence interval is past the floor, unchanged = inside +- the floor")
+    rules_help = ("effect floors, e.g. 'train:3%%,infer:3%%,memory:1%%,rss:10%%,accuracy:0.02' (the defaults); "
+                  "train:10%% means a step 10%% slower (throughput x 1/1.10): regressed = the whole confidence "
+                  "interval is past the floor, unchanged = inside the band 1/(1+f)..1+f")
     for name, func, text in (("compare", cmd_compare, "compare two runs cell by cell"),
                              ("check", cmd_check, "exit 0 unchanged/improved, 1 regressed, 3 inconclusive (for CI)")):
         c = sub.add_parser(name, help=text)
@@ -166,9 +247,14 @@ def add_parsers(sub: Any) -> None:
         c.add_argument("--fail-on", "--floor", dest="fail_on", help=rules_help)
         c.add_argument("--gate", help="metrics that decide the exit code (default: train,memory,accuracy; "
                                       "infer and rss are reported as advisory)")
-        c.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+        c.add_argument("--confidence", type=float, default=0.95,
+                       help="confidence over all of a check's looks and gated decisions (default 0.95)")
         c.add_argument("--force", action="store_true",
                        help="compare sets that differ in machine, framework versions, threads, precision or device")
+        c.add_argument("--format", choices=("table", "json"), default="table",
+                       help="table (default) or json on stdout: each decision with its interval, the confidence "
+                            "actually used, its rounds, n_max and the error it was tested at, and the overall "
+                            "result and exit code (progress then goes to stderr)")
         c.set_defaults(func=func)
         if name == "check":
             c.add_argument("--against", metavar="GIT_REF",
@@ -176,7 +262,9 @@ def add_parsers(sub: Any) -> None:
                                 "processes interleaved in this job, then judge (the trustworthy mode on shared runners)")
             c.add_argument("--budget-s", type=float, default=180.0,
                            help="seconds per cell for adaptive rounds (default 180)")
-            c.add_argument("--max-rounds", type=int, default=40, help="rounds per cell at most (default 40)")
+            c.add_argument("--max-rounds", type=int, default=40,
+                           help="rounds per cell at most (default 40); the sequential plan's n_max is the rounds "
+                                "--budget-s allows at the time the first --rounds took, at most this")
             c.add_argument("--sequential", action="store_true",
                            help="run base and head one after the other (default: side by side, each pinned to "
                                 "half the CPUs, when the machine has 2 x --threads CPUs)")

@@ -57,9 +57,11 @@ class RunUI:
         self.progress.stop()
 
 
-def console():
+def console(stderr: bool = False):
+    """stderr: for a command whose stdout is data (check --format json), progress and notes go there."""
     from rich.console import Console
 
     # A log file or CI has no terminal width; 80 columns would fold the table into unreadable
     # slivers, so give non-terminals a width that fits it.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 180)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(highlight=False, width=None if stream.isatty() else 180, stderr=stderr)

@@ -107,7 +107,7 @@ def _series_label(rec: dict[str, Any], batch: bool = False, seed: bool = True) -
         (f" b{rec['batch_size']}" if batch else "")
 
 
-def _legend_handles(styles: dict[tuple[str, str], SeriesStyle], marker: str | None = None) -> list[Any]:
+def legend_handles(styles: dict[tuple[str, str], SeriesStyle], marker: str | None = None) -> list[Any]:
     from matplotlib.lines import Line2D
 
     return [Line2D([], [], label=label, lw=2, **st.kw(marker or "None")) for (_, label), st in styles.items()]
@@ -126,7 +126,7 @@ def _log_axis(axis: Any, suffix: str = "") -> None:
     axis.set_minor_locator(NullLocator())
 
 
-def _batch_axis(ax: Any, batches: list[int]) -> None:
+def batch_axis(ax: Any, batches: list[int]) -> None:
     """Ticks at the batch sizes measured (16, 64, 256, 1024), not at powers of ten."""
     from matplotlib.ticker import NullLocator
 
@@ -136,15 +136,22 @@ def _batch_axis(ax: Any, batches: list[int]) -> None:
     ax.set_xlim(batches[0] / 1.35, batches[-1] * 1.35)
 
 
-def _figure(plt: Any, rows: int, cols: int, height_in: float, **kw: Any):
+def style():
+    """The context every figure is built in: the font sizes and grid of STYLE."""
+    return _plt().rc_context(STYLE)
+
+
+def new_figure(rows: int, cols: int, height_in: float, **kw: Any):
+    """A grid of panels at most MAX_WIDTH_PX wide, laid out by matplotlib, a strip left at the
+    foot for the source line (build it inside `style()`)."""
     width_in = min(MAX_WIDTH_PX / DPI, 6.0 * cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width_in, height_in), squeeze=False, layout="constrained", **kw)
+    fig, axes = _plt().subplots(rows, cols, figsize=(width_in, height_in), squeeze=False, layout="constrained", **kw)
     foot = FOOT_IN / height_in
     fig.get_layout_engine().set(rect=(0, foot, 1, 1 - foot))  # a strip below for the source line
     return fig, axes
 
 
-def _finish(fig: Any, title: str, source: str, groups: list[list[Any]]) -> None:
+def finish(fig: Any, title: str, source: str, groups: list[list[Any]]) -> None:
     """The title and one legend for the whole figure above the panels (each group of handles on
     a row of its own: the colours, then the markers, then the reference lines), and the source
     line at the foot. The title is the legend's own: constrained layout makes room for an outside
@@ -201,9 +208,10 @@ def _speed(rv: Record) -> tuple[float, float, float] | None:
     return med, med - s.get("q1", med), s.get("q3", med) - med
 
 
-def _errorbar(ax: Any, xs: list[float], speeds: list[tuple[float, float, float]], st: SeriesStyle, marker: str,
-              **kw: Any) -> None:
-    bars = ax.errorbar(xs, [v[0] for v in speeds], yerr=[[v[1] for v in speeds], [v[2] for v in speeds]], capsize=3,
+def errorbar(ax: Any, xs: list[float], points: list[tuple[float, float, float]], st: SeriesStyle, marker: str,
+             **kw: Any) -> None:
+    """(value, distance down, distance up) at each x, in the series' style."""
+    bars = ax.errorbar(xs, [v[0] for v in points], yerr=[[v[1] for v in points], [v[2] for v in points]], capsize=3,
                        **st.kw(marker, **kw))
     for artist in bars.lines[2]:  # the bars themselves, tagged like the line
         artist.set_gid(f"framework={st.framework}")
@@ -224,7 +232,7 @@ def _run_by_model(speed_ax: Any, mem_ax: Any, ok: list[dict[str, Any]]) -> list[
                 continue
             rv = Record(rec)
             if _speed(rv):
-                _errorbar(speed_ax, [j + dx], [_speed(rv)], st, model_marker(m), ls="none", markersize=8)
+                errorbar(speed_ax, [j + dx], [_speed(rv)], st, model_marker(m), ls="none", markersize=8)
             if rv.measured_memory_bytes:
                 mem_ax.plot([j + dx], [rv.measured_memory_bytes / 1e6], **st.kw(model_marker(m), ls="none",
                                                                                   markersize=8))
@@ -237,7 +245,7 @@ def _run_by_model(speed_ax: Any, mem_ax: Any, ok: list[dict[str, Any]]) -> list[
         ax.set_xlabel("model")
         ax.grid(False, axis="x")
     floor = Line2D([], [], marker="_", markersize=14, mew=2, ls="none", color="black", label="analytic floor")
-    return [_legend_handles(styles, "o"), [floor]]
+    return [legend_handles(styles, "o"), [floor]]
 
 
 def _run_by_batch(speed_ax: Any, mem_ax: Any, ok: list[dict[str, Any]], batches: list[int]) -> list[list[Any]]:
@@ -254,7 +262,7 @@ def _run_by_batch(speed_ax: Any, mem_ax: Any, ok: list[dict[str, Any]], batches:
             pts = [(r["batch_size"], _speed(Record(r))) for r in rs]
             pts = [(b, v) for b, v in pts if v]
             if pts:
-                _errorbar(speed_ax, [b for b, _ in pts], [v for _, v in pts], st, model_marker(m), lw=1.6,
+                errorbar(speed_ax, [b for b, _ in pts], [v for _, v in pts], st, model_marker(m), lw=1.6,
                           markersize=6)
             xs, ys = _by_batch(rs, lambda rv: rv.measured_memory_bytes)
             if xs:
@@ -264,24 +272,24 @@ def _run_by_batch(speed_ax: Any, mem_ax: Any, ok: list[dict[str, Any]], batches:
         if xs:
             mem_ax.plot(xs, ys, marker=model_marker(m), markersize=4, **FLOOR_LINE)
     for ax in (speed_ax, mem_ax):
-        _batch_axis(ax, batches)
+        batch_axis(ax, batches)
         ax.set_xlabel("batch size (samples per training step)")
     markers = [Line2D([], [], color="0.3", marker=model_marker(m), ls="none", markersize=7, label=m) for m in models]
     floor = Line2D([], [], marker="o", markersize=4, label="analytic floor (marker: the model's)", **FLOOR_LINE)
-    return [_legend_handles(styles), markers, [floor]]
+    return [legend_handles(styles), markers, [floor]]
 
 
 def run_figure(records: list[dict[str, Any]], source: str):
     """Training speed and memory of every ok cell: per model at one batch size, or against
     batch size when the run has several."""
-    plt = _plt()
+    _plt()  # without matplotlib: the one-line PlotUnavailable, before the imports below
     ok = _ok(records)
     if not ok:
         raise PlotUnavailable("no ok cell to plot")
     batches = sorted({r["batch_size"] for r in ok})
     sources = sorted({Record(r).measured_memory_source() or "measured" for r in ok if Record(r).measured_memory_bytes})
-    with plt.rc_context(STYLE):
-        fig, ((speed_ax, mem_ax),) = _figure(plt, 1, 2, 5.4)
+    with style():
+        fig, ((speed_ax, mem_ax),) = new_figure(1, 2, 5.4)
         if len(batches) == 1:
             groups = _run_by_model(speed_ax, mem_ax, ok)
             title = f"Training speed and memory per model, batch {batches[0]}"
@@ -295,7 +303,7 @@ def run_figure(records: list[dict[str, Any]], source: str):
         speed_ax.set(title="Training speed (median of the timed repeats; bars: quartiles)",
                      ylabel="training samples per second (log scale)")
         mem_ax.set(title="Memory of one training step", ylabel=f"MB, {' / '.join(sources)} (log scale)")
-        _finish(fig, title, source, groups)
+        finish(fig, title, source, groups)
     return fig
 
 
@@ -308,7 +316,7 @@ def plot_run(records: list[dict[str, Any]], out: Path, source: str) -> Path:
 def claim_memory_figure(records: list[dict[str, Any]], source: str):
     """One panel per RNN (shared axes): its measured memory and cnn_tutorial's in each framework
     variant, against batch size, with both analytic floors."""
-    plt = _plt()
+    _plt()  # without matplotlib: the one-line PlotUnavailable, before the imports below
     from matplotlib.lines import Line2D
 
     ok = _ok(records)
@@ -319,8 +327,8 @@ def claim_memory_figure(records: list[dict[str, Any]], source: str):
     cols = 1 if len(panels) == 1 else 2
     rows = math.ceil(len(panels) / cols)
     src = sorted({Record(r).measured_memory_source() or "measured" for r in ok if Record(r).measured_memory_bytes})
-    with plt.rc_context(STYLE):
-        fig, axes = _figure(plt, rows, cols, 1.4 + 3.2 * rows, sharex=True, sharey=True)
+    with style():
+        fig, axes = new_figure(rows, cols, 1.4 + 3.2 * rows, sharex=True, sharey=True)
         for ax, m in zip(axes.flat, panels):
             compared = [m] + ([CLAIM_CNN] if m != CLAIM_CNN else [])  # the panel's RNN thick, the CNN thin
             for key, st in styles.items():
@@ -331,14 +339,14 @@ def claim_memory_figure(records: list[dict[str, Any]], source: str):
                         thick = model == m
                         ax.plot(xs, ys, lw=2.2 if thick else 1.2, alpha=1.0 if thick else 0.75,
                                 markersize=7 if thick else 6, **st.kw(model_marker(model)))
-            for model, style in zip(compared, (FLOOR_LINE, CNN_FLOOR_LINE)):
+            for model, line in zip(compared, (FLOOR_LINE, CNN_FLOOR_LINE)):
                 xs, ys = _floor_by_batch(ok, model)
                 if xs:
-                    ax.plot(xs, ys, **style)
+                    ax.plot(xs, ys, **line)
             ax.set_title(m if m == CLAIM_CNN else f"{m} against {CLAIM_CNN}")
             ax.set_yscale("log")
             _log_axis(ax.yaxis)
-            _batch_axis(ax, batches)
+            batch_axis(ax, batches)
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
         fig.supxlabel("batch size (samples per training step)")
@@ -348,15 +356,15 @@ def claim_memory_figure(records: list[dict[str, Any]], source: str):
                            label=f"{CLAIM_CNN}, measured"),
                     Line2D([], [], label="analytic floor of the RNN", **FLOOR_LINE),
                     Line2D([], [], label=f"analytic floor of {CLAIM_CNN}", **CNN_FLOOR_LINE)]
-        _finish(fig, f"Memory of one training step against batch size: each RNN and {CLAIM_CNN}", source,
-                [_legend_handles(styles), handles])
+        finish(fig, f"Memory of one training step against batch size: each RNN and {CLAIM_CNN}", source,
+                [legend_handles(styles), handles])
     return fig
 
 
 def claim_ratio_figure(records: list[dict[str, Any]], source: str):
     """RNN / cnn_tutorial speed and memory against batch size, one line per framework variant
     and RNN; the claim's side of parity shaded, the +-CLAIM_BAND "same" band grey."""
-    plt = _plt()
+    _plt()  # without matplotlib: the one-line PlotUnavailable, before the imports below
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -369,8 +377,8 @@ def claim_ratio_figure(records: list[dict[str, Any]], source: str):
     styles = series_styles((x.framework, label_of[x.group]) for x in rows)
     ratios = [v for x in rows for v in (x.speed_ratio, x.memory_ratio) if v]
     lo, hi = min(ratios + [0.8]) / 1.3, max(ratios + [1.25]) * 1.3
-    with plt.rc_context(STYLE):
-        fig, ((speed_ax, mem_ax),) = _figure(plt, 1, 2, 5.6, sharex=True, sharey=True)
+    with style():
+        fig, ((speed_ax, mem_ax),) = new_figure(1, 2, 5.6, sharex=True, sharey=True)
         for key, st in styles.items():
             for rnn in dict.fromkeys(x.rnn for x in rows):
                 xs = sorted((x for x in rows if (x.framework, label_of[x.group]) == key and x.rnn == rnn),
@@ -389,7 +397,7 @@ def claim_ratio_figure(records: list[dict[str, Any]], source: str):
             ax.set_yscale("log")
             ax.set_ylim(lo, hi)
             _log_axis(ax.yaxis, "x")
-            _batch_axis(ax, batches)
+            batch_axis(ax, batches)
         fig.supxlabel("batch size (samples per training step)")
         fig.supylabel(f"ratio RNN / {CLAIM_CNN} (log scale)")
         src = sorted({x.memory_source for x in rows})
@@ -399,8 +407,8 @@ def claim_ratio_figure(records: list[dict[str, Any]], source: str):
                                                                   "(right)"),
                   Patch(color="0.6", alpha=0.3, label=f"within ±{CLAIM_BAND:.0%}: the same"),
                   Line2D([], [], color="black", lw=1, label=f"parity with {CLAIM_CNN}")]
-        _finish(fig, f"Where 'an RNN is slower than {CLAIM_CNN} but uses less memory' holds (memory: {', '.join(src)})",
-                source, [_legend_handles(styles), models, shades])
+        finish(fig, f"Where 'an RNN is slower than {CLAIM_CNN} but uses less memory' holds (memory: {', '.join(src)})",
+                source, [legend_handles(styles), models, shades])
     return fig
 
 
@@ -436,7 +444,7 @@ def accuracy_figure(records: list[dict[str, Any]], source: str):
     ok = [r for r in _ok(records) if (r.get("accuracy_curve") or {}).get("points")]
     if not ok:
         return None
-    plt = _plt()
+    _plt()  # without matplotlib: the one-line PlotUnavailable, before the imports below
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import NullLocator
@@ -454,8 +462,8 @@ def accuracy_figure(records: list[dict[str, Any]], source: str):
     errors = [_error_pct(p["test_accuracy"]) for r in ok for p in r["accuracy_curve"]["points"]]
     targets = sorted({r["accuracy_curve"]["target_accuracy"] for r in ok if r["accuracy_curve"].get("target_accuracy")})
     low, high = min(errors + [_error_pct(t) for t in targets]) / 1.5, min(100.0, max(errors) * 1.3)
-    with plt.rc_context(STYLE):
-        fig, axes = _figure(plt, rows, cols, 1.4 + 3.2 * rows, sharey=True)
+    with style():
+        fig, axes = new_figure(rows, cols, 1.4 + 3.2 * rows, sharey=True)
         for ax, m in zip(axes.flat, models):
             for r in (r for r in ok if r["model"] == m):
                 pts = r["accuracy_curve"]["points"]
@@ -476,7 +484,7 @@ def accuracy_figure(records: list[dict[str, Any]], source: str):
         for ax in list(axes.flat)[len(models):]:
             ax.set_visible(False)
         fig.supylabel("test accuracy, % (spaced by the error rate, log scale)")
-        series = _legend_handles(styles)
+        series = legend_handles(styles)
         for h, k in zip(series, styles):
             if len(seeds[k]) > 1:
                 h.set_label(f"{h.get_label()} ({len(seeds[k])} seeds)")
@@ -484,7 +492,7 @@ def accuracy_figure(records: list[dict[str, Any]], source: str):
                  for t in targets]
         if targets:
             marks.append(Patch(color=CLAIM_SIDE_COLOUR, alpha=0.3, label="target reached"))
-        _finish(fig, "Test accuracy against training time", source, [series, marks])
+        finish(fig, "Test accuracy against training time", source, [series, marks])
     return fig
 
 

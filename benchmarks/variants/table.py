@@ -143,37 +143,31 @@ def main() -> int:
 
 
 def _plot(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], path: Path, title: str) -> None:
-    import matplotlib
+    """ms per sample and samples/s against batch size, min..max over processes: in bench.plot's
+    style (a framework's colour and lstm128's marker as in every other plot, ticks at the batch
+    sizes, at most 1200 px wide), the run id at the foot."""
+    from bench import plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for fw in FRAMEWORKS:
-        bs = [b for b in batches if (fw, b) in sweep]
-        if not bs:
-            continue
-        step = [per_process(sweep[(fw, b)], "step_ms") for b in bs]
-        rate = [per_process(sweep[(fw, b)]) for b in bs]
-        ax1.errorbar(bs, [statistics.median(s) / b for s, b in zip(step, bs)],
-                     yerr=[[(statistics.median(s) - min(s)) / b for s, b in zip(step, bs)],
-                           [(max(s) - statistics.median(s)) / b for s, b in zip(step, bs)]],
-                     marker="o", capsize=3, label=fw)
-        ax2.errorbar(bs, [statistics.median(s) for s in rate],
-                     yerr=[[statistics.median(s) - min(s) for s in rate], [max(s) - statistics.median(s) for s in rate]],
-                     marker="o", capsize=3, label=fw)
-    for ax in (ax1, ax2):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(batches, [str(b) for b in batches])
-        ax.set_xlabel("batch size")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    ax1.set_ylabel("ms per sample (step time / batch)")
-    ax2.set_ylabel("train samples/s")
-    fig.suptitle(f"lstm128 on the 2-core CPU, min..max over processes ({title})")
-    fig.tight_layout()
+    with plot.style():
+        fig, ((ax1, ax2),) = plot.new_figure(1, 2, 4.8)
+        styles = plot.series_styles((fw, fw) for fw in FRAMEWORKS if any((fw, b) in sweep for b in batches))
+        for (fw, _), st in styles.items():
+            bs = [b for b in batches if (fw, b) in sweep]
+            step = [per_process(sweep[(fw, b)], "step_ms") for b in bs]
+            rate = [per_process(sweep[(fw, b)]) for b in bs]
+            for ax, vals in ((ax1, [[v / b for v in s] for s, b in zip(step, bs)]), (ax2, rate)):
+                pts = [(m, m - min(v), max(v) - m) for m, v in ((statistics.median(v), v) for v in vals)]
+                plot.errorbar(ax, bs, pts, st, plot.model_marker("lstm128"), lw=1.6)
+        for ax in (ax1, ax2):
+            plot.batch_axis(ax, batches)
+            ax.set_xlabel("batch size (samples per training step)")
+            ax.set_ylim(bottom=0)
+        ax1.set(title="Time per sample (step time / batch)", ylabel="ms per sample")
+        ax2.set(title="Training speed", ylabel="training samples per second")
+        plot.finish(fig, "lstm128 on the 2-core CPU, each framework's default: median and min..max over processes",
+                    f"run {title}", [plot.legend_handles(styles)])
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    plot.save(fig, tmp)
     tmp.replace(path)
 
 

@@ -10,9 +10,10 @@ collect: makes temporary git worktrees of a commit: the base, an unchanged copy 
   is up, and appends every round (base and head per-process medians, per-repeat values, wall
   time, load average) to DIR/pool.jsonl.
 
-report: replays the check's own decision rule (bench.compare / bench.stats: min rounds, then a
-  round at a time until decided or the time budget is spent) over each level's rounds in time
-  order, each simulated check taking the next unused rounds, so the checks are disjoint and
+report: replays the check's own decision rule (bench.stats.sequential_decide: a plan of n_max
+  rounds fixed from the time the first rounds took, a look after every round from min rounds on,
+  each at its repeated interval, until decided or the plan or time budget is spent) over each
+  level's rounds in time order, each simulated check taking the next unused rounds, so the checks are disjoint and
   independent as if run back to back. Detection and false-alarm rates get Clopper-Pearson 95%
   intervals (scipy). For comparison the same rounds are judged by asv's default rule (ratio of
   medians past 1.1 and Mann-Whitney p < 0.05 over 2 processes' samples per side) and by
@@ -48,7 +49,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import compare, stats  # noqa: E402
+from bench import compare, sequential, stats  # noqa: E402
 from bench.record import Status, Verdict  # noqa: E402
 
 LEVELS_PCT = (0, 5, 10, 20)
@@ -193,18 +194,23 @@ def load_pool(d: Path) -> dict[int, list[dict]]:
 
 def sequential_check(rounds: list[dict], budget_s: float, min_rounds: int, max_rounds: int,
                      rule: compare.Rule, confidence: float) -> tuple[str, int, float]:
-    """The product's stop rule over these rounds in order: (verdict, rounds used, seconds)."""
-    spent = 0.0
-    for n in range(1, len(rounds) + 1):
-        spent += rounds[n - 1]["round_wall_s"]
-        if n < min_rounds:
-            continue
-        est = stats.ratio_ci([r["base"] for r in rounds[:n]], [r["head"] for r in rounds[:n]], True, confidence)
-        verdict = stats.decide(est, rule.floor, rule.higher_is_better).verdict
-        per_round = spent / n
-        if verdict != Verdict.INCONCLUSIVE or n >= max_rounds or spent + per_round > budget_s:
-            return verdict, n, spent
-    return "incomplete", len(rounds), spent
+    """The product's rule over these rounds in order, as `check --against` runs it: (verdict,
+    rounds used, seconds). Its plan: n_max from the time the first min_rounds took; its rounds
+    stop at the plan, or where the schedule's budget rule stops them, or at the first look whose
+    repeated interval decides (stats.sequential_decide, the function the check's loop calls)."""
+    cum = np.cumsum([0.0] + [r["round_wall_s"] for r in rounds])
+    if len(rounds) < min_rounds:
+        return "incomplete", len(rounds), float(cum[-1])
+    n_max = sequential.planned_rounds(budget_s, cum[min_rounds] / min_rounds, min_rounds, max_rounds)
+    design = sequential.Design(n_max, min_rounds)
+    limit = next((n for n in range(min_rounds, len(rounds) + 1)
+                  if n >= n_max or cum[n] + cum[n] / n > budget_s), None)
+    avail = limit or len(rounds)
+    est, d = stats.sequential_decide([r["base"] for r in rounds[:avail]], [r["head"] for r in rounds[:avail]], design,
+                                     round(1 - confidence, 12), rule.floor, rule.higher_is_better)
+    if d.verdict == Verdict.INCONCLUSIVE and limit is None:
+        return "incomplete", len(rounds), float(cum[-1])  # the pool ran out before the check would have stopped
+    return d.verdict, est.n_base, float(cum[est.n_base])
 
 
 def disjoint_checks(rounds: list[dict], **kw) -> list[tuple[str, int, float]]:
@@ -256,8 +262,10 @@ def report(args: argparse.Namespace) -> int:
              f"{meta.get('design', 'sequential')} rounds; commit {meta['commit'][:10]}. "
              f"Injected slowdown: k x torch.mm {MM_N}x{MM_N} per training step (step {meta['step_ms']:.1f} ms, one "
              f"matmul {meta['matmul_ms']:.3f} ms at calibration: k = {meta['k']}). Rule: min {args.min_rounds} rounds, "
-             f"then one round at a time until decided, budget {args.budget_s:.0f} s per check, floor "
-             f"{100 * rule.floor:.0f}%, {100 * args.confidence:.0f}% t interval on paired log ratios.", ""]
+             f"then one round at a time until decided, budget {args.budget_s:.0f} s per check (at most "
+             f"{args.max_rounds} rounds), floor {100 * rule.floor:g}% (a step that much slower), paired t "
+             f"intervals on log ratios, each look's the repeated interval of a {100 * args.confidence:g}% "
+             f"O'Brien-Fleming plan over the rounds the budget allows.", ""]
     lines += ["## Independent checks (disjoint rounds replayed in time order)", "",
               "| injected | rounds collected | realised slowdown (median of rounds) | checks | regressed | unchanged | "
               "inconclusive | median rounds | median s per check |", "|---|---:|---:|---:|---|---|---|---:|---:|"]
@@ -265,7 +273,7 @@ def report(args: argparse.Namespace) -> int:
         rs = pool[lvl]
         if not rs:
             continue
-        real = 1 - float(np.median([r["head"] / r["base"] for r in rs]))
+        real = float(np.median([r["base"] / r["head"] for r in rs])) - 1  # the step-time slowdown
         checks = disjoint_checks(rs, **kw)
         n = len(checks)
         cnt = {v: sum(c[0] == v for c in checks) for v in Verdict}
@@ -353,7 +361,8 @@ def noise(args: argparse.Namespace) -> int:
         n = next((n for n in range(2, 1000) if stats.power_detectable(sd, n, 0.03) <= 0.10), None)
         got = stats.power_detectable(sd, max(2, int(args.budget_s // round_s)), 0.03)
         need = f"{n} rounds = {n * round_s / 60:.1f} min" if n else "over 1,000 rounds"
-        print(f"  ({label}) 95% power at 10% needs {need} (floor 3%); "
+        # A one-look (fixed-sample) model: the check's repeated intervals need a few rounds more.
+        print(f"  ({label}) 95% power at 10% needs {need} (floor 3%, one-look model); "
               f"{args.budget_s:.0f} s ({int(args.budget_s // round_s)} rounds) detects {100 * got:.1f}% at 95% power")
     return 0
 

@@ -1,9 +1,11 @@
 """One cell's worker process: its environment, starting it, watching it, killing it, and filing
 the record it wrote (or one that says how it died).
 
-A cell's worker is a fresh `python -m bench.worker JOB` (spawned, not forked: no framework or
-CUDA state crosses cells), in its own session so Ctrl-C reaches only the runner, which then stops
-the worker and keeps every finished record. Thread counts and allocator switches go into the
+A cell's worker is a fresh `python -m bench.worker JOB` ("spawn"), or with `--start fork` a child
+forked from a warm parent that has imported the harness and the framework but started no pool,
+backend or device (bench/warm.py; "fork"): either way no framework or CUDA state crosses cells,
+and the record says which ("start"). The worker runs in its own session so Ctrl-C reaches only
+the runner, which then stops the worker and keeps every finished record. Thread counts and allocator switches go into the
 worker's environment, because frameworks read them at import time. This module never imports the
 worker: the two meet only in the job file and the record (bench/job.py, bench/record.py).
 """
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import envinfo, record, registry, results
+from . import envinfo, record, registry, results, warm
 from .job import PROGRESS, REFUSED, Job
 from .spec import Cell
 
@@ -35,12 +37,14 @@ def _no_progress(key: str, phase: str) -> None:
 
 @dataclass(frozen=True)
 class Watch:
-    """How the runner watches a worker: the cell's time limit, where its progress lines go, and
-    the event that stops it (Ctrl-C, or the other side of a duet round stopping)."""
+    """How the runner starts and watches a worker: the cell's time limit, where its progress lines
+    go, the event that stops it (Ctrl-C, or the other side of a duet round stopping), and how its
+    process starts ("spawn" a cold interpreter, or "fork" it from a warm parent)."""
 
     timeout_s: float
     on_progress: Progress = _no_progress
     stop: threading.Event = field(default_factory=threading.Event)
+    start: str = "spawn"
 
 
 @dataclass(frozen=True)
@@ -95,15 +99,25 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
     """Start `python -m bench.worker JOB` (its record goes to the staging dir job.run_dir),
     follow its progress, enforce the timeout; return its record, or one that says how it died.
     Shared by the local runner and the Ray task (bench.ray_executor), which runs it on a node.
-    `preexec` runs in the child before the worker starts; job.cpus pins the worker to those CPUs."""
+    `preexec` runs in the child before the worker starts (spawn only); job.cpus pins the worker to
+    those CPUs. watch.start "fork" forks the worker from a warm parent of this code root and
+    environment, or starts it cold where no parent can be used (the record's "start" says which)."""
     stage = Path(job.run_dir)
     shutil.rmtree(stage, ignore_errors=True)
     results.atomic_write_json(job_path, job.to_dict())
-    proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            # `python -m` puts the cwd first on sys.path: run in code_root so the
-                            # worker imports that code, not whatever lies in the caller's cwd.
-                            cwd=code_root, start_new_session=True, preexec_fn=preexec)
+    proc: subprocess.Popen | warm.ChildProcess | None = None
+    if watch.start == "fork" and preexec is None:
+        # A framework this process does not list (the tests' double) is imported by the child.
+        info = registry.FRAMEWORKS.get(job.cell.framework)
+        proc = warm.PARENTS.fork(job.cell.framework, info.module if info else None, [str(job_path)], env,
+                                 code_root, job.cpus)  # the child pins itself to job.cpus
+    started = "spawn" if proc is None else "fork"
+    if proc is None:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                # `python -m` puts the cwd first on sys.path: run in code_root so the
+                                # worker imports that code, not whatever lies in the caller's cwd.
+                                cwd=code_root, start_new_session=True, preexec_fn=preexec)
     err_tail: collections.deque[str] = collections.deque(maxlen=40)
     refused: list[str] = []
 
@@ -125,7 +139,7 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
     t0 = time.monotonic()
     timed_out = False
     try:
-        if job.cpus:
+        if job.cpus and started == "spawn":
             # Pinned from here, not in preexec_fn (unsafe while the duet's other thread runs): the
             # interpreter has not started a thread yet, and the ones it starts inherit the mask.
             with contextlib.suppress(ProcessLookupError):  # it died already: its record says why
@@ -154,7 +168,7 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
     rec = results.read_json(produced[0], results.RECORD_SCHEMA) if produced and not timed_out else None
     shutil.rmtree(stage, ignore_errors=True)
     if rec is not None:
-        return rec
+        return {**rec, "start": started}
     tail = [ln for ln in err_tail if ln.strip()][-15:]
     if timed_out:
         status, reason = "timeout", f"no record after the {watch.timeout_s:.0f}s cell timeout"
@@ -164,7 +178,12 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
         status, reason = "oom", f"worker killed (exit {proc.returncode}), most likely out of memory"
     else:
         status, reason = "failed", f"worker exited with code {proc.returncode} without a record"
-    return outcome_record(job, status, reason, tail)
+    return {**outcome_record(job, status, reason, tail), "start": started}
+
+
+def close_warm_parents() -> None:
+    """End the warm parents this runner started (a run's end; they also end at exit)."""
+    warm.PARENTS.close()
 
 
 def file_record(run_dir: Path, rec: dict[str, Any], job: Job) -> CellOutcome:
@@ -176,11 +195,15 @@ def file_record(run_dir: Path, rec: dict[str, Any], job: Job) -> CellOutcome:
     return CellOutcome(rec["key"], rec["status"], rec.get("reason", ""))
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc: subprocess.Popen | warm.ChildProcess) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        # A forked child between fork and its setsid has no group of its own yet; its exit is
+        # not reported (so its pid is not reused) until it is reaped.
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
 

@@ -71,10 +71,11 @@ class RunContext:
     ui: Any  # the run UI: cell_started / cell_progress / cell_finished / advance / add_total
     stop: threading.Event  # set on Ctrl-C or when one side of a duet round stops: every worker stops
     tag: bool  # several sides: outcomes say which side they come from
+    start: str = "spawn"  # how each worker starts: a cold interpreter, or forked warm (bench/warm.py)
 
     @property
     def watch(self) -> process.Watch:
-        return process.Watch(self.timeout_s, self.ui.cell_progress, self.stop)
+        return process.Watch(self.timeout_s, self.ui.cell_progress, self.stop, self.start)
 
 
 def new_run_id(profile: str) -> str:
@@ -125,10 +126,10 @@ def remaining(run_dir: Path, cells: list[Cell], retry_failed: bool, rounds: Roun
 
 
 def execute(run_dir: Path, manifest: dict[str, Any], cells: list[Cell], data_path: str | None, timeout_s: float,
-            ui: Any, rounds: Rounds = Rounds()) -> int:
+            ui: Any, rounds: Rounds = Rounds(), start: str = "spawn") -> int:
     """Run `cells` (already planned into the manifest). Returns 0, or 130 when interrupted."""
     return execute_sides((Side("run", run_dir, manifest, envinfo.REPO_ROOT),), cells, data_path, timeout_s, ui,
-                         rounds)
+                         rounds, start)
 
 
 def _one(side: Side, cell: Cell, round_: int, mode: str, ctx: RunContext, cpus: tuple[int, ...] = ()) -> CellOutcome:
@@ -156,13 +157,13 @@ def labelled(outcome: CellOutcome, round_: int, mode: str, side: str | None = No
 
 
 def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | None, timeout_s: float,
-                  ui: Any, rounds: Rounds = Rounds()) -> int:
+                  ui: Any, rounds: Rounds = Rounds(), start: str = "spawn") -> int:
     """Run every cell on every side in fresh processes (one side for a plain run; base and
     head for `check --against`: side by side with `rounds.duet_cpus` on CPU cells, else
     alternating A B / B A from round to round so slow drift of a shared machine hits both
     alike). Every outcome gets a record; Ctrl-C keeps what finished.
     Returns 0 or 130."""
-    ctx = RunContext(data_path, timeout_s, ui, threading.Event(), tag=len(sides) > 1)
+    ctx = RunContext(data_path, timeout_s, ui, threading.Event(), tag=len(sides) > 1, start=start)
     extra_mem = max(0, rounds.memory - rounds.full)
     ui.start(len(sides) * len(cells) * (rounds.full + extra_mem))
     status = "complete"
@@ -253,6 +254,7 @@ def _duet(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: 
 def finish(sides: tuple[Side, ...], ui: Any, status: str) -> None:
     """End of a run, however it ended: the manifest says complete or interrupted."""
     ui.stop()
+    process.close_warm_parents()  # their imports are of this run's code and environment
     for side in sides:
         side.manifest.update(status=status, finished_utc=envinfo.utc_now())
         results.write_manifest(side.run_dir, side.manifest)

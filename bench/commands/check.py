@@ -168,7 +168,7 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
         rounds = schedule.Rounds(full=args.rounds, max_full=args.max_rounds, budget_s=args.budget_s,
                                  decide=round_settles(args, sides, cells, rules, gate, confidence), duet_cpus=duet)
         code = schedule.execute_sides(sides, cells, None, ab.timeout_s(args, sel), RunUI(console, quiet=args.quiet),
-                                      rounds)
+                                      rounds, args.start)
     finally:
         gitref.remove_worktree(tree)
     if code == 130:

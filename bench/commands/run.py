@@ -106,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         t_run0 = time.monotonic()
         code = schedule.execute(run_dir, manifest, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet),
-                                rounds)
+                                rounds, args.start)
     from .. import report
 
     recs = results.read_records(run_dir)

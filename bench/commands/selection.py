@@ -129,4 +129,7 @@ def add_selection_args(r: argparse.ArgumentParser, threads_default: str = "all c
                         "about 20 over the run)")
     r.add_argument("--strict", action="store_true", help="fail a cell whose expected fast path (e.g. cuDNN) did not run")
     r.add_argument("--timeout", type=float, help="seconds per cell (default: by profile)")
+    r.add_argument("--start", choices=("spawn", "fork"), default="spawn",
+                   help="how each cell's process starts: a cold interpreter (spawn, default), or forked from a "
+                        "warm parent that has imported the framework (fork; the record says which)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

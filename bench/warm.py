@@ -1,0 +1,243 @@
+"""Warm parents: a cell's worker forked from a parent that has already imported the harness and
+the framework (issue 25), instead of a cold `python -m bench.worker JOB`.
+
+One parent per code root and per worker environment: the environment is the cell's whole
+worker_env, so every variable a framework or BLAS library reads at import time (thread counts,
+allocator switches) is the one a cold worker of that cell would have imported with, and the
+child differs from a cold worker only in not having paid for the imports. The parent itself is
+bench/zygote.py, loaded by path so a base worktree of older code gets one too.
+
+Where a parent cannot be used (it did not start, it holds more than one thread after its
+imports, it died), the runner starts that cell and the remaining ones of that parent cold, and
+says so once on stderr.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from .zygote import READY
+
+START_METHODS = ("spawn", "fork")
+ZYGOTE_FILE = Path(__file__).with_name("zygote.py")
+
+# What each framework imports lazily on first use, preloaded beside its implementation module:
+# torch's Adam imports torch._dynamo on first construction (2.7 s of a 12 s `ci` process).
+PRELOAD: dict[str, tuple[str, ...]] = {
+    "torch": ("torch._dynamo", "torch.optim"),
+    "tf": (),
+    "jax": (),
+}
+# Frameworks whose workers may be forked from a warm parent, from the fork-safety checks of
+# results/published/warm-workers-cpu-2core-2026-12-02.md; the others always start cold.
+FORK_SAFE = frozenset({"torch", "jax", "tf", "fake"})
+HARNESS_MODULES = ("bench.worker",)
+START_TIMEOUT_S = 300.0  # a parent still importing after this is given up (cold start instead)
+
+# The boot line of a parent: load bench/zygote.py by path (not as bench.zygote, which would be
+# the code root's bench) and serve. sys.path[0] is '' (the cwd = code root), as under `-m`.
+BOOT = ("import importlib.util as u, sys; s = u.spec_from_file_location('lstm_bench_zygote', sys.argv[1]); "
+        "m = u.module_from_spec(s); s.loader.exec_module(m); sys.exit(m.serve(sys.argv[2], sys.argv[3:]))")
+
+
+class ChildProcess:
+    """A forked worker as run_worker sees a Popen: pid, stdout/stderr, poll, wait, returncode."""
+
+    def __init__(self, pid: int, conn: socket.socket, stdout: IO[str], stderr: IO[str]) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+        self._conn = conn
+        self._buf = b""
+
+    def _read_exit(self, block: bool) -> None:
+        self._conn.setblocking(block)
+        try:
+            while b"\n" not in self._buf:
+                chunk = self._conn.recv(64)
+                if not chunk:  # the parent died with the child unreported
+                    self.returncode = -signal.SIGKILL if self.returncode is None else self.returncode
+                    return
+                self._buf += chunk
+        except BlockingIOError:
+            return
+        line, _, self._buf = self._buf.partition(b"\n")
+        self.returncode = int(line.split()[1])
+        self._conn.close()
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._read_exit(block=False)
+        return self.returncode
+
+    def wait(self) -> int:
+        while self.returncode is None:
+            self._read_exit(block=True)
+        return self.returncode
+
+
+@dataclass(frozen=True)
+class ParentKey:
+    code_root: str
+    env: tuple[tuple[str, str], ...]
+
+
+class Parent:
+    """One warm parent process and its socket."""
+
+    def __init__(self, key: ParentKey, modules: tuple[str, ...]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="lstm-bench-warm-")
+        self.sock_path = os.path.join(self.dir, "s")
+        self.log_path = os.path.join(self.dir, "stderr")
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", BOOT, str(ZYGOTE_FILE), self.sock_path, *modules], env=dict(key.env),
+                cwd=key.code_root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                start_new_session=True)  # Ctrl-C reaches the runner only, which then closes us
+        self.threads = 0
+        self.failed_imports = ""
+        self.problem = self._wait_ready()
+
+    def _wait_ready(self) -> str | None:
+        assert self.proc.stdout is not None
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(START_TIMEOUT_S)
+        if not line or not line[0].startswith(READY):
+            self.close()
+            tail = Path(self.log_path).read_text(errors="replace").strip().splitlines()[-1:] \
+                if os.path.exists(self.log_path) else []
+            return "the warm parent did not start" + (f" ({tail[0]})" if tail else "")
+        fields = dict(f.split("=", 1) for f in line[0].split()[1:])
+        self.threads = int(fields.get("threads", "0"))
+        self.failed_imports = fields.get("failed", "")
+        # Threads beyond those numpy's import started (OpenBLAS's pool, which stops itself
+        # before a fork and restarts in the child): the framework started them.
+        extra = self.threads - int(fields.get("after_numpy", "1"))
+        if extra:
+            self.close()
+            return (f"the warm parent holds {extra} thread(s) beyond numpy's after its imports "
+                    "(fork copies only the calling thread)")
+        return None
+
+    def fork(self, argv: list[str], env: dict[str, str], cpus: tuple[int, ...]) -> ChildProcess:
+        """A child running `bench.worker ARGV`; raises OSError if the parent is gone."""
+        import json
+
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(self.sock_path)
+            msg = (json.dumps({"argv": argv, "env": env, "cpus": list(cpus)}) + "\n").encode()
+            socket.send_fds(conn, [msg], [out_w, err_w])
+            buf = b""
+            while b"\n" not in buf:
+                chunk = conn.recv(64)
+                if not chunk:
+                    raise OSError("the warm parent closed the connection before forking")
+                buf += chunk
+        except BaseException:
+            conn.close()
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_w)  # the child holds its own copies: EOF comes when it exits
+            os.close(err_w)
+        line, _, rest = buf.partition(b"\n")
+        child = ChildProcess(int(line.split()[1]), conn, os.fdopen(out_r, "r"), os.fdopen(err_r, "r"))
+        child._buf = rest
+        return child
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()  # the parent's loop ends at EOF
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        for p in (self.sock_path, self.log_path):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        try:
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+
+
+class Parents:
+    """The warm parents of one runner process, started on first use and reused by every cell
+    with the same code root and environment; thread-safe (duet rounds fork from two threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parents: dict[ParentKey, Parent] = {}
+        self._cold: set[ParentKey] = set()
+
+    def fork(self, framework: str, impl_module: str | None, argv: list[str], env: dict[str, str], code_root: Path,
+             cpus: tuple[int, ...] = ()) -> ChildProcess | None:
+        """A forked child for this job, or None: start it cold (said once per parent on stderr)."""
+        if framework not in FORK_SAFE:
+            return None
+        key = ParentKey(str(code_root), tuple(sorted(env.items())))
+        with self._lock:
+            if key in self._cold:
+                return None
+            parent = self._parents.get(key)
+            if parent is None:
+                modules = HARNESS_MODULES + ((impl_module,) if impl_module else ()) + PRELOAD.get(framework, ())
+                parent = Parent(key, modules)
+                if parent.problem:
+                    return self._give_up(key, framework, parent.problem)
+                self._parents[key] = parent
+        try:
+            if not parent.alive():
+                raise OSError(f"it exited with code {parent.proc.returncode}")
+            return parent.fork(argv, env, cpus)
+        except OSError as e:
+            with self._lock:
+                if self._parents.pop(key, None) is not None:
+                    parent.close()
+                    return self._give_up(key, framework, f"the warm parent died ({e})")
+            return None
+
+    def _give_up(self, key: ParentKey, framework: str, why: str) -> None:
+        self._cold.add(key)
+        print(f"lstm-bench: {why}: the remaining {framework} cells from {key.code_root} start cold",
+              file=sys.stderr, flush=True)
+        return None
+
+    def pids(self) -> list[int]:
+        """The process ids of the parents now warm."""
+        with self._lock:
+            return [p.proc.pid for p in self._parents.values()]
+
+    def close(self) -> None:
+        with self._lock:
+            for parent in self._parents.values():
+                parent.close()
+            self._parents.clear()
+            self._cold.clear()
+
+
+PARENTS = Parents()  # the runner's: closed when a run finishes, and at exit
+atexit.register(PARENTS.close)

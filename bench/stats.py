@@ -170,13 +170,15 @@ def sequential_decide(base: Sequence[float], head: Sequence[float], design: Desi
     design.min_rounds on, each reading its repeated confidence interval at two-sided error
     `alpha` (bench.sequential); the first look whose interval decides settles the metric (the
     check stopped there: a later round cannot undo it), else the last look's, inconclusive.
+    Rounds past design.n_max are not read (the check never takes them).
     The check's loop calls this on the rounds so far after every round, and its final table on
     all of them, so both read the same intervals; its error rates are simulated on this very
     function (tests/test_check_rule.py)."""
     b, h = np.log(_positive(base, "base")), np.log(_positive(head, "head"))
     if len(b) != len(h):
         raise ValueError(f"paired estimate needs one base and one head value per round ({len(b)} != {len(h)})")
-    d = h - b
+    # Rounds past the plan have no error left to spend: the plan's last look is the answer.
+    d = (h - b)[:design.n_max]
     looks = design.looks(len(d))
     for k, n in enumerate(looks, 1):
         est = _paired_log(d[:n], design.confidence(n, alpha))

@@ -224,3 +224,14 @@ def test_a_one_round_interval_is_null_in_json_not_infinity(tmp_path, capsys):
     assert "Infinity" not in text
     train = next(x for x in json.loads(text)["decisions"] if x["metric"] == "train")
     assert train["interval"]["hi"] is None and train["verdict"] == "inconclusive"
+
+
+def test_rounds_past_the_plan_are_not_read():
+    """A stored set with more rounds than its plan (never made by the check itself) reads the
+    plan's last look, not an unbounded interval past it."""
+    rng = np.random.default_rng(2)
+    base, head = np.ones(10), np.exp(-0.2 + rng.normal(0, 0.05, 10))
+    design = sequential.Design(8, MIN_ROUNDS)
+    est, d = stats.sequential_decide(base, head, design, 0.05, FLOOR, True)
+    cut, _ = stats.sequential_decide(base[:8], head[:8], design, 0.05, FLOOR, True)
+    assert est == cut and est.n_base <= 8 and math.isfinite(est.hi)

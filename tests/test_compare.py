@@ -270,6 +270,10 @@ def test_check_against_runs_base_code_and_head_code_in_interleaved_rounds(tmp_pa
     assert [r["round"] for r in b] == [0, 1] and [r["round"] for r in h] == [0, 1]
     assert all(r["status"] == "ok" for r in b + h) and {r["key"] for r in b} == {r["key"] for r in h}
     assert b[0]["env"]["git"] == {"commit": head_commit, "dirty": False}  # REF's own clean tree ran the base
+    # the sequential plan, fixed before the first look, is in both manifests: at most 2 rounds here
+    for d in (base_dir, head_dir):
+        plan = results.read_manifest(d)["sequential"]
+        assert plan["n_max"] == {b[0]["key"]: 2} and (plan["spending"], plan["min_rounds"]) == ("obrien-fleming", 2)
     assert {r["threads"] for r in b + h} == {measure.check_threads_default()}  # half the cores each
     if schedule.duet_cpus(measure.check_threads_default()):
         # Duet (the default where the CPUs suffice): base and head of a round ran at once, on

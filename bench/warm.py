@@ -38,8 +38,11 @@ PRELOAD: dict[str, tuple[str, ...]] = {
     "jax": (),
 }
 # Frameworks whose workers may be forked from a warm parent, from the fork-safety checks of
-# results/published/warm-workers-cpu-2core-2026-12-02.md; the others always start cold.
-FORK_SAFE = frozenset({"torch", "jax", "tf", "fake"})
+# results/published/warm-workers-cpu-2core-2026-12-02.md; the others always start cold. torch and
+# jax start no thread after their imports (their pools and XLA's client start in the child); TF
+# does: `import tensorflow` starts a jemalloc background thread ("jemalloc_bg_thd"), which a fork
+# would not copy, so TF workers stay fresh processes until that is shown safe.
+FORK_SAFE = frozenset({"torch", "jax", "fake"})
 HARNESS_MODULES = ("bench.worker",)
 START_TIMEOUT_S = 300.0  # a parent still importing after this is given up (cold start instead)
 

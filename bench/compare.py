@@ -68,11 +68,12 @@ class Rule:
     kind: Judge
     absolute: bool = False
     words: tuple[str, str] = ("faster", "slower")
+    timed: bool = False  # a clock reading: left out of rounds timed on a busy machine
 
 
 DEFAULT_RULES = (
-    Rule("train", attrgetter("train_samples_per_s"), True, 0.03, Judge.ROUNDS),
-    Rule("infer", attrgetter("infer_samples_per_s"), True, 0.03, Judge.ROUNDS),
+    Rule("train", attrgetter("train_samples_per_s"), True, 0.03, Judge.ROUNDS, timed=True),
+    Rule("infer", attrgetter("infer_samples_per_s"), True, 0.03, Judge.ROUNDS, timed=True),
     Rule("memory", judged_memory, False, 0.01, Judge.DETERMINISTIC, words=("more memory", "less memory")),
     Rule("rss", attrgetter("rss_delta_train_bytes"), False, 0.10, Judge.ROUNDS, words=("more RSS", "less RSS")),
     Rule("accuracy", attrgetter("test_accuracy"), True, 0.02, Judge.ACCURACY, absolute=True),
@@ -355,6 +356,9 @@ class Comparison:
     alpha: float = 1.0 - stats.DEFAULT_CONFIDENCE  # the check's two-sided error over its gated rounds decisions
     family: int = 0  # m: the gated rounds decisions Holm shared alpha over
     designs: dict[str, Design] = field(default_factory=dict)  # key -> its check's sequential plan
+    # key -> paired rounds left out because either side was timed while other programs used its
+    # CPUs (bench.contention): a busy machine slows one side of a round, not the code.
+    dropped_busy: dict[str, int] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[Finding]:
@@ -386,7 +390,7 @@ class Comparison:
                 "decisions": [f.to_dict() for f in self.findings],
                 "processes": {k: list(v) for k, v in self.rounds.items()}, "only_base": list(self.only_base),
                 "only_head": list(self.only_head), "not_ok": list(self.not_ok), "model_diffs": list(self.model_diffs),
-                "nodes": dict(self.nodes)}
+                "nodes": dict(self.nodes), "dropped_busy_rounds": dict(self.dropped_busy)}
 
 
 RESULT_WORDS = {0: "ok", 1: "regressed", 3: "inconclusive"}
@@ -396,6 +400,23 @@ def ok_rounds(records: Iterable[dict[str, Any]]) -> dict[str, dict[int, dict[str
     """key -> round -> record of each cell's full-measurement processes that ended ok."""
     grouped = group_rounds(records, "full")
     return {k: {r: rec for r, rec in v.items() if rec.get("status") == Status.OK} for k, v in grouped.items()}
+
+
+def busy_rounds(base: dict[str, dict[int, dict[str, Any]]],
+                head: dict[str, dict[int, dict[str, Any]]]) -> dict[str, set[int]]:
+    """key -> the paired rounds in which either side was timed while other programs used its CPUs.
+    Their timings are left out (memory, RSS and accuracy do not depend on the load, and stay). Whether a
+    round is left out depends on the other programs' CPU time, not on the figures, so the rounds
+    kept stay a fair sample; a duet round's other side is pinned to other CPUs, so the harness's
+    own processes never count as foreign."""
+    return {key: {r for side in (base[key], head[key]) for r, rec in side.items() if Record(rec).busy_while_timing}
+            for key in set(base) & set(head)}
+
+
+def _all_busy(key: str, rule: Rule, dropped: int) -> Finding:
+    return Finding(key, rule.name, math.nan, math.nan, Verdict.INCONCLUSIVE,
+                   f"all {dropped} paired round(s) were timed while other programs used the CPUs (machine busy): "
+                   f"no timing left to judge", floor=rule.floor)
 
 
 def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple[Rule, ...] = DEFAULT_RULES,
@@ -413,6 +434,7 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
     alarm to correct for. Advisory rounds metrics decide no exit code: they keep the whole
     error. `family`: the family's size when cells are still to come (the check's loop)."""
     bk, hk = ok_rounds(base), ok_rounds(head)
+    busy = busy_rounds(bk, hk) if paired else {}
     all_b = {r["key"] for r in base}
     all_h = {r["key"] for r in head}
     diffs = model_differences(base, head)
@@ -420,7 +442,7 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
     designs = designs or {}
     alpha = round(1.0 - confidence, 12)  # 1 - 0.95 is 0.05000000000000004 in binary
     items: list[tuple[Rule, Sides]] = []
-    not_ok, counts = [], {}
+    not_ok, counts, all_busy = [], {}, []
     hb, hh = node_hosts(base), node_hosts(head)
     for key in [k for k in dict.fromkeys(r["key"] for r in base) if k in all_h]:
         bp, hp = bk.get(key, {}), hk.get(key, {})
@@ -429,7 +451,12 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
             continue
         counts[key] = (len(bp), len(hp))
         for rule in rules:
-            s = sides_of(key, rule, bp, hp, paired, designs.get(key))
+            drop = busy.get(key, set()) if rule.timed else set()
+            bq, hq = ({r: v for r, v in procs.items() if r not in drop} for procs in (bp, hp))
+            if not bq or not hq:
+                all_busy.append(_all_busy(key, rule, len(drop)))
+                continue
+            s = sides_of(key, rule, bq, hq, paired, designs.get(key))
             if s is not None:
                 items.append((rule, s))
     held = [i for i, (rule, _) in enumerate(items) if rule.kind == Judge.ROUNDS and rule.name in gate]
@@ -439,13 +466,15 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
                         lambda f: f is not None and f.verdict == Verdict.REGRESSED, alpha, family)
     judged.update((i, f) for i, (f, _) in zip(held, shared))
     findings = [replace(f, gated=items[i][0].name in gate) for i, f in sorted(judged.items()) if f is not None]
+    findings += [replace(f, gated=f.rule in gate) for f in all_busy]
     return Comparison(tuple(findings),
                       tuple(k for k in dict.fromkeys(r["key"] for r in base) if k not in all_h and k not in explained),
                       tuple(k for k in dict.fromkeys(r["key"] for r in head) if k not in all_b and k not in explained),
                       tuple(not_ok), paired, counts,
                       tuple(f"model {n} differs between the sets: {d}" for n, d in diffs.items()),
                       {k: _where(hb.get(k, set()), hh.get(k, set())) for k in counts if k in hb or k in hh},
-                      alpha, max(family, len(held)), {k: d for k, d in designs.items() if k in counts})
+                      alpha, max(family, len(held)), {k: d for k, d in designs.items() if k in counts},
+                      {k: len(v) for k, v in busy.items() if v})
 
 
 def _model_name(rec: dict[str, Any]) -> str | None:

@@ -139,6 +139,11 @@ class Record:
         return any(r.startswith(BUSY_PREFIX) for r in self.self_check_reasons)
 
     @property
+    def busy_while_timing(self) -> bool:
+        """Other programs used the cell's CPUs during its timed windows (the sgemm calibration aside)."""
+        return bool(self._at("contention", "timed", "busy", default=False))
+
+    @property
     def warnings(self) -> list[str]:
         """Notes that do not make a cell suspect (a wide spread of repeats)."""
         return list(self._at("warnings") or [])

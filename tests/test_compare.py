@@ -131,6 +131,33 @@ def test_compare_pairs_rounds_and_catches_a_slowdown():
     assert compare.compare(base, head, paired=True).exit_code() == 1
 
 
+def test_rounds_timed_on_a_busy_machine_are_dropped_and_counted():
+    """Identical code, 8 paired rounds, 3 of them with the head side slowed to 60% by another
+    program (its record says machine busy): with them the check reads a slowdown; without them,
+    as `check` judges, it reads unchanged and says how many rounds it dropped."""
+    rng = np.random.default_rng(5)
+    drift = rng.normal(0, 0.01, 8)
+    base = side(1000 * np.exp(drift + rng.normal(0, 0.003, 8)), mem=80e6)
+    head = side(1000 * np.exp(drift + rng.normal(0, 0.003, 8)), mem=80e6)
+    for r in (1, 4, 6):
+        head[r]["metrics"]["train_samples_per_s"] = {"median": 600.0, "values": [600.0] * 5}
+        head[r]["contention"] = {"timed": {"busy": True, "foreign_cores": 0.9}}
+    cmp = compare.compare(base, head, paired=True)
+    assert cmp.dropped_busy == {"c1": 3} and cmp.to_dict()["dropped_busy_rounds"] == {"c1": 3}
+    assert {f.rule: f for f in cmp.findings}["train"].verdict == "unchanged"
+    for rec in head:
+        rec.pop("contention", None)  # the same figures with nobody saying the machine was busy
+    assert findings(base, head)["train"].verdict != "unchanged"
+    # Every round busy: no timing is left to judge, so the check is inconclusive (exit 3, not a
+    # usage error), and memory, which the load does not move, is still judged.
+    for rec in head:
+        rec["contention"] = {"timed": {"busy": True}}
+    cmp = compare.compare(base, head, paired=True)
+    f = {f.rule: f for f in cmp.findings}
+    assert f["train"].verdict == "inconclusive" and "all 8 paired round(s)" in f["train"].why
+    assert f["memory"].verdict == "unchanged" and cmp.exit_code() == 3
+
+
 def test_deterministic_memory_catches_a_two_percent_growth_and_flags_non_determinism():
     base = side([1000] * 4, mem=80e6)
     assert findings(base, side([1000] * 4, mem=81.6e6))["memory"].verdict == "regressed"

@@ -86,6 +86,9 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
                         ("not ok on one side", cmp.not_ok)):
         if keys:
             console.print(f"{label}: {escape(', '.join(keys))}")
+    for key, n in cmp.dropped_busy.items():
+        console.print(f"[yellow]dropped {n} round(s)[/] of {escape(key)}: a side was timed while other programs "
+                      f"used its CPUs (machine busy)")
 
 
 def _print_json(cmp, args: argparse.Namespace, diffs: list[str], exit_code: int) -> None:

@@ -26,7 +26,7 @@ class Column:
 
 COLUMNS = (
     Column("cell", "framework[:variant] model device batch (variant 'default' = the framework's fastest idiomatic path)"),
-    Column("status", "ok | failed | oom | timeout | skipped; 'ok?' = suspect, a self-check failed (see below the table)"),
+    Column("status", "ok | failed | oom | timeout | skipped; 'ok?' = suspect: a self-check failed or the machine was busy while timing (see below the table)"),
     Column("acc % @steps", "test accuracy (on all 10,000 test images unless shown) after the training steps shown"),
     Column("train samples/s", "median training throughput over the timed repeats, +- half the IQR"),
     Column("step ms", "median milliseconds per training step"),

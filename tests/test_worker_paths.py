@@ -4,6 +4,7 @@ a missing fast path fails a strict cell, a framework that sees no GPU skips the 
 import pytest
 
 from bench import registry, worker
+from bench.contention import BUSY_PREFIX
 from bench.job import Job
 from bench.spec import ZOO, Cell, Protocol, TrainSpec
 
@@ -30,7 +31,8 @@ def test_gpu_cell_uses_allocator_peak_and_no_cpu_calibration():
     assert rec["analytic"]["measured_memory_bytes"] == 1_016_000
     assert rec["analytic"]["calibration_gflops"] is None and rec["analytic"]["pct_of_achievable"] is None
     assert rec["analytic"]["memory_over_floor"] == pytest.approx(1_016_000 / rec["analytic"]["train_floor_bytes"])
-    assert rec["self_check"]["passed"] and rec["threads"] == 0
+    # every self-check passes but the busy-machine one, which depends on what else runs here
+    assert not [r for r in rec["self_check"]["reasons"] if not r.startswith(BUSY_PREFIX)] and rec["threads"] == 0
     assert len(rec["losses"]) == 12 and rec["metrics"]["test_samples"] == 64
 
 

@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     report.print_report(recs, f"lstm-bench run {run_id}", console)
     if code == 130:
         console.print(f"[yellow]interrupted[/]: {len(recs)} of {len(cells)} cells kept; "
-                      f"resume with: python -m bench run --resume {run_id}"
+                      f"resume with: {args.prog} run --resume {run_id}"
                       + (" --executor ray" + (f" --address {args.address}" if args.address else "")
                          if args.executor == "ray" else ""))
         return 130

@@ -161,18 +161,21 @@ def _child(fw: str) -> dict[str, int]:
 
 
 def test_tf_graph_mode_keeps_the_least_of_its_op_orders():
-    """TF picks a graph function's op order per instantiation, and cnn_tutorial's peak at b128
-    moved 90.0..113.7 MB between them (12.8 MB fc gradients overlapping or not), so one figure
-    per process moved from run to run. tensor_memory instantiates graph mode _ORDERS times and
-    keeps the least: three calls (24 instantiations) must agree within 1.5% (the two commonest
-    orders read 90.0 and 91.1 MB), and the figure is the resident state plus the least of the
-    recorded per-order transients."""
+    """TF picks a graph function's op order per instantiation (the traced graph is the same),
+    and cnn_tutorial's b128 step transient moves between them: 35.3-36.0 MB in about half of
+    them on an idle 2-core VM, 41.5-42.0, 51.5-52.7, 59.1 and 65.1 MB in the others; with a
+    core busy only about a quarter read the least. tensor_memory instantiates graph mode
+    _ORDERS times and keeps the least, and a cell pools its processes by their least (bench/pool.py).
+    Two cells of three calls (24 instantiations each) must agree within 1.5% (the least
+    class spans 0.7 MB of 75); at a quarter that fails about once in 500 runs, idle about
+    once in 10^7. One call alone (8) misses the least about 1 time in 10 on a busy machine,
+    so single calls are not compared (that flaked CI once)."""
     tf_impl = load_impl("tf")
     m = ZOO["cnn_tutorial"]
     train = TrainSpec(batch_size=128)
     tr = tf_impl.build(m, train, "cpu", "fp32", "graph", THREADS)
     batch = tr.stage(*_mnist().train_batch(train.seed, 0, 128))
-    runs = [tr.tensor_memory(batch) for _ in range(3)]
+    runs = [tr.tensor_memory(batch) for _ in range(6)]
     for r in runs:
         per_order = r["tensor_step_transient_per_order_bytes"]
         assert len(per_order) == tf_impl._ORDERS
@@ -180,5 +183,5 @@ def test_tf_graph_mode_keeps_the_least_of_its_op_orders():
         assert bd["step_peak_transient"] == min(per_order)
         resident = bd["params"] + bd["optimizer_state"] + bd["other_variables"] + bd["batch"]
         assert r["tensor_peak_bytes"] == resident + min(per_order)
-    figs = [r["tensor_peak_bytes"] for r in runs]
-    assert max(figs) <= 1.015 * min(figs), figs
+    cells = [min(r["tensor_peak_bytes"] for r in runs[:3]), min(r["tensor_peak_bytes"] for r in runs[3:])]
+    assert max(cells) <= 1.015 * min(cells), [r["tensor_peak_bytes"] for r in runs]

@@ -5,8 +5,12 @@ zoo (TF and JAX run lstm128 at half torch's rate, JAX's convolutions at a fifth 
 a cell this machine has measured before is estimated from its own record instead: the newest
 ok record of the same framework, variant, model, device, threads and precision on the same
 machine gives the seconds per step (scaled linearly to the new batch size), the inference
-rate and the process overhead (start-up, compile, memory pass: the record's wall time minus
-its training and evaluation). Cells never measured here fall back to FLOPs.
+rate and the process overhead (start-up, compile, memory pass: the process's wall time minus
+its training and evaluation). The process's wall time is the runner's view of it
+(`process_wall_s`: interpreter start, imports and exit included) where the record has it; older
+records only have the worker's own `wall_s`, which left out ~1-3 s of start-up per process and
+made estimates of short-process profiles (quick, ci) read 25-80% low. Cells never measured here
+fall back to FLOPs.
 """
 from __future__ import annotations
 
@@ -63,7 +67,7 @@ def priors(records: Iterable[dict[str, Any]], machine_id: str) -> dict[tuple, li
         try:
             step_s = float(m["step_ms"]["median"]) / 1000.0
             infer = float(m["infer_samples_per_s"]["median"])
-            steps, test_n, wall = int(m["trained_steps"]), int(m["test_samples"]), float(r["wall_s"])
+            steps, test_n, wall = int(m["trained_steps"]), int(m["test_samples"]), _process_wall(r)
         except (KeyError, TypeError, ValueError):
             continue
         if not (step_s > 0 and infer > 0 and math.isfinite(wall)):
@@ -72,10 +76,15 @@ def priors(records: Iterable[dict[str, Any]], machine_id: str) -> dict[tuple, li
         overhead = max(0.0, wall - steps * step_s - test_n / infer)
         mrec = mem.get(ident, (None, None))[1]
         out.setdefault(ident[:-1], []).append(Prior(batch_size=int(r.get("batch_size") or 0) or 1, step_s=step_s, infer_samples_per_s=infer,
-                           overhead_s=overhead, memory_wall_s=float(mrec["wall_s"]) if mrec and mrec.get("wall_s") else None,
+                           overhead_s=overhead, memory_wall_s=_process_wall(mrec) if mrec and mrec.get("wall_s") else None,
                            memory_steps=int(proto.get("warmup_steps", 0)) + int(proto.get("memory_steps", 0)),
                            sgemm_gflops=_positive((r.get("analytic") or {}).get("calibration_gflops"))))
     return out
+
+
+def _process_wall(r: dict[str, Any]) -> float:
+    """Seconds of a process's whole life: the runner's figure, else (older records) the worker's."""
+    return float(r.get("process_wall_s") or r["wall_s"])
 
 
 def _positive(x: Any) -> float | None:

@@ -106,6 +106,9 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
     shutil.rmtree(stage, ignore_errors=True)
     results.atomic_write_json(job_path, job.to_dict())
     proc: subprocess.Popen | warm.ChildProcess | None = None
+    # The process's whole life as the runner sees it (interpreter start, imports, exit), which the
+    # worker's own wall_s leaves out: the run's estimate learns start-up from it (bench.estimate).
+    born = time.monotonic()
     if watch.start == "fork" and preexec is None:
         # A framework this process does not list (the tests' double) is imported by the child.
         info = registry.FRAMEWORKS.get(job.cell.framework)
@@ -167,8 +170,9 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
     produced = sorted((stage / "cells").glob("*.json"))
     rec = results.read_json(produced[0], results.RECORD_SCHEMA) if produced and not timed_out else None
     shutil.rmtree(stage, ignore_errors=True)
+    process_wall_s = round(time.monotonic() - born, 3)
     if rec is not None:
-        return {**rec, "start": started}
+        return {**rec, "start": started, "process_wall_s": process_wall_s}
     tail = [ln for ln in err_tail if ln.strip()][-15:]
     if timed_out:
         status, reason = "timeout", f"no record after the {watch.timeout_s:.0f}s cell timeout"
@@ -178,7 +182,7 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
         status, reason = "oom", f"worker killed (exit {proc.returncode}), most likely out of memory"
     else:
         status, reason = "failed", f"worker exited with code {proc.returncode} without a record"
-    return {**outcome_record(job, status, reason, tail), "start": started}
+    return {**outcome_record(job, status, reason, tail), "start": started, "process_wall_s": process_wall_s}
 
 
 def close_warm_parents() -> None:

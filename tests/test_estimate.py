@@ -84,3 +84,15 @@ def test_committed_baselines_of_this_machine_are_read(tmp_path):
     results.write_record(run, {**record(), "key": "k1"})
     assert estimate.load_priors(tmp_path, "m1")
     assert not estimate.load_priors(tmp_path, "m2")
+
+
+def test_the_runners_process_wall_time_is_preferred_to_the_workers():
+    # The worker's wall_s leaves out interpreter start and imports; process_wall_s (the runner's
+    # view) has them, so a record with both is estimated from the larger, whole-process figure.
+    r = {**record(wall=30.0), "process_wall_s": 34.0}
+    m = {**record(mode="memory", wall=10.0), "process_wall_s": 12.5}
+    pri = estimate.priors([r, m], "m1")
+    one = estimate.estimate(cells(steps=800), 100.0, pri)
+    assert one.seconds == pytest.approx(27.0 + 800 * 0.020 + 1.0)
+    two = estimate.estimate(cells(steps=800), 100.0, pri, memory_processes=1)
+    assert two.seconds - one.seconds == pytest.approx(12.5)

@@ -77,12 +77,16 @@ DEFAULT_RULES = (
     Rule("memory", judged_memory, False, 0.01, Judge.DETERMINISTIC, words=("more memory", "less memory")),
     Rule("rss", attrgetter("rss_delta_train_bytes"), False, 0.10, Judge.ROUNDS, words=("more RSS", "less RSS")),
     Rule("accuracy", attrgetter("test_accuracy"), True, 0.02, Judge.ACCURACY, absolute=True),
+    # Instructions per training step under callgrind (bench.counts): deterministic like tensor
+    # memory, so compared directly; only records made with --counts have it.
+    Rule("counts", attrgetter("instructions_per_step"), False, 0.01, Judge.DETERMINISTIC,
+         words=("more instructions", "fewer instructions")),
 )
 RULES_BY_NAME = {r.name: r for r in DEFAULT_RULES}
 # Inference is timed on a short pass and RSS is the allocator's, not the network's: both move
 # far more between processes than training speed does, so by default they are reported but
 # do not decide the exit code (name them in --gate to make them).
-DEFAULT_GATE = ("train", "memory", "accuracy")
+DEFAULT_GATE = ("train", "memory", "accuracy", "counts")
 
 
 class RuleError(ValueError):
@@ -536,9 +540,11 @@ def overall_words(cmp: Comparison, strong: str = "") -> str:
 
 
 def format_value(rule: str, v: float) -> str:
-    """A metric's value as the tables show it: samples/s, MB or accuracy %."""
+    """A metric's value as the tables show it: samples/s, MB, accuracy % or instructions per step."""
     if rule in ("memory", "rss"):
         return f"{v / 1e6:,.1f} MB"
     if rule == "accuracy":
         return f"{100 * v:.2f}%"
+    if rule == "counts":
+        return f"{v / 1e6:,.2f} M instr/step"
     return f"{v:,.0f}/s" if math.isfinite(v) else "-"

@@ -6,7 +6,8 @@ customBiggerIsBetter` or `tool: customSmallerIsBetter`, a JSON list of
 chart's tooltip). One tool per file, so a run becomes two files:
 
   bigger.json   train and inference samples/s per ok cell: value = median, range = "± half IQR"
-  smaller.json  step ms (median, ± half IQR) and memory in MB (1 MB = 1e6 bytes)
+  smaller.json  step ms (median, ± half IQR), memory in MB (1 MB = 1e6 bytes) and, for a run made
+                with --counts, instructions per training step under callgrind
 
 Names are "<cell label> <metric>", the cell label as in the tables (framework[:variant] model
 device bBATCH): the action joins runs on the name, so a name must mean the same measurement in
@@ -120,7 +121,19 @@ def _cell_entries(rec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             entry["range"] = f"± {s['iqr'] / 2:.4g}"
         entry["extra"] = _extra(rec, s)
         out.append((m.direction, entry))
-    return out + [("smaller", e) for e in _memory_entries(rec, label)]
+    return out + [("smaller", e) for e in _memory_entries(rec, label) + _counts_entries(rec, label)]
+
+
+def _counts_entries(rec: dict[str, Any], label: str) -> list[dict[str, Any]]:
+    """Instructions per training step under callgrind, for a record made with --counts."""
+    v = Record(rec).instructions_per_step
+    if not _finite(v):
+        return []
+    c = rec["counts"]
+    more = (f"{c.get('counted_steps')} steps counted under {c.get('valgrind_version')}, kernel {c.get('kernel')}, "
+            f"CPU features seen: {' '.join(c.get('cpu_features_seen') or [])}")
+    return [{"name": f"{label} instructions/step (callgrind)", "unit": "instructions", "value": float(v),
+             "extra": _extra(rec, more=more)}]
 
 
 def github_action_benchmark(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

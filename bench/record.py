@@ -189,6 +189,11 @@ class Record:
         return self._at("memory", "rss_delta_spread")
 
     @property
+    def instructions_per_step(self) -> float | None:
+        """Instructions per training step under callgrind (run/check --counts; bench.counts)."""
+        return self._at("counts", "instructions_per_step")
+
+    @property
     def tensor_peak_bytes(self) -> int | None:
         return self._at("memory", "tensor_peak_bytes")
 

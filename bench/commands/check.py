@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import gitref, measure, results, schedule, sequential
 from ..plan import plan
-from . import ab, calibrate, selection
+from . import ab, calibrate, counts as counts_cmd, selection
 from .ui import RunUI, console as make_console
 from .usage import UsageError
 
@@ -181,13 +181,19 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 unchanged or improved, 1 regressed, 3 inconclusive (gated metrics), 2 bad input."""
-    if (args.calibrate or args.against) and not args.threads:
+    if args.counts:
+        try:
+            args.base, args.head = counts_cmd.run_against(args)
+        except counts_cmd.NothingCounted as e:
+            print(str(e))
+            return counts_cmd.EXIT_NOTHING_JUDGED
+    if (args.calibrate or args.against) and not args.threads and not args.counts:
         args.threads = measure.check_threads_default(duet=not args.sequential)
     if args.calibrate:
         if args.format == "json":
             raise UsageError("check --calibrate prints a table; --format json is for decisions")
         return calibrate.cmd_calibrate(args)
-    if args.against:
+    if args.against and not args.counts:
         args.base, args.head = _run_against(args)
     elif not (args.base and args.head):
         raise UsageError("check: give BASE HEAD (run ids or directories), or --against GIT_REF with a selection")
@@ -208,7 +214,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if json_out:
         _print_json(cmp, args, diffs, code)
         return code
-    console.print(_how_judged(cmp))
+    if not args.counts:  # counts are compared directly: no interval to describe
+        console.print(_how_judged(cmp))
     if code == 1:
         regs = cmp.regressions
         console.print(f"[red]REGRESSED[/]: {len(regs)} gated metric(s) in {len({f.key for f in regs})} of {joined} cells")
@@ -239,7 +246,7 @@ def _how_judged(cmp) -> str:
 
 
 def add_parsers(sub: Any) -> None:
-    rules_help = ("effect floors, e.g. 'train:3%%,infer:3%%,memory:1%%,rss:10%%,accuracy:0.02' (the defaults); "
+    rules_help = ("effect floors, e.g. 'train:3%%,infer:3%%,memory:1%%,rss:10%%,accuracy:0.02,counts:1%%' (the defaults); "
                   "train:10%% means a step 10%% slower (throughput x 1/1.10): regressed = the whole confidence "
                   "interval is past the floor, unchanged = inside the band 1/(1+f)..1+f")
     for name, func, text in (("compare", cmd_compare, "compare two runs cell by cell"),
@@ -248,7 +255,7 @@ def add_parsers(sub: Any) -> None:
         c.add_argument("base", nargs="?" if name == "check" else None, help="baseline run id or directory")
         c.add_argument("head", nargs="?" if name == "check" else None, help="run id or directory to judge")
         c.add_argument("--fail-on", "--floor", dest="fail_on", help=rules_help)
-        c.add_argument("--gate", help="metrics that decide the exit code (default: train,memory,accuracy; "
+        c.add_argument("--gate", help="metrics that decide the exit code (default: train,memory,accuracy and counts where measured; "
                                       "infer and rss are reported as advisory)")
         c.add_argument("--confidence", type=float, default=0.95,
                        help="confidence over all of a check's looks and gated decisions (default 0.95)")
@@ -276,6 +283,7 @@ def add_parsers(sub: Any) -> None:
                                 "slowdown detectable within --budget-s")
             c.add_argument("--summary-md", metavar="FILE", help="append the verdict table as markdown to FILE "
                                                                 "(e.g. $GITHUB_STEP_SUMMARY)")
+            counts_cmd.add_counts_args(c, "instead of rounds of the clock, count each side once")
             selection.add_selection_args(c, threads_default="half the cores, one half per side; with --sequential "
                                                             "all cores but one, left to the OS: processes then vary less")
             c.set_defaults(profile="ci", rounds=6)

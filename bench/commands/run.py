@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import data, envinfo, measure, results, schedule
 from ..plan import Selection, plan
-from . import selection
+from . import counts as counts_cmd, selection
 from .ui import RunUI, console as make_console
 from .usage import EXIT_USAGE, UsageError
 
@@ -33,6 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data_path = str(Path(args.data).resolve()) if args.data else None
     if data_path:
         data.load(data_path)  # a bad file fails here, before any cell starts
+    counts_cmd.check_flags(args)
     if args.retry_suspect and not args.resume:
         raise UsageError("--retry-suspect reruns cells of an earlier run: give it with --resume RUN_ID")
     if args.resume:
@@ -107,6 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         t_run0 = time.monotonic()
         code = schedule.execute(run_dir, manifest, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet),
                                 rounds, args.start)
+    if args.counts and code != 130:
+        counts_cmd.add_to_run(run_dir, todo, args, console, data_path)
     from .. import report
 
     recs = results.read_records(run_dir)
@@ -179,6 +182,7 @@ def add_parser(sub: Any) -> None:
                    help="with --resume: also rerun the processes timed while other programs used their CPUs "
                         "(marked 'machine busy')")
     r.add_argument("--dry-run", action="store_true", help="plan and print the cells, run nothing")
+    counts_cmd.add_counts_args(r, "after each cell, also count")
     r.add_argument("--memory-rounds", type=int, default=3,
                    help="processes per cell that sample RSS (memory-only processes make up the number; default 3)")
     r.add_argument("--config", metavar="FILE.toml",

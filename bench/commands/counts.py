@@ -1,0 +1,164 @@
+"""`check --counts --against REF` and `run --counts`: instructions per training step under
+valgrind (bench.counts), measured beside or instead of the clock.
+
+check --counts: per cell one counts process of REF's code and one of this checkout's, at the same
+time (one per CPU), each filed as round 0 of its side's run; then the usual comparison, with the
+`counts` rule (a deterministic figure, compared directly against its floor) as the gate.
+run --counts: after the run's cells, one counts process per ok cell, its figure added to the
+cell's first record (so `compare`, `check BASE HEAD` and `export` carry it).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+from .. import counts, envinfo, gitref, results
+from ..plan import plan
+from ..record import Status
+from ..spec import Cell
+from . import ab, selection
+from .ui import console as make_console
+from .usage import UsageError
+
+EXIT_NOTHING_JUDGED = 3  # as check's inconclusive: nothing was decided
+
+
+class NothingCounted(Exception):
+    """Every cell of a counts check was skipped: the one line that says why."""
+
+
+def add_counts_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--counts", action="store_true",
+                   help=f"{what}: instructions per training step under valgrind callgrind (deterministic to "
+                        f"~0.05%%; needs valgrind and gcc: {counts.INSTALL_HINT}); CPU cells, one thread; "
+                        "see docs/counts.md")
+    p.add_argument("--counts-budget-s", type=float, default=counts.BUDGET_S,
+                   help=f"with --counts: skip a cell whose counts process is estimated to take longer (default "
+                        f"{counts.BUDGET_S:.0f} s; torch lstm128 takes about 4 min)")
+
+
+def _budget(args: argparse.Namespace) -> float:
+    if args.counts_budget_s <= 0:
+        raise UsageError("--counts-budget-s must be > 0")
+    return args.counts_budget_s
+
+
+def _require_tools() -> None:
+    reason = counts.unavailable_reason()
+    if reason is None:
+        try:
+            counts.shim_path()
+        except counts.CountsUnavailable as e:
+            reason = str(e)
+    if reason:
+        raise NothingCounted(f"counts skipped: {reason}")
+
+
+@contextlib.contextmanager
+def _worktree(ref: str) -> Iterator[Path]:
+    """REF's code in a temporary worktree for the check's length (a bad REF: one line, exit 2)."""
+    try:
+        tree = gitref.add_worktree(ref)
+    except gitref.GitError as e:
+        raise UsageError(str(e)) from None
+    try:
+        yield tree
+    finally:
+        gitref.remove_worktree(tree)
+
+
+def run_against(args: argparse.Namespace) -> tuple[str, str]:
+    """check --counts --against REF: count each cell with REF's code and this checkout's, both at
+    once; returns the two run directories. Raises NothingCounted when no cell could be counted."""
+    if not args.against:
+        raise UsageError("check --counts needs --against GIT_REF (or compare two runs made with run --counts)")
+    if args.base or args.head:
+        raise UsageError("check: give either BASE HEAD or --against REF, not both")
+    if args.calibrate:
+        raise UsageError("check --counts needs no calibration: counts are compared directly (docs/counts.md)")
+    if args.threads > 1:
+        raise UsageError("check --counts runs one thread per process (valgrind serializes threads): "
+                         "give --threads 1 or leave it out")
+    args.threads = 1
+    budget_s = _budget(args)
+    sel = selection.from_args(args)
+    cells = plan(sel)
+    ab.rules(args)  # a bad --fail-on / --gate is said before anything runs
+    console = make_console(stderr=args.format == "json")
+    _require_tools()
+    with _worktree(args.against) as tree:
+        sides = ab.make_sides(args, sel, cells, tree, ("base", "head"), args.against)
+        cpus = counts.pair_cpus()
+        console.print(f"check --counts --against {args.against}: {len(cells)} cell(s), base and head each in one "
+                      f"process under valgrind callgrind, side by side"
+                      + (f" (CPU {cpus[0]} and {cpus[1]})" if cpus[0] is not None else "")
+                      + f", {counts.COUNTED_STEPS} steps counted after {counts.WARMUP_STEPS} uninstrumented")
+        timeout = ab.timeout_s(args, sel)
+        counted = 0
+        for cell in cells:
+            reason = counts.skip_reason(cell, budget_s)
+            if reason:
+                console.print(f"{cell.key}: skipped: {reason}", markup=False)
+                continue
+            console.print(f"{cell.key}: counting (estimated {counts.estimate_s(cell) / 60:.1f} min)", markup=False)
+            pair = counts.count_pair(cell, (counts.Side(tree, cpus[0]), counts.Side(envinfo.REPO_ROOT, cpus[1])),
+                                     tuple(s.run_dir / "counts" / cell.key for s in sides), timeout)
+            for side, got in zip(sides, pair):
+                results.write_record(side.run_dir, counts.counts_record(cell, side.manifest["run_id"], got))
+                console.print(f"  {side.name}: {_line(got)}", markup=False)
+            counted += all(g.get("status") == "ok" for g in pair)
+        for side in sides:
+            side.manifest["status"] = "done"
+            side.manifest["counts"] = {"counted_steps": counts.COUNTED_STEPS, "warmup_steps": counts.WARMUP_STEPS}
+            results.write_manifest(side.run_dir, side.manifest)
+    if not counted:
+        raise NothingCounted("counts: no cell was counted on both sides (see the lines above)")
+    if not args.gate:
+        args.gate = "counts"
+    return str(sides[0].run_dir), str(sides[1].run_dir)
+
+
+def _line(got: dict[str, Any]) -> str:
+    if got.get("status") != "ok":
+        return f"{got.get('status')}: {got.get('reason')}"
+    return (f"{got['instructions_per_step'] / 1e6:,.1f} M instructions per step ({got['wall_s']:.0f} s, "
+            f"kernel {got['kernel']}, CPU features seen: {' '.join(got['cpu_features_seen'])})")
+
+
+def add_to_run(run_dir: Path, cells: list[Cell], args: argparse.Namespace, console: Any,
+               data_path: str | None) -> None:
+    """run --counts: count each cell whose first record is ok, and add the figure to that record
+    (a skipped or failed count is kept there too, with its reason)."""
+    budget_s = _budget(args)
+    try:
+        _require_tools()
+    except NothingCounted as e:
+        console.print(str(e), markup=False)
+        return
+    for cell in cells:
+        path = results.cell_path(run_dir, cell.key)
+        if not path.is_file():
+            continue
+        rec = results.read_json(path, results.RECORD_SCHEMA)
+        if rec.get("status") != Status.OK:
+            continue
+        reason = counts.skip_reason(cell, budget_s)
+        if reason:
+            console.print(f"{cell.key}: counts skipped: {reason}", markup=False)
+            got: dict[str, Any] = {"status": "skipped", "reason": reason}
+        else:
+            console.print(f"{cell.key}: counting under valgrind (estimated {counts.estimate_s(cell) / 60:.1f} min)",
+                          markup=False)
+            got = counts.count(cell, counts.Side(envinfo.REPO_ROOT), run_dir / "counts" / cell.key,
+                               args.timeout or 4 * budget_s, data_path)
+            console.print(f"  {_line(got)}", markup=False)
+        rec["counts"] = got
+        results.write_record(run_dir, rec)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """run --counts: the budget flag is checked before any cell runs."""
+    if getattr(args, "counts", False):
+        _budget(args)

@@ -1,0 +1,191 @@
+"""Counts (bench.counts, check/run --counts): the comparison on synthetic counts, the skip when
+valgrind is missing, reading callgrind's dump, and real cells of the numpy test double under
+valgrind (skipped, with the reason, where valgrind is absent)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench import compare, counts, results
+from bench.spec import ZOO, Cell, TrainSpec
+from test_cli import FAKE, ROOT, bench
+
+
+def proc(round_: int, instructions: float | None, key: str = "c1") -> dict:
+    """A process record of a check --counts side: the cell, and its instruction count."""
+    rec = {"key": key, "round": round_, "mode": "full", "status": "ok", "framework": "torch", "variant": "default",
+           "model": "m", "device": "cpu", "batch_size": 128, "threads": 1, "precision": "fp32",
+           "env": {"machine_id": "m1", "cpu_model": "cpu", "cpu_logical_cores": 2},
+           "framework_versions": {"torch": "2.13.0"}, "cell": {"model": {"dropout": 0.0, "name": "m"},
+                                                               "train": {"steps": 10, "seed": 0}}}
+    if instructions is not None:
+        rec["counts"] = {"status": "ok", "instructions_per_step": float(instructions)}
+    return rec
+
+
+def counts_finding(base: float, head: float, floor: str | None = None):
+    rules = compare.parse_rules(floor)
+    cmp = compare.compare([proc(0, base)], [proc(0, head)], rules, paired=True, gate=("counts",))
+    (f,) = [f for f in cmp.findings if f.rule == "counts"]
+    return f, cmp.exit_code()
+
+
+def test_a_two_percent_rise_in_instructions_is_regressed_and_exits_1():
+    f, code = counts_finding(268e6, 268e6 * 1.02)
+    assert f.verdict == "regressed" and "more instructions by 2.00%" in f.why and code == 1
+
+
+def test_an_identical_count_is_unchanged_and_exits_0():
+    f, code = counts_finding(268e6, 268e6)
+    assert f.verdict == "unchanged" and code == 0
+
+
+def test_a_two_percent_drop_is_improved():
+    f, code = counts_finding(268e6, 268e6 / 1.02)
+    assert f.verdict == "improved" and "fewer instructions" in f.why and code == 0
+
+
+def test_the_floor_is_honoured():
+    assert counts_finding(268e6, 268e6 * 1.009)[0].verdict == "unchanged"  # inside the default 1%
+    assert counts_finding(268e6, 268e6 * 1.011)[0].verdict == "regressed"
+    assert counts_finding(268e6, 268e6 * 1.02, "counts:3%")[0].verdict == "unchanged"
+    assert counts_finding(268e6, 268e6 * 1.004, "counts:0.3%")[0].verdict == "regressed"
+
+
+def test_records_without_counts_give_no_counts_decision():
+    cmp = compare.compare([proc(0, None)], [proc(0, None)], paired=True)
+    assert not [f for f in cmp.findings if f.rule == "counts"]
+
+
+def test_processes_that_disagree_are_not_called_deterministic():
+    cmp = compare.compare([proc(0, 100e6), proc(1, 103e6)], [proc(0, 100e6), proc(1, 100e6)], paired=True)
+    (f,) = [f for f in cmp.findings if f.rule == "counts"]
+    assert f.verdict == "inconclusive" and "not deterministic" in f.why
+
+
+# ------------------------------------------------------------------------ callgrind's dump
+DUMP = """# callgrind format
+version: 1
+creator: callgrind-3.19.0
+pid: 4242
+cmd:  python bench/counts/child.py job.json
+part: 1
+
+desc: I1 cache:
+desc: Timerange: Basic block 1000 - 2000
+desc: Trigger: Client Request: lstm-bench-steps
+
+positions: line
+events: Ir
+
+summary: 535200123
+
+ob=(1) /usr/lib/libc.so.6
+fl=(1) ???
+fn=(1) memcpy
+0 12
+
+totals: 535200123
+"""
+
+
+def test_instructions_are_read_from_the_dump(tmp_path):
+    assert counts.parse_instructions(DUMP) == 535200123
+    two = DUMP.replace("events: Ir", "events: Ir Dr").replace("totals: 535200123", "totals: 7 9")
+    assert counts.parse_instructions(two) == 7
+    with pytest.raises(counts.DumpError, match="not Ir"):
+        counts.parse_instructions(DUMP.replace("events: Ir", "events: Dr"))
+    with pytest.raises(counts.DumpError, match="not a callgrind dump"):
+        counts.parse_instructions("hello")
+    (tmp_path / "callgrind.out.4242").write_text(DUMP.replace("lstm-bench-steps", "program exit"))
+    (tmp_path / "callgrind.out.4242.1").write_text(DUMP)
+    (tmp_path / "callgrind.out.4242.10").write_text(DUMP)
+    assert [p.name for p in counts.counted_dumps(tmp_path)] == ["callgrind.out.4242.1", "callgrind.out.4242.10"]
+
+
+# ------------------------------------------------------------------------ what is skipped, and why
+def cell(framework: str = "fake", model: str = "lstm128", device: str = "cpu", threads: int = 1,
+         batch: int = 16) -> Cell:
+    return Cell(framework, ZOO[model], TrainSpec(batch_size=batch, steps=100), device=device, threads=threads)
+
+
+def test_missing_valgrind_is_a_skip_that_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    reason = counts.unavailable_reason()
+    assert "valgrind not found" in reason and "apt-get install valgrind" in reason
+    with pytest.raises(counts.CountsUnavailable, match="apt-get install valgrind"):
+        counts.shim_path()
+
+
+def test_missing_gcc_is_named(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "gcc" else f"/usr/bin/{name}")
+    assert "gcc not found" in counts.unavailable_reason()
+
+
+def test_check_counts_without_valgrind_prints_one_line_and_exits_3(tmp_path):
+    p = bench("--results-dir", str(tmp_path), "check", "--counts", "--against", "HEAD", "-f", "torch", "-m",
+              "lstm128", env={"PATH": str(tmp_path)})  # a PATH with no valgrind on it
+    assert p.returncode == 3, p.stdout + p.stderr
+    lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "valgrind not found" in lines[0] and "apt-get install valgrind" in lines[0]
+
+
+def test_cells_counts_cannot_serve_are_skipped_with_their_reason():
+    assert "CPU only" in counts.skip_reason(cell("torch", device="gpu"), 1e9)
+    assert "one thread" in counts.skip_reason(cell("torch", threads=2), 1e9)
+    assert "past the counts budget" in counts.skip_reason(cell("torch", model="lstm128", batch=128), 10)
+    assert counts.skip_reason(cell("torch", batch=128), counts.BUDGET_S) is None  # the target cell fits
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["check", "--counts", "-f", "torch", "-m", "lstm128"], "needs --against"),
+    (["check", "--counts", "--against", "HEAD", "--threads", "2", "-f", "torch", "-m", "lstm128"], "one thread"),
+    (["check", "--counts", "--against", "HEAD", "--calibrate", "-f", "torch", "-m", "lstm128"], "no calibration"),
+    (["run", "--counts", "--counts-budget-s", "0", "-f", "torch", "-m", "lstm128"], "--counts-budget-s must be"),
+])
+def test_bad_counts_flags_are_one_line_and_exit_2(argv, message, tmp_path):
+    p = bench("--results-dir", str(tmp_path), *argv)
+    assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------ real cells under valgrind
+needs_valgrind = pytest.mark.skipif(counts.unavailable_reason() is not None,
+                                    reason=counts.unavailable_reason() or "")
+
+
+@needs_valgrind
+def test_a_fake_cell_counted_twice_gives_the_same_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv("LSTM_BENCH_TEST_FRAMEWORKS", "1")
+    monkeypatch.setenv(counts.CACHE_VARIABLE, str(tmp_path / "cache"))  # the shim is compiled here
+    c = cell()
+    a, b = counts.count_pair(c, (counts.Side(ROOT), counts.Side(ROOT)), (tmp_path / "a", tmp_path / "b"), 120)
+    for got in (a, b):
+        assert got["status"] == "ok", got
+        assert got["instructions_per_step"] > 1000 and got["counted_steps"] == counts.COUNTED_STEPS
+        assert "avx512f" not in got["cpu_features_seen"]  # valgrind 3.19 emulates no AVX-512
+        assert got["kernel"] == "fake-kernel" and got["valgrind_version"].startswith("valgrind")
+    assert abs(a["instructions_per_step"] / b["instructions_per_step"] - 1) < counts.FLOOR
+
+
+@needs_valgrind
+def test_check_counts_and_run_counts_end_to_end(tmp_path):
+    rdir = tmp_path / "results"
+    p = bench("--results-dir", str(rdir), "check", "--counts", "--against", "HEAD", "-f", "fake", "-m", "lstm128",
+              # the double's step is ~9k instructions, mostly the interpreter's: a floor of 5%
+              "-b", "16", "--format", "json", "--fail-on", "counts:5%", env=FAKE, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = json.loads(p.stdout)
+    (d,) = [d for d in out["decisions"] if d["metric"] == "counts"]
+    assert d["verdict"] == "unchanged" and d["base"] > 1000
+    p = bench("--results-dir", str(rdir), "run", "--counts", "-f", "fake", "-m", "lstm128", "-b", "16", "--threads",
+              "1", "--profile", "smoke", "-q", "--memory-rounds", "0", "--run-id", "r", env=FAKE, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (rec,) = results.read_records(rdir / "r")
+    assert rec["counts"]["instructions_per_step"] > 1000 and "avx2" in rec["counts"]["cpu_features_seen"]
+    p = bench("--results-dir", str(rdir), "export", "r", "--out", str(tmp_path / "export"))
+    assert p.returncode == 0, p.stderr
+    names = [e["name"] for e in json.loads((tmp_path / "export" / "smaller.json").read_text())]
+    assert any(n.endswith("instructions/step (callgrind)") for n in names)

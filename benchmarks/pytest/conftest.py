@@ -34,6 +34,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="training steps per timed round, synced at the round's end (default 10)")
     g.addoption("--lstm-rounds", type=int, default=10, help="timed rounds per benchmark (default 10)")
     g.addoption("--lstm-device", default="cpu", choices=("cpu", "gpu"), help="device (default cpu)")
+    g.addoption("--lstm-counts", action="store_true",
+                help="also count instructions per training step under valgrind (one thread; minutes per case: "
+                     "docs/counts.md) into extra_info['instructions_per_step']")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own pytest_configure (trylast) reads the options

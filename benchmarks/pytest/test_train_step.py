@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from bench import reference, registry
+from bench.envinfo import REPO_ROOT as ROOT
 from bench.spec import TrainSpec, get_model
 
 MODELS = ("lstm128", "cnn_small")
@@ -85,3 +86,22 @@ def test_train_step(benchmark: Any, case: tuple[str, str], mnist: Any, request: 
     if benchmark.enabled and benchmark.stats is not None:
         # The best round as a throughput, the figure `bench` tables use (samples/s).
         benchmark.extra_info["train_samples_per_s_at_min"] = samples / benchmark.stats.stats.min
+    if opt.lstm_counts and opt.lstm_device == "cpu":
+        benchmark.extra_info.update(instruction_counts(framework, model, request))
+
+
+def instruction_counts(framework: str, model: Any, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """--lstm-counts: the case's instructions per training step, counted in a process of its own
+    under valgrind (bench.counts; one thread, as counts always run), or why it was not."""
+    from bench import counts
+    from bench.spec import Cell
+
+    cell = Cell(framework, model, TrainSpec(batch_size=BATCH, seed=SEED), threads=1)
+    reason = counts.unavailable_reason()
+    if reason:
+        return {"counts_skipped": reason}
+    work = request.config.cache.mkdir(f"lstm-counts-{framework}-{model.name}")
+    got = counts.count(cell, counts.Side(ROOT), work, timeout_s=4 * counts.BUDGET_S)
+    if got["status"] != "ok":
+        return {"counts_skipped": f"{got['status']}: {got.get('reason')}"}
+    return {k: got[k] for k in ("instructions_per_step", "counted_steps", "valgrind_version", "cpu_features_seen")}

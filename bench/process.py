@@ -52,6 +52,7 @@ class CellOutcome:
     key: str
     status: str
     reason: str = ""
+    suspect: str = ""  # an ok record whose self-check failed (a busy machine, say): the first reason
 
 
 def worker_env(cell: Cell, code_root: Path = envinfo.REPO_ROOT) -> dict[str, str]:
@@ -196,7 +197,9 @@ def file_record(run_dir: Path, rec: dict[str, Any], job: Job) -> CellOutcome:
     if job.cpus:
         rec["cpus"] = list(job.cpus)  # a duet round: where this process ran
     results.write_record(run_dir, rec)
-    return CellOutcome(rec["key"], rec["status"], rec.get("reason", ""))
+    failed_checks = (rec.get("self_check") or {}).get("reasons") or []
+    return CellOutcome(rec["key"], rec["status"], rec.get("reason", ""),
+                       failed_checks[0] if rec["status"] == record.Status.OK and failed_checks else "")
 
 
 def _kill(proc: subprocess.Popen | warm.ChildProcess) -> None:

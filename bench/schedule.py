@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -153,7 +153,7 @@ def labelled(outcome: CellOutcome, round_: int, mode: str, side: str | None = No
         (["memory only"] if mode == "memory" else [])
     if not label:
         return outcome
-    return CellOutcome(outcome.key, outcome.status, f"[{', '.join(label)}] {outcome.reason}".rstrip())
+    return replace(outcome, reason=f"[{', '.join(label)}] {outcome.reason}".rstrip())
 
 
 def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | None, timeout_s: float,

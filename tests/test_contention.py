@@ -135,3 +135,34 @@ def test_the_same_cell_on_a_quiet_machine_is_not_marked(tmp_path):
     timed = rec["contention"]["timed"]
     assert not timed["busy"], timed
     assert not any(r.startswith(ct.BUSY_PREFIX) for r in rec["self_check"]["reasons"])
+
+
+def test_a_busy_record_is_logged_ok_question_mark_with_its_reason(tmp_path):
+    # The per-cell log line says what the table says: "ok?" and the first failed self-check,
+    # not a plain "ok" for a cell timed while another program held a core.
+    import io
+
+    from rich.console import Console
+
+    from bench import process
+    from bench.commands.ui import RunUI
+    from bench.job import Job
+    from bench.plan import Selection, plan
+
+    (cell,) = plan(Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2))
+    job = Job(cell=cell, run_id="r", round=0, mode="full", run_dir=str(tmp_path), data=None)
+    busy = "machine busy: other processes used 1.0 of a core while timing (threshold 0.1)"
+    rec = {"key": cell.key, "status": "ok", "self_check": {"passed": False, "reasons": [busy]}}
+    out = process.file_record(tmp_path, rec, job)
+    assert out.status == "ok" and out.suspect == busy
+    quiet = process.file_record(tmp_path, {**rec, "self_check": {"passed": True, "reasons": []}}, job)
+    assert quiet.suspect == ""
+    buf = io.StringIO()
+    ui = RunUI(Console(file=buf, width=300, highlight=False), quiet=True)
+    ui.start(1)
+    ui.cell_finished(cell, out)
+    ui.cell_finished(cell, quiet)
+    ui.stop()
+    lines = [ln for ln in buf.getvalue().splitlines() if "lstm128" in ln]
+    assert "ok? torch:" in lines[0] and busy in lines[0]
+    assert "ok torch:" in lines[1] and "busy" not in lines[1]

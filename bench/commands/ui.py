@@ -46,11 +46,14 @@ class RunUI:
 
     def cell_finished(self, cell: Cell, outcome: CellOutcome) -> None:
         self.progress.advance(self.task)
-        colour = {"ok": "green", "skipped": "yellow"}.get(outcome.status, "red")
+        # A suspect record reads "ok?" here as in the table, with its first failed self-check.
+        status = "ok?" if outcome.suspect else outcome.status
+        colour = {"ok": "green", "skipped": "yellow", "ok?": "yellow"}.get(status, "red")
         from rich.markup import escape
 
-        reason = f" - {escape(outcome.reason)}" if outcome.reason else ""
-        self.console.log(f"[{colour}]{outcome.status}[/] {cell.framework}:{cell.variant} {cell.model.name} "
+        why = "; ".join(r for r in (outcome.reason, outcome.suspect) if r)
+        reason = f" - {escape(why)}" if why else ""
+        self.console.log(f"[{colour}]{status}[/] {cell.framework}:{cell.variant} {cell.model.name} "
                          f"{cell.device} b{cell.train.batch_size}{reason}")
 
     def stop(self) -> None:

@@ -162,7 +162,7 @@ def rich_table(records: list[dict[str, Any]], title: str):
     from rich.markup import escape  # reasons hold "[tf]"-like text that rich would eat as markup
     from rich.table import Table
 
-    t = Table(title=title, header_style="bold", show_lines=False, caption="columns: python -m bench show --explain")
+    t = Table(title=title, header_style="bold", show_lines=False, caption="columns: lstm-bench show --explain")
     cols = columns(records)
     for c in cols:
         numeric = c.title not in ("cell", "status", "kernel")

@@ -49,8 +49,8 @@ def test_a_two_percent_drop_is_improved():
 
 
 def test_the_floor_is_honoured():
-    assert counts_finding(268e6, 268e6 * 1.009)[0].verdict == "unchanged"  # inside the default 1%
-    assert counts_finding(268e6, 268e6 * 1.011)[0].verdict == "regressed"
+    assert counts_finding(268e6, 268e6 * 1.004)[0].verdict == "unchanged"  # inside the default 0.5%
+    assert counts_finding(268e6, 268e6 * 1.006)[0].verdict == "regressed"
     assert counts_finding(268e6, 268e6 * 1.02, "counts:3%")[0].verdict == "unchanged"
     assert counts_finding(268e6, 268e6 * 1.004, "counts:0.3%")[0].verdict == "regressed"
 

@@ -246,7 +246,7 @@ def _how_judged(cmp) -> str:
 
 
 def add_parsers(sub: Any) -> None:
-    rules_help = ("effect floors, e.g. 'train:3%%,infer:3%%,memory:1%%,rss:10%%,accuracy:0.02,counts:1%%' (the defaults); "
+    rules_help = ("effect floors, e.g. 'train:3%%,infer:3%%,memory:1%%,rss:10%%,accuracy:0.02,counts:0.5%%' (the defaults); "
                   "train:10%% means a step 10%% slower (throughput x 1/1.10): regressed = the whole confidence "
                   "interval is past the floor, unchanged = inside the band 1/(1+f)..1+f")
     for name, func, text in (("compare", cmd_compare, "compare two runs cell by cell"),

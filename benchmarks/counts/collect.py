@@ -98,7 +98,7 @@ def one(args: argparse.Namespace) -> int:
                                  batch_sizes=(args.batch,), threads=1))
         t0 = time.time()
         got[i] = {"label": args.side[i], "cell": cell.key, "t_start": t0, **counts.count(
-            cell, counts.Side(root, cpus[i % 2]), out / f"{args.name}-{i}", timeout_s)}
+            cell, counts.Side(root, cpus[(i + args.first_cpu) % 2]), out / f"{args.name}-{i}", timeout_s)}
         print(f"{args.side[i]}: {got[i].get('status')} {got[i].get('instructions_per_step')} "
               f"({got[i].get('wall_s', 0):.0f} s)", flush=True)
 
@@ -183,6 +183,8 @@ def main() -> int:
     o.add_argument("--name", required=True)
     o.add_argument("--side", action="append", required=True, help="CODE_ROOT:FRAMEWORK:MODEL:TIMEOUT_S (two at most)")
     o.add_argument("--batch", type=int, default=128)
+    o.add_argument("--first-cpu", type=int, default=0, help="the first side's CPU (0 or 1 of the pair); the next "
+                                                             "side takes the other")
     o.set_defaults(func=one)
     r = sub.add_parser("report")
     r.add_argument("dir")

@@ -94,7 +94,7 @@ def run_against(args: argparse.Namespace) -> tuple[str, str]:
         console.print(f"check --counts --against {args.against}: {len(cells)} cell(s), base and head each in one "
                       f"process under valgrind callgrind, side by side"
                       + (f" (CPU {cpus[0]} and {cpus[1]})" if cpus[0] is not None else "")
-                      + f", {counts.COUNTED_STEPS} steps counted after {counts.WARMUP_STEPS} uninstrumented")
+                      + f", {counts.COUNTED_STEPS} step(s) counted after {counts.WARMUP_STEPS} uninstrumented")
         timeout = ab.timeout_s(args, sel)
         counted = 0
         for cell in cells:

@@ -186,3 +186,18 @@ def test_cli_export_end_to_end_and_bad_input_is_one_line_exit_2(tmp_path, capsys
     results.write_record(rd / "r1", record(status="failed"))
     assert cli.main(["--results-dir", str(rd), "export", "r1"]) == 2
     assert "nothing to export" in capsys.readouterr().err
+
+
+def test_a_check_counts_record_exports_its_count_only():
+    # `check --counts` files records with the count and no timing: exported as the count, not
+    # refused as a corrupt file (while an ok record without timing and without counts still is).
+    rec = {k: v for k, v in record().items() if k not in ("metrics", "memory", "analytic")}
+    rec["counts"] = {"status": "ok", "instructions_per_step": 267_622_043.0, "counted_steps": 1,
+                     "valgrind_version": "valgrind-3.19.0", "kernel": "k", "cpu_features_seen": ["avx2"]}
+    out = export.github_action_benchmark([rec])
+    assert out["bigger"] == []
+    (e,) = out["smaller"]
+    assert (e["name"], e["unit"], e["value"]) == \
+        ("torch lstm128 cpu b128 instructions/step (callgrind)", "instructions", 267_622_043.0)
+    with pytest.raises(results.ResultsError, match="corrupt"):
+        export.github_action_benchmark([{k: v for k, v in rec.items() if k != "counts"}])

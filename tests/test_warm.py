@@ -17,7 +17,7 @@ CELLS = [Cell("fake", ZOO[m], TrainSpec(batch_size=16, steps=12), threads=1,
               protocol=Protocol(warmup_steps=2, repeats=3, steps_per_repeat=3, test_samples=64, memory_steps=2))
          for m in ("cnn_small", "lstm128")]
 # What differs between two processes of one cell however they start: timings, the machine, RSS.
-VARYING = {"env", "start", "wall_s", "contention", "self_check", "suspect", "warnings"}
+VARYING = {"env", "start", "wall_s", "process_wall_s", "contention", "self_check", "suspect", "warnings"}
 VARYING_METRICS = {"train_samples_per_s", "step_ms", "infer_samples_per_s", "compile_s", "infer_compile_s",
                    "build_s", "train_wall_s", "timed_total_s"}
 VARYING_ANALYTIC = {"achieved_gflops", "calibration_gflops", "pct_of_achievable", "rss_over_floor"}

@@ -197,7 +197,7 @@ def file_record(run_dir: Path, rec: dict[str, Any], job: Job) -> CellOutcome:
     if job.cpus:
         rec["cpus"] = list(job.cpus)  # a duet round: where this process ran
     results.write_record(run_dir, rec)
-    failed_checks = (rec.get("self_check") or {}).get("reasons") or []
+    failed_checks = record.Record(rec).self_check_reasons
     return CellOutcome(rec["key"], rec["status"], rec.get("reason", ""),
                        failed_checks[0] if rec["status"] == record.Status.OK and failed_checks else "")
 

@@ -3,15 +3,29 @@ in-job A/B (run directories paired by a check id, the CPU sets of duet rounds, t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from .. import envinfo, measure, schedule
+from .. import envinfo, gitref, measure, schedule
 from ..plan import Selection
 from ..spec import Cell
 from .usage import UsageError
+
+
+@contextlib.contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """REF's code in a temporary worktree for the check's length (a bad REF: one line, exit 2)."""
+    try:
+        tree = gitref.add_worktree(ref)
+    except gitref.GitError as e:
+        raise UsageError(str(e)) from None
+    try:
+        yield tree
+    finally:
+        gitref.remove_worktree(tree)
 
 
 def rules(args: argparse.Namespace):

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import gitref, measure, results, schedule, sequential
+from .. import measure, results, schedule, sequential
 from ..plan import plan
 from . import ab, calibrate, counts as counts_cmd, selection
 from .ui import RunUI, console as make_console
@@ -153,11 +153,7 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
         raise UsageError("--rounds must be >= 2 (one round cannot show a spread), --max-rounds >= --rounds, "
                          "--budget-s > 0")
     console = make_console(stderr=args.format == "json")
-    try:
-        tree = gitref.add_worktree(args.against)
-    except gitref.GitError as e:
-        raise UsageError(str(e)) from None
-    try:
+    with ab.worktree(args.against) as tree:
         sides = ab.make_sides(args, sel, cells, tree, ("base", "head"), args.against)
         duet = ab.choose_duet_cpus(args, cells, sides, console)
         for side in sides:  # the plan every look reads; n_max per cell is added before its first look
@@ -172,8 +168,6 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
                                  decide=round_settles(args, sides, cells, rules, gate, confidence), duet_cpus=duet)
         code = schedule.execute_sides(sides, cells, None, ab.timeout_s(args, sel), RunUI(console, quiet=args.quiet),
                                       rounds, args.start)
-    finally:
-        gitref.remove_worktree(tree)
     if code == 130:
         raise KeyboardInterrupt
     return str(sides[0].run_dir), str(sides[1].run_dir)

@@ -10,11 +10,10 @@ cell's first record (so `compare`, `check BASE HEAD` and `export` carry it).
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from .. import counts, envinfo, gitref, results
+from .. import counts, envinfo, results
 from ..plan import plan
 from ..record import Status
 from ..spec import Cell
@@ -56,19 +55,6 @@ def _require_tools() -> None:
         raise NothingCounted(f"counts skipped: {reason}")
 
 
-@contextlib.contextmanager
-def _worktree(ref: str) -> Iterator[Path]:
-    """REF's code in a temporary worktree for the check's length (a bad REF: one line, exit 2)."""
-    try:
-        tree = gitref.add_worktree(ref)
-    except gitref.GitError as e:
-        raise UsageError(str(e)) from None
-    try:
-        yield tree
-    finally:
-        gitref.remove_worktree(tree)
-
-
 def run_against(args: argparse.Namespace) -> tuple[str, str]:
     """check --counts --against REF: count each cell with REF's code and this checkout's, both at
     once; returns the two run directories. Raises NothingCounted when no cell could be counted."""
@@ -88,7 +74,7 @@ def run_against(args: argparse.Namespace) -> tuple[str, str]:
     ab.rules(args)  # a bad --fail-on / --gate is said before anything runs
     console = make_console(stderr=args.format == "json")
     _require_tools()
-    with _worktree(args.against) as tree:
+    with ab.worktree(args.against) as tree:
         sides = ab.make_sides(args, sel, cells, tree, ("base", "head"), args.against)
         cpus = counts.pair_cpus()
         console.print(f"check --counts --against {args.against}: {len(cells)} cell(s), base and head each in one "

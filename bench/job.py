@@ -34,6 +34,9 @@ class Job:
     round: int = 0
     mode: str = "full"  # "full" measurement or "memory" only
     cpus: tuple[int, ...] = ()  # duet rounds: the CPUs the worker is pinned to (the record says so)
+    # Duet rounds: where the runner signals that every side is ready for the next timed repeat
+    # (bench/handshake.py). An optional key: workers that predate it never get one.
+    sync_dir: str | None = None
     version: int = JOB_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -42,6 +45,8 @@ class Job:
                                "data": self.data}
         if self.cpus:
             out["cpus"] = list(self.cpus)
+        if self.sync_dir:
+            out["sync_dir"] = self.sync_dir
         return out
 
     @classmethod
@@ -53,4 +58,4 @@ class Job:
                              f"{', '.join(map(str, KNOWN_VERSIONS))})")
         return cls(cell=Cell.from_dict(d["cell"]), run_dir=d["run_dir"], run_id=d.get("run_id"), data=d.get("data"),
                    round=int(d.get("round", 0)), mode=d.get("mode", "full"),
-                   cpus=tuple(int(c) for c in d.get("cpus") or ()), version=version)
+                   cpus=tuple(int(c) for c in d.get("cpus") or ()), sync_dir=d.get("sync_dir"), version=version)

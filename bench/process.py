@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import envinfo, record, registry, results, warm
+from . import envinfo, handshake, record, registry, results, warm
 from .job import PROGRESS, REFUSED, Job
 from .spec import Cell
 
@@ -45,6 +45,7 @@ class Watch:
     on_progress: Progress = _no_progress
     stop: threading.Event = field(default_factory=threading.Event)
     start: str = "spawn"
+    rendezvous: handshake.Rendezvous | None = None  # a synchronised duet round: told of every `@ready`
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
                 watch.on_progress(job.cell.key, f"{phase} {done}/{total}")
             elif line.startswith(f"{REFUSED} "):
                 refused.append(line[len(REFUSED) + 1:].strip())
+            elif line.startswith(f"{handshake.READY} ") and watch.rendezvous is not None:
+                watch.rendezvous.ready(int(line.split()[1]))
 
     def read_err() -> None:
         assert proc.stderr is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import envinfo, process, results
+from . import envinfo, handshake, process, results
 from .job import Job
 from .plan import Selection
 from .process import CellOutcome
@@ -50,6 +51,9 @@ class Rounds:
     # benchmarking", ICPE 2020), and a round takes one process's time instead of two. CPU
     # cells only; empty = one side after the other.
     duet_cpus: tuple[tuple[int, ...], ...] = ()
+    # Duet rounds whose two sides wait for each other before every timed training repeat, so
+    # their windows start together (bench/handshake.py); off where a side's code predates it.
+    handshake: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,16 +136,17 @@ def execute(run_dir: Path, manifest: dict[str, Any], cells: list[Cell], data_pat
                          rounds, start)
 
 
-def _one(side: Side, cell: Cell, round_: int, mode: str, ctx: RunContext, cpus: tuple[int, ...] = ()) -> CellOutcome:
+def _one(side: Side, cell: Cell, round_: int, mode: str, ctx: RunContext, cpus: tuple[int, ...] = (),
+         rendezvous: handshake.Rendezvous | None = None) -> CellOutcome:
     job = Job(cell, run_dir=str(side.run_dir), run_id=side.manifest["run_id"], data=ctx.data_path, round=round_,
-              mode=mode, cpus=cpus)
+              mode=mode, cpus=cpus, sync_dir=str(rendezvous.directory) if rendezvous else None)
     ctx.ui.cell_started(cell)
     reason = process.pre_skip_reason(cell)
     if reason:
         process.write_outcome(side.run_dir, job, "skipped", reason)
         outcome = CellOutcome(cell.key, "skipped", reason)
     else:
-        outcome = process.run_cell(job, side.run_dir, side.code_root, ctx.watch)
+        outcome = process.run_cell(job, side.run_dir, side.code_root, replace(ctx.watch, rendezvous=rendezvous))
     outcome = labelled(outcome, round_, mode, side.name if ctx.tag else None)
     ctx.ui.cell_finished(cell, outcome)
     return outcome
@@ -190,7 +195,7 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
                 r = 0
                 while True:
                     if rounds.duet_cpus and cell.device == "cpu":
-                        outs = _duet(order(r), rounds.duet_cpus, cell, r, ctx)
+                        outs = _duet(order(r), rounds.duet_cpus, cell, r, ctx, rounds.handshake)
                     else:
                         outs = [_one(side, cell, r, "full", ctx) for side in order(r)]
                     r += 1
@@ -221,18 +226,32 @@ def duet_cpus(threads: int, available: list[int] | None = None) -> tuple[tuple[i
 
 
 def _duet(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: Cell, round_: int,
-          ctx: RunContext) -> list[CellOutcome]:
+          ctx: RunContext, synchronised: bool = False) -> list[CellOutcome]:
     """One round with both sides' processes at once, sides[i] pinned to cpu_sets[i]. The caller
-    swaps the sides' order every round, so each side runs on each CPU set equally often."""
+    swaps the sides' order every round, so each side runs on each CPU set equally often.
+    `synchronised`: the sides wait for each other before every timed training repeat."""
+    with contextlib.ExitStack() as stack:
+        rendezvous = None
+        if synchronised:
+            sync_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lstm-bench-sync-")))
+            rendezvous = handshake.Rendezvous(sync_dir, len(sides))
+        return _duet_round(sides, cpu_sets, cell, round_, ctx, rendezvous)
+
+
+def _duet_round(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: Cell, round_: int,
+                ctx: RunContext, rendezvous: handshake.Rendezvous | None) -> list[CellOutcome]:
     outs: list[CellOutcome | None] = [None] * len(sides)
     errors: list[BaseException] = []
 
     def go(i: int) -> None:
         try:
-            outs[i] = _one(sides[i], cell, round_, "full", ctx, cpu_sets[i])
+            outs[i] = _one(sides[i], cell, round_, "full", ctx, cpu_sets[i], rendezvous)
         except BaseException as e:  # a KeyboardInterrupt from `stop`, or a bug: re-raised below
             errors.append(e)
             ctx.stop.set()  # the other side's worker must not run on alone
+        finally:
+            if rendezvous is not None:
+                rendezvous.leave()  # ended, however (skipped, crashed): the other side waits no more
 
     threads = [threading.Thread(target=go, args=(i,), daemon=True) for i in range(len(sides))]
     for t in threads:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from . import analytic, contention, data, faults, measure, nvml, pool, record, reference, registry, results
+from . import analytic, contention, data, faults, handshake, measure, nvml, pool, record, reference, registry, results
 from .job import EXIT_REFUSED, PROGRESS, REFUSED, Job, JobRefused
 from .spec import Cell
 
@@ -41,24 +41,31 @@ def progress(phase: str, done: int, total: int) -> None:
 def timed_window(trainer: Trainer, batches: list[Any], repeats: int, per_repeat: int,
                  step: Callable[[Any], Any],
                  between: Callable[[int], None] | None = None,
-                 watch: contention.Watch | None = None) -> tuple[list[float], float, list[Any]]:
+                 watch: contention.Watch | None = None,
+                 before: Callable[[int], None] | None = None) -> tuple[list[float], float, list[Any]]:
     """Run `repeats` windows of `per_repeat` calls of step(batch), syncing only at window
     boundaries. Returns per-repeat seconds, the wall time around all of them (read by a clock
     of its own, for the self-check) and the outputs (device handles, not synced).
-    `between(r)` runs after repeat r, outside every timer (time-to-accuracy evaluations).
+    `before(r)` runs before repeat r and `between(r)` after it, both outside every timer (the
+    duet handshake; time-to-accuracy evaluations).
     `watch` adds up what other processes ran on this process's CPUs during the window."""
     with watch if watch is not None else contextlib.nullcontext():
-        return _timed(trainer, batches, repeats, per_repeat, step, between)
+        return _timed(trainer, batches, repeats, per_repeat, step, between, before)
 
 
 def _timed(trainer: Trainer, batches: list[Any], repeats: int, per_repeat: int, step: Callable[[Any], Any],
-           between: Callable[[int], None] | None) -> tuple[list[float], float, list[Any]]:
+           between: Callable[[int], None] | None,
+           before: Callable[[int], None] | None = None) -> tuple[list[float], float, list[Any]]:
     outs: list[Any] = []
     rep_s: list[float] = []
     outside_ns = 0
     trainer.sync()
     t_all = time.perf_counter_ns()
     for r in range(repeats):
+        if before is not None:
+            t_out = time.perf_counter_ns()
+            before(r)
+            outside_ns += time.perf_counter_ns() - t_out
         t0 = time.perf_counter()
         for i in range(per_repeat):
             outs.append(step(batches[r * per_repeat + i]))
@@ -140,8 +147,31 @@ def staged_chunks(trainer: Trainer, x: np.ndarray, y: np.ndarray, B: int) -> lis
     return [trainer.stage(x[i * B:(i + 1) * B], y[i * B:(i + 1) * B]) for i in range(n_chunks)]
 
 
+class Pace:
+    """Before each timed training repeat: the duet handshake (bench/handshake.py) when the job has a
+    sync directory, and the wall-clock start of every repeat in duet rounds, so a reader can see
+    how far the two sides' windows were apart."""
+
+    def __init__(self, sync_dir: str | None) -> None:
+        self.sync_dir = sync_dir
+        self.waited_s: list[float] = []
+        self.went_alone = 0
+        self.repeat_start_unix: list[float] = []
+
+    def __call__(self, repeat: int) -> None:
+        if self.sync_dir:
+            waited, alone = handshake.wait_for_go(self.sync_dir, repeat)
+            self.waited_s.append(round(waited, 6))
+            self.went_alone += alone
+        self.repeat_start_unix.append(time.time())
+
+    def summary(self) -> dict[str, Any]:
+        return {"synchronised": bool(self.sync_dir), "repeat_start_unix": self.repeat_start_unix,
+                **({"waited_s": self.waited_s, "went_alone": self.went_alone} if self.sync_dir else {})}
+
+
 def train_and_time(cell: Cell, trainer: Trainer, ds: data.Mnist,
-                   watch: contention.Watch | None = None) -> dict[str, Any]:
+                   watch: contention.Watch | None = None, pace: Pace | None = None) -> dict[str, Any]:
     P, T = cell.protocol, cell.train
     B, seed = T.batch_size, T.seed
     handles: list[Any] = []
@@ -164,7 +194,8 @@ def train_and_time(cell: Cell, trainer: Trainer, ds: data.Mnist,
     n_timed = P.repeats * P.steps_per_repeat
     staged = [trainer.stage(*ds.train_batch(seed, P.warmup_steps + i, B)) for i in range(n_timed)]
     rep_s, total_s, outs = timed_window(trainer, staged, P.repeats, P.steps_per_repeat, trainer.train_step,
-                                        lambda r: curve.maybe(P.warmup_steps + (r + 1) * P.steps_per_repeat), watch)
+                                        lambda r: curve.maybe(P.warmup_steps + (r + 1) * P.steps_per_repeat), watch,
+                                        pace)
     del staged
     handles.extend(outs)
     done = P.warmup_steps + n_timed
@@ -285,7 +316,7 @@ def allocator_peak(trainer: Trainer, memory: dict[str, Any]) -> int | None:
     return None if peak is None else int(peak)
 
 
-def measure_cell(cell: Cell, data_path: str | None) -> dict[str, Any]:
+def measure_cell(cell: Cell, data_path: str | None, pace: Pace | None = None) -> dict[str, Any]:
     from impls.base import Unsupported  # impls.base imports no framework
 
     impl = registry.load(cell.framework)
@@ -306,7 +337,7 @@ def measure_cell(cell: Cell, data_path: str | None) -> dict[str, Any]:
         raise FastPathMissing(f"--strict: expected fast path did not run: {trainer.fast_path_note}")
     progress("build", 0, cell.train.steps)
 
-    timing = train_and_time(cell, trainer, ds, timed)
+    timing = train_and_time(cell, trainer, ds, timed, pace)
     ev = evaluate(cell, trainer, ds, timed)
     memory = memory_pass(cell, trainer, ds, rss_before)
     memory["allocator_peak_bytes"] = allocator_peak(trainer, memory)
@@ -365,6 +396,7 @@ def measure_cell(cell: Cell, data_path: str | None) -> dict[str, Any]:
         "contention": {"timed": timed.total.to_dict() if timed.total else None,
                        "sgemm": sgemm.total.to_dict() if calib and sgemm.total else None},
         "warnings": spread_warnings(train_rate),
+        **({"duet": pace.summary()} if pace is not None else {}),
     }
 
 
@@ -409,7 +441,11 @@ def run_job(job: Job) -> dict[str, Any]:
     rec = record.base_record(cell, job.run_id, job.round, job.mode)
     t0 = time.perf_counter()
     try:
-        rec.update(measure_memory_only(cell, job.data) if job.mode == "memory" else measure_cell(cell, job.data))
+        # A duet round's process (job.cpus) records where its repeats started; with a sync directory
+        # it also waits for the other side before each one.
+        pace = Pace(job.sync_dir) if job.cpus or job.sync_dir else None
+        rec.update(measure_memory_only(cell, job.data) if job.mode == "memory" else
+                   measure_cell(cell, job.data, pace))
         rec["status"] = "ok"
     except Unsupported as e:
         rec.update(status="skipped", reason=str(e).splitlines()[0] if str(e) else type(e).__name__)

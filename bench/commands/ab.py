@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import envinfo, gitref, measure, schedule
+from .. import envinfo, gitref, handshake, measure, schedule
 from ..plan import Selection
 from ..spec import Cell
 from .usage import UsageError
@@ -73,9 +73,27 @@ def choose_duet_cpus(args: argparse.Namespace, cells: list[Cell], sides: tuple[s
     return duet
 
 
-def duet_words(duet: tuple[tuple[int, ...], ...]) -> str:
+def choose_handshake(args: argparse.Namespace, sides: tuple[schedule.Side, ...], duet: tuple[tuple[int, ...], ...],
+                     console: Any) -> bool:
+    """Whether duet rounds start both sides' timed repeats together (bench/handshake.py): yes unless
+    --no-handshake, or a side's code predates the handshake (said: its rounds are then unsynchronised).
+    Recorded in both sides' manifests."""
+    synced = bool(duet) and getattr(args, "handshake", True)
+    if synced:
+        old = [s.name for s in sides if not handshake.supported(s.code_root)]
+        if old:
+            console.print(f"[yellow]note[/]: the {', '.join(old)} side's code predates the duet handshake: its rounds "
+                          "run side by side without synchronised timed repeats")
+            synced = False
+    for side in sides:
+        side.manifest["duet_handshake"] = synced
+    return synced
+
+
+def duet_words(duet: tuple[tuple[int, ...], ...], synced: bool = False) -> str:
     a, b = (",".join(map(str, s)) for s in duet)
-    return f"side by side (duet: one on CPU {a}, the other on CPU {b}, swapped every round; GPU cells one after the other)"
+    return (f"side by side (duet: one on CPU {a}, the other on CPU {b}, swapped every round"
+            + (", each timed repeat started together" if synced else "") + "; GPU cells one after the other)")
 
 
 def timeout_s(args: argparse.Namespace, sel: Selection) -> float:

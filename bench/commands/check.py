@@ -156,16 +156,18 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
     with ab.worktree(args.against) as tree:
         sides = ab.make_sides(args, sel, cells, tree, ("base", "head"), args.against)
         duet = ab.choose_duet_cpus(args, cells, sides, console)
+        synced = ab.choose_handshake(args, sides, duet, console)
         for side in sides:  # the plan every look reads; n_max per cell is added before its first look
             side.manifest["sequential"] = {"spending": SPENDING, "alpha": 1.0 - confidence, "min_rounds": args.rounds,
                                            "holm_family": len(cells) * gated_rounds_rules(rules, gate), "n_max": {}}
         console.print(f"check --against {args.against}: {len(cells)} cell(s), base and head in fresh processes, "
-                      + (ab.duet_words(duet) if duet else "interleaved A B / B A")
+                      + (ab.duet_words(duet, synced) if duet else "interleaved A B / B A")
                       + f", {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "
                       f"per cell, {args.threads} CPU thread(s) per process; a look after every round from round "
                       f"{args.rounds}, each at its repeated {100 * confidence:g}% interval ({SPENDING} spending)")
         rounds = schedule.Rounds(full=args.rounds, max_full=args.max_rounds, budget_s=args.budget_s,
-                                 decide=round_settles(args, sides, cells, rules, gate, confidence), duet_cpus=duet)
+                                 decide=round_settles(args, sides, cells, rules, gate, confidence), duet_cpus=duet,
+                                 handshake=synced)
         code = schedule.execute_sides(sides, cells, None, ab.timeout_s(args, sel), RunUI(console, quiet=args.quiet),
                                       rounds, args.start)
     if code == 130:
@@ -272,6 +274,9 @@ def add_parsers(sub: Any) -> None:
             c.add_argument("--sequential", action="store_true",
                            help="run base and head one after the other (default: side by side, each pinned to "
                                 "half the CPUs, when the machine has 2 x --threads CPUs)")
+            c.add_argument("--no-handshake", dest="handshake", action="store_false",
+                           help="duet rounds without the handshake that starts both sides' timed repeats together "
+                                "(default: with it, where both sides' code has it); for measuring what it does")
             c.add_argument("--calibrate", action="store_true",
                            help="A/A rounds of this checkout against itself: noise per metric and the smallest "
                                 "slowdown detectable within --budget-s")

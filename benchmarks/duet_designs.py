@@ -1,0 +1,213 @@
+"""Does a duet round read the whole of a slowdown? Side by side (with and without the handshake)
+against one after the other, on the same injected changes, interleaved in time.
+
+A benchmark of the harness itself (issue 26, item 5), run by hand and published; never a test.
+
+collect: git worktrees of a commit: the base, and copies whose torch training step does k extra
+  256x256 torch.mm (benchmarks/check_power.py's injection, k calibrated here for each level's
+  share of the lstm128 b128 step). Then `bench check --against BASE` batches of fixed rounds,
+  cycling the designs inside each level so every design sees the same hour of the machine:
+    sync    side by side, each timed repeat started together (the default since the handshake)
+    nosync  side by side, --no-handshake (the design measured on 2026-12-01)
+    seq     --sequential: base and head one after the other, each process alone on the machine
+  Every round goes to DIR/pool.jsonl: level, design, both sides' throughput and repeats, and in
+  side-by-side rounds how far apart the two sides' timed repeats started.
+
+report: per level and design, the slowdown a round reads (head step time / base step time, the
+  mean of per-round log ratios with its 95% t interval), and each side-by-side design's reading
+  as a share of the one-after-the-other reading (95% bootstrap interval over rounds); the
+  calibrated size of the injected work (k x one matmul / one step, each timed alone) beside it.
+
+  python benchmarks/duet_designs.py collect --out DIR --minutes 30 --levels 10,20
+  python benchmarks/duet_designs.py report DIR [--md FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_power  # noqa: E402  (the injection, calibration and worktrees of the power benchmark)
+
+ROOT = check_power.ROOT
+DESIGNS = {"sync": [], "nosync": ["--no-handshake"], "seq": ["--sequential"]}
+
+
+def _records(run_dir: Path, suffix: str) -> dict[int, dict]:
+    d = next(x for x in run_dir.iterdir() if x.name.endswith(suffix))
+    return {r["round"]: r for r in (json.loads(f.read_text()) for f in (d / "cells").glob("*.json"))}
+
+
+def _start_gap_ms(b: dict, h: dict) -> float | None:
+    sb, sh = (r.get("duet", {}).get("repeat_start_unix") for r in (b, h))
+    if not sb or not sh or len(sb) != len(sh):
+        return None
+    return float(np.median([abs(x - y) for x, y in zip(sb, sh)]) * 1000)
+
+
+def collect(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    commit = check_power.git("rev-parse", args.commit)
+    levels = [int(x) for x in args.levels.split(",")]
+    designs = args.designs.split(",")
+    unknown = [d for d in designs if d not in DESIGNS]
+    if unknown:
+        print(f"error: unknown design(s) {unknown}; known: {', '.join(DESIGNS)}", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="designs-trees-"))
+    trees: dict[int, Path] = {}
+    try:
+        for level in [0, *levels]:
+            trees[level] = work / f"head{level}"
+            check_power.git("worktree", "add", "--detach", str(trees[level]), commit)
+        step_ms, mm_ms = check_power.calibrate(trees[0], args.threads)
+        ks = {lvl: max(1, round(lvl / 100 * step_ms / mm_ms)) for lvl in levels}
+        for lvl, k in ks.items():
+            check_power.inject(trees[lvl], k)
+        meta = {"commit": commit, "step_ms": step_ms, "matmul_ms": mm_ms, "k": ks, "cell": check_power.CELL,
+                "rounds_per_batch": args.rounds, "threads": args.threads, "designs": designs,
+                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (out / "meta.json").write_text(json.dumps(meta, indent=1))
+        print(f"calibrated: step {step_ms:.2f} ms, one matmul {mm_ms:.3f} ms -> k {ks}", flush=True)
+        deadline = time.monotonic() + 60 * args.minutes
+        batch = 0
+        while time.monotonic() < deadline:
+            level = levels[(batch // len(designs)) % len(levels)]
+            design = designs[batch % len(designs)]
+            rd = out / "runs" / f"b{batch:04d}-l{level}-{design}"
+            t0 = time.monotonic()
+            p = subprocess.run([sys.executable, "-m", "bench", "--results-dir", str(rd), "check", "--against", commit,
+                                *check_power.CELL, "--threads", str(args.threads), "--rounds", str(args.rounds),
+                                "--max-rounds", str(args.rounds), "--budget-s", "100000", "--gate", "train", "-q",
+                                *DESIGNS[design]],
+                               cwd=trees[level], env=dict(os.environ, PYTHONPATH=str(trees[level])),
+                               capture_output=True, text=True)
+            wall = time.monotonic() - t0
+            if p.returncode not in (0, 1, 3):
+                print(f"batch {batch} {design} {level}%: exit {p.returncode}: {p.stderr.strip()[-300:]}", flush=True)
+                batch += 1
+                continue
+            b, h = _records(rd, "-base"), _records(rd, "-head")
+            with open(out / "pool.jsonl", "a") as f:
+                for r in sorted(set(b) & set(h)):
+                    if b[r]["status"] != "ok" or h[r]["status"] != "ok":
+                        continue
+                    f.write(json.dumps({
+                        "level": level, "design": design, "batch": batch, "round": r, "round_wall_s": wall / args.rounds,
+                        "base": b[r]["metrics"]["train_samples_per_s"]["median"],
+                        "head": h[r]["metrics"]["train_samples_per_s"]["median"],
+                        "base_step_ms": b[r]["metrics"]["step_ms"]["values"],
+                        "head_step_ms": h[r]["metrics"]["step_ms"]["values"],
+                        "synchronised": bool(h[r].get("duet", {}).get("synchronised")),
+                        "start_gap_ms": _start_gap_ms(b[r], h[r]),
+                        "busy": bool(b[r].get("suspect") or h[r].get("suspect")),
+                    }) + "\n")
+            print(f"batch {batch} {design} {level}%: {wall:.0f} s, exit {p.returncode}", flush=True)
+            shutil.rmtree(rd, ignore_errors=True)
+            batch += 1
+    finally:
+        for t in trees.values():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(t)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _slowdown(rows: list[dict]) -> np.ndarray:
+    """Per-round log(head step time / base step time) = log(base throughput / head throughput)."""
+    return np.log([r["base"] / r["head"] for r in rows])
+
+
+def _t_interval(x: np.ndarray) -> tuple[float, float, float]:
+    from scipy import stats
+
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+def _share(x: np.ndarray, ref: np.ndarray, rng: np.random.Generator, n: int = 4000) -> tuple[float, float, float]:
+    """(mean slowdown of x) / (mean slowdown of ref) on the ratio scale minus one, with a 95%
+    bootstrap interval (rounds resampled within each design)."""
+    def share(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.expm1(a.mean()) / np.expm1(b.mean()))
+
+    boots = [share(rng.choice(x, len(x)), rng.choice(ref, len(ref))) for _ in range(n)]
+    return share(x, ref), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def report(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    if not (d / "pool.jsonl").is_file():
+        print(f"error: {d / 'pool.jsonl'} not found (a directory written by `collect --out`)", file=sys.stderr)
+        return 2
+    meta = json.loads((d / "meta.json").read_text())
+    rows = [json.loads(ln) for ln in (d / "pool.jsonl").read_text().splitlines() if ln.strip()]
+    quiet = [r for r in rows if not r["busy"]]
+    rng = np.random.default_rng(0)
+    pct = lambda v: f"{100 * np.expm1(v):+.1f}%"  # noqa: E731
+    lines = [f"Commit {meta['commit'][:10]}, started {meta['started_utc']}, torch lstm128 b128 ci, "
+             f"{meta['threads']} thread(s) per process, {meta['rounds_per_batch']} rounds per check batch; "
+             f"{len(rows)} rounds, {len(rows) - len(quiet)} marked busy by the contention guard and left out.", "",
+             "| injected (calibrated alone) | design | rounds | s per round | slowdown read (95% CI) | sd per round "
+             "| share of one-after-the-other (95% CI) | start gap, median |",
+             "|---|---|---:|---:|---|---:|---|---:|"]
+    for level in sorted({r["level"] for r in quiet}):
+        k = meta["k"][str(level)]
+        alone = k * meta["matmul_ms"] / meta["step_ms"]
+        by = {des: [r for r in quiet if r["level"] == level and r["design"] == des] for des in meta["designs"]}
+        ref = _slowdown(by["seq"]) if by.get("seq") else None
+        for des, rs in by.items():
+            if not rs:
+                continue
+            x = _slowdown(rs)
+            m, lo, hi = _t_interval(x)
+            share = "-"
+            if des != "seq" and ref is not None and len(ref) > 1:
+                s, slo, shi = _share(x, ref, rng)
+                share = f"{s:.2f} ({slo:.2f}..{shi:.2f})"
+            gaps = [r["start_gap_ms"] for r in rs if r["start_gap_ms"] is not None]
+            lines.append(f"| {level}% ({k} matmuls = {100 * alone:.1f}% of a step) | {des} | {len(rs)} "
+                         f"| {np.median([r['round_wall_s'] for r in rs]):.1f} | {pct(m)} ({pct(lo)}..{pct(hi)}) "
+                         f"| {100 * x.std(ddof=1) if len(x) > 1 else float('nan'):.1f}% | {share} "
+                         f"| {f'{np.median(gaps):.1f} ms' if gaps else '-'} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("--out", required=True)
+    c.add_argument("--minutes", type=float, default=30)
+    c.add_argument("--levels", default="10,20", help="injected slowdowns in %%, cycled")
+    c.add_argument("--designs", default="sync,nosync,seq", help=f"cycled inside each level; of {', '.join(DESIGNS)}")
+    c.add_argument("--rounds", type=int, default=6, help="rounds per check batch")
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--commit", default="HEAD")
+    c.set_defaults(func=collect)
+    r = sub.add_parser("report")
+    r.add_argument("dir")
+    r.add_argument("--md")
+    r.set_defaults(func=report)
+    args = p.parse_args()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

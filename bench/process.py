@@ -175,8 +175,9 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
     rec = results.read_json(produced[0], results.RECORD_SCHEMA) if produced and not timed_out else None
     shutil.rmtree(stage, ignore_errors=True)
     process_wall_s = round(time.monotonic() - born, 3)
+    lineage = {"warm_parent": proc.lineage} if isinstance(proc, warm.ChildProcess) else {}
     if rec is not None:
-        return {**rec, "start": started, "process_wall_s": process_wall_s}
+        return {**rec, "start": started, **lineage, "process_wall_s": process_wall_s}
     tail = [ln for ln in err_tail if ln.strip()][-15:]
     if timed_out:
         status, reason = "timeout", f"no record after the {watch.timeout_s:.0f}s cell timeout"
@@ -186,7 +187,8 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
         status, reason = "oom", f"worker killed (exit {proc.returncode}), most likely out of memory"
     else:
         status, reason = "failed", f"worker exited with code {proc.returncode} without a record"
-    return {**outcome_record(job, status, reason, tail), "start": started, "process_wall_s": process_wall_s}
+    return {**outcome_record(job, status, reason, tail), "start": started, **lineage,
+            "process_wall_s": process_wall_s}
 
 
 def close_warm_parents() -> None:

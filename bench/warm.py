@@ -44,6 +44,12 @@ PRELOAD: dict[str, tuple[str, ...]] = {
 # would not copy, so TF workers stay fresh processes until that is shown safe.
 FORK_SAFE = frozenset({"torch", "jax", "fake"})
 HARNESS_MODULES = ("bench.worker",)
+# A parent forks this many children, then a fresh parent takes over. Children of one parent share
+# its heap layout and whatever else it lends them; torch's forked children showed a lag-1
+# autocorrelation of +0.42 between consecutive processes on an idle machine (warm-workers report),
+# so a parent is not allowed to lend its children a speed of its own for long. Records say which
+# parent (generation) and which of its children a process was.
+REFORK_EVERY = 5
 START_TIMEOUT_S = 300.0  # a parent still importing after this is given up (cold start instead)
 
 # The boot line of a parent: load bench/zygote.py by path (not as bench.zygote, which would be
@@ -57,6 +63,7 @@ class ChildProcess:
 
     def __init__(self, pid: int, conn: socket.socket, stdout: IO[str], stderr: IO[str]) -> None:
         self.pid = pid
+        self.lineage: dict[str, int] = {}  # {"generation": g, "child": i}: its parent and its place there
         self.stdout = stdout
         self.stderr = stderr
         self.returncode: int | None = None
@@ -98,7 +105,9 @@ class ParentKey:
 class Parent:
     """One warm parent process and its socket."""
 
-    def __init__(self, key: ParentKey, modules: tuple[str, ...]) -> None:
+    def __init__(self, key: ParentKey, modules: tuple[str, ...], generation: int = 0) -> None:
+        self.generation = generation
+        self.children: list[ChildProcess] = []
         self.dir = tempfile.mkdtemp(prefix="lstm-bench-warm-")
         self.sock_path = os.path.join(self.dir, "s")
         self.log_path = os.path.join(self.dir, "stderr")
@@ -162,7 +171,14 @@ class Parent:
         line, _, rest = buf.partition(b"\n")
         child = ChildProcess(int(line.split()[1]), conn, os.fdopen(out_r, "r"), os.fdopen(err_r, "r"))
         child._buf = rest
+        child.lineage = {"generation": self.generation, "child": len(self.children)}
+        self.children.append(child)
         return child
+
+    def busy(self) -> bool:
+        """A child of this parent not yet reaped (its exit comes through the parent: keep it).
+        Reads returncode only: the runner thread that owns a child is the one that polls it."""
+        return any(c.returncode is None for c in self.children)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -191,10 +207,13 @@ class Parents:
     """The warm parents of one runner process, started on first use and reused by every cell
     with the same code root and environment; thread-safe (duet rounds fork from two threads)."""
 
-    def __init__(self) -> None:
+    def __init__(self, refork_every: int = REFORK_EVERY) -> None:
         self._lock = threading.Lock()
         self._parents: dict[ParentKey, Parent] = {}
         self._cold: set[ParentKey] = set()
+        self._retired: list[Parent] = []  # replaced after refork_every children; closed once idle
+        self._generations: dict[ParentKey, int] = {}
+        self.refork_every = refork_every
 
     def fork(self, framework: str, impl_module: str | None, argv: list[str], env: dict[str, str], code_root: Path,
              cpus: tuple[int, ...] = ()) -> ChildProcess | None:
@@ -205,10 +224,15 @@ class Parents:
         with self._lock:
             if key in self._cold:
                 return None
+            self._close_idle_retired()
             parent = self._parents.get(key)
+            if parent is not None and len(parent.children) >= self.refork_every:
+                self._retired.append(self._parents.pop(key))
+                parent = None
             if parent is None:
                 modules = HARNESS_MODULES + ((impl_module,) if impl_module else ()) + PRELOAD.get(framework, ())
-                parent = Parent(key, modules)
+                generation = self._generations[key] = self._generations.get(key, -1) + 1
+                parent = Parent(key, modules, generation)
                 if parent.problem:
                     return self._give_up(key, framework, parent.problem)
                 self._parents[key] = parent
@@ -229,6 +253,15 @@ class Parents:
               file=sys.stderr, flush=True)
         return None
 
+    def _close_idle_retired(self) -> None:
+        keep = []
+        for p in self._retired:
+            if p.busy():
+                keep.append(p)
+            else:
+                p.close()
+        self._retired = keep
+
     def pids(self) -> list[int]:
         """The process ids of the parents now warm."""
         with self._lock:
@@ -236,10 +269,12 @@ class Parents:
 
     def close(self) -> None:
         with self._lock:
-            for parent in self._parents.values():
+            for parent in [*self._parents.values(), *self._retired]:
                 parent.close()
             self._parents.clear()
+            self._retired.clear()
             self._cold.clear()
+            self._generations.clear()
 
 
 PARENTS = Parents()  # the runner's: closed when a run finishes, and at exit

@@ -17,7 +17,7 @@ CELLS = [Cell("fake", ZOO[m], TrainSpec(batch_size=16, steps=12), threads=1,
               protocol=Protocol(warmup_steps=2, repeats=3, steps_per_repeat=3, test_samples=64, memory_steps=2))
          for m in ("cnn_small", "lstm128")]
 # What differs between two processes of one cell however they start: timings, the machine, RSS.
-VARYING = {"env", "start", "wall_s", "process_wall_s", "contention", "self_check", "suspect", "warnings"}
+VARYING = {"env", "start", "warm_parent", "wall_s", "process_wall_s", "contention", "self_check", "suspect", "warnings"}
 VARYING_METRICS = {"train_samples_per_s", "step_ms", "infer_samples_per_s", "compile_s", "infer_compile_s",
                    "build_s", "train_wall_s", "timed_total_s"}
 VARYING_ANALYTIC = {"achieved_gflops", "calibration_gflops", "pct_of_achievable", "rss_over_floor"}
@@ -92,3 +92,17 @@ def test_a_dead_parent_means_cold_starts_said_once(tmp_path, capsys):
     starts = [run(c, tmp_path / "b", "fork")["start"] for c in CELLS]
     assert starts == ["spawn", "spawn"]
     assert capsys.readouterr().err.count("start cold") == 1
+
+
+@pytest.mark.slow
+def test_a_parent_is_replaced_after_refork_every_children_and_records_say_which(tmp_path, monkeypatch):
+    monkeypatch.setattr(warm.PARENTS, "refork_every", 2)
+    lineages, pids = [], []
+    for i in range(5):
+        rec = run(CELLS[0], tmp_path / str(i), "fork")
+        assert (rec["status"], rec["start"]) == ("ok", "fork")
+        lineages.append(rec["warm_parent"])
+        pids.append(parent_pids())
+    assert lineages == [{"generation": g, "child": c} for g, c in ((0, 0), (0, 1), (1, 0), (1, 1), (2, 0))]
+    assert pids[0] == pids[1] and pids[2] == pids[3] and len({p[0] for p in pids}) == 3  # fresh parents
+    assert len(pids[-1]) == 1  # the replaced parents were closed once their children had ended

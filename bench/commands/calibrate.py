@@ -39,7 +39,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     code = schedule.execute_sides(sides, cells, None, ab.timeout_s(args, sel), RunUI(console, quiet=args.quiet),
                                   schedule.Rounds(full=rounds_n, max_full=rounds_n, budget_s=math.inf,
                                                   decide=lambda cell, done, spent_s: False, duet_cpus=duet,
-                                                  handshake=synced))
+                                                  handshake=synced), args.start)
     if code == 130:
         raise KeyboardInterrupt
     per_round_s = (time.monotonic() - t0) / max(1, rounds_n * len(cells))

@@ -93,6 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.executor == "ray" and todo:
         from .. import ray_executor
 
+        if args.start == "fork":  # a Ray task runs one cold worker on its node (bench/ray_executor.py)
+            console.print("[yellow]note[/]: --start fork is for the local executor; Ray tasks start each cell's "
+                          "worker cold (records say start: spawn)")
+
         try:
             cluster = ray_executor.connect(args.address, args.ray_code)
         except ray_executor.RayUnavailable as e:

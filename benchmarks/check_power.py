@@ -112,6 +112,24 @@ ts.sort(); print(json.dumps(ts[3]))
     return float(np.median(step)), mm_ms
 
 
+def check_batch(tree: Path, commit: str, rd: Path, rounds: int, threads: int, flags: list[str]
+                ) -> tuple[subprocess.CompletedProcess, dict[int, dict], dict[int, dict]]:
+    """One `bench check --against COMMIT` of exactly `rounds` rounds from `tree` (train gated only);
+    its base and head process records by round (empty when it failed)."""
+    p = subprocess.run([sys.executable, "-m", "bench", "--results-dir", str(rd), "check", "--against", commit,
+                        *CELL, "--threads", str(threads), "--rounds", str(rounds), "--max-rounds", str(rounds),
+                        "--budget-s", "100000", "--gate", "train", "-q", *flags],
+                       cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True)
+    if p.returncode not in (0, 1, 3):
+        return p, {}, {}
+
+    def records(suffix: str) -> dict[int, dict]:
+        d = next(x for x in rd.iterdir() if x.name.endswith(suffix))
+        return {r["round"]: r for r in (json.loads(f.read_text()) for f in (d / "cells").glob("*.json"))}
+
+    return p, records("-base"), records("-head")
+
+
 def collect(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -139,22 +157,13 @@ def collect(args: argparse.Namespace) -> int:
             rd = out / "runs" / f"b{batch:04d}-l{level}"
             t0 = time.monotonic()
             load0 = os.getloadavg()[0]
-            env = dict(os.environ, PYTHONPATH=str(trees[level]))
-            p = subprocess.run([sys.executable, "-m", "bench", "--results-dir", str(rd), "check", "--against", commit,
-                                *CELL, "--threads", str(args.threads), "--rounds", str(args.rounds),
-                                "--max-rounds", str(args.rounds),
-                                "--budget-s", "100000", "--gate", "train", "-q",
-                                *(["--sequential"] if args.sequential else [])],
-                               cwd=trees[level], env=env, capture_output=True, text=True)
+            p, b, h = check_batch(trees[level], commit, rd, args.rounds, args.threads,
+                                  ["--sequential"] if args.sequential else [])
             wall = time.monotonic() - t0
             if p.returncode not in (0, 1, 3):
                 print(f"batch {batch} level {level}: exit {p.returncode}: {p.stderr.strip()[-300:]}", flush=True)
                 batch += 1
                 continue
-            base_dir = next(d for d in rd.iterdir() if d.name.endswith("-base"))
-            head_dir = next(d for d in rd.iterdir() if d.name.endswith("-head"))
-            b = {r["round"]: r for r in map(lambda f: json.loads(f.read_text()), (base_dir / "cells").glob("*.json"))}
-            h = {r["round"]: r for r in map(lambda f: json.loads(f.read_text()), (head_dir / "cells").glob("*.json"))}
             with open(out / "pool.jsonl", "a") as f:
                 for r in sorted(set(b) & set(h)):
                     if b[r]["status"] != Status.OK or h[r]["status"] != Status.OK:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -40,11 +39,6 @@ import check_power  # noqa: E402  (the injection, calibration and worktrees of t
 
 ROOT = check_power.ROOT
 DESIGNS = {"sync": [], "nosync": ["--no-handshake"], "seq": ["--sequential"]}
-
-
-def _records(run_dir: Path, suffix: str) -> dict[int, dict]:
-    d = next(x for x in run_dir.iterdir() if x.name.endswith(suffix))
-    return {r["round"]: r for r in (json.loads(f.read_text()) for f in (d / "cells").glob("*.json"))}
 
 
 def _start_gap_ms(b: dict, h: dict) -> float | None:
@@ -86,18 +80,12 @@ def collect(args: argparse.Namespace) -> int:
             design = designs[batch % len(designs)]
             rd = out / "runs" / f"b{batch:04d}-l{level}-{design}"
             t0 = time.monotonic()
-            p = subprocess.run([sys.executable, "-m", "bench", "--results-dir", str(rd), "check", "--against", commit,
-                                *check_power.CELL, "--threads", str(args.threads), "--rounds", str(args.rounds),
-                                "--max-rounds", str(args.rounds), "--budget-s", "100000", "--gate", "train", "-q",
-                                *DESIGNS[design]],
-                               cwd=trees[level], env=dict(os.environ, PYTHONPATH=str(trees[level])),
-                               capture_output=True, text=True)
+            p, b, h = check_power.check_batch(trees[level], commit, rd, args.rounds, args.threads, DESIGNS[design])
             wall = time.monotonic() - t0
             if p.returncode not in (0, 1, 3):
                 print(f"batch {batch} {design} {level}%: exit {p.returncode}: {p.stderr.strip()[-300:]}", flush=True)
                 batch += 1
                 continue
-            b, h = _records(rd, "-base"), _records(rd, "-head")
             with open(out / "pool.jsonl", "a") as f:
                 for r in sorted(set(b) & set(h)):
                     if b[r]["status"] != "ok" or h[r]["status"] != "ok":

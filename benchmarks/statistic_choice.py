@@ -5,8 +5,9 @@ ratio (what it reads), the Hodges-Lehmann estimate with its Wilcoxon signed-rank
 A benchmark of the harness itself (issue 26, item 2), run by hand and published; never a test.
 
 Each pool is real rounds (per-round log(head step / base step), from benchmarks/duet_designs.py
-or benchmarks/check_power.py pool files), centred on its own median, so it holds this machine's
-noise and nothing else. A simulated check draws n rounds from a pool with replacement, adds a
+or benchmarks/check_power.py pool files), centred on its own median and reflected about zero (each
+round also counted with its sign flipped), so it holds this machine's noise, tails as measured,
+and nothing else, and every statistic's target is the shift a simulated check adds. A simulated check draws n rounds from a pool with replacement, adds a
 known shift, and reads each statistic's two-sided 95% interval once (fixed sample: the spending
 function makes the check's last look nearly this interval, and one look compares the statistics
 at one error). "Regressed" is the whole interval past the floor. The three are compared at the
@@ -84,7 +85,11 @@ def pools(dirs: list[str], design: str | None) -> dict[str, np.ndarray]:
         for level in sorted({r["level"] for r in rows}):
             x = np.log([r["base"] / r["head"] for r in rows if r["level"] == level])
             if len(x) >= 6:
-                out[f"{Path(d).name} {level}%"] = x - np.median(x)
+                c = x - np.median(x)
+                # Reflected about 0: every statistic's target (mean, pseudo-median, trimmed mean) is
+                # then exactly the shift added, so a skewed pool cannot favour one of them; the
+                # tails stay as heavy as measured.
+                out[f"{Path(d).name} {level}%"] = np.concatenate([c, -c])
     return out
 
 
@@ -116,7 +121,7 @@ def main() -> int:
     ps["all, merged"] = merged
     rng = np.random.default_rng(0)
     floor = a.floor_pct / 100
-    lines = [f"Pools (centred on their medians): " + ", ".join(f"{k}: {len(v)} rounds, sd {100 * v.std(ddof=1):.1f}%"
+    lines = ["Pools (rounds centred on their median and reflected; twice the rounds measured): " + ", ".join(f"{k}: {len(v)} rounds, sd {100 * v.std(ddof=1):.1f}%"
                                                                for k, v in ps.items()), "",
              f"{a.draws} simulated checks per row, rounds drawn with replacement; floor {a.floor_pct:g}%, "
              "two-sided 95% intervals, one look. Cells: share of checks reading \"regressed\".", "",

@@ -118,3 +118,32 @@ def test_synchronised_sides_start_every_repeat_together(tmp_path, monkeypatch):
     s = fast["duet"]["repeat_start_unix"]
     interval = sorted(b - a for a, b in zip(s, s[1:]))[2]
     assert 3 * fast["metrics"]["step_ms"]["median"] / 1000 < 0.6 * interval
+
+
+def test_a_check_runs_unsynchronised_and_says_so_when_a_side_predates_the_handshake(tmp_path):
+    import argparse
+
+    from bench import schedule
+    from bench.commands import ab
+
+    old = tmp_path / "old"
+    (old / "bench").mkdir(parents=True)
+    said: list[str] = []
+
+    class Console:
+        def print(self, text: str) -> None:
+            said.append(text)
+
+    def sides(root: Path) -> tuple[schedule.Side, ...]:
+        return (schedule.Side("base", tmp_path / "b", {}, root), schedule.Side("head", tmp_path / "h", {}, ROOT))
+
+    duet = ((0,), (1,))
+    new = sides(ROOT)
+    assert ab.choose_handshake(argparse.Namespace(handshake=True), new, duet, Console()) is True
+    assert [s.manifest["duet_handshake"] for s in new] == [True, True] and not said
+    mixed = sides(old)
+    assert ab.choose_handshake(argparse.Namespace(handshake=True), mixed, duet, Console()) is False
+    assert "base side's code predates the duet handshake" in said[0]
+    assert [s.manifest["duet_handshake"] for s in mixed] == [False, False]
+    assert ab.choose_handshake(argparse.Namespace(handshake=False), sides(ROOT), duet, Console()) is False
+    assert ab.choose_handshake(argparse.Namespace(handshake=True), sides(ROOT), (), Console()) is False  # sequential

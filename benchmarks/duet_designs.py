@@ -186,6 +186,25 @@ def report(args: argparse.Namespace) -> int:
         lines.append(f"\n{des}: share of the one-after-the-other reading, mean over levels "
                      f"{', '.join(f'{lv}%' for lv in levels)}: {point:.2f} "
                      f"(95% bootstrap {np.percentile(boots, 2.5):.2f}..{np.percentile(boots, 97.5):.2f})")
+    # The handshake's own effect: synchronised minus unsynchronised side-by-side readings (log
+    # points; Welch's t interval per level, and the mean over levels with its normal interval).
+    if {"sync", "nosync"} <= set(meta["designs"]):
+        from scipy import stats
+
+        diffs = []
+        for lv in levels:
+            a, b = (_slowdown([r for r in quiet if r["level"] == lv and r["design"] == des]) for des in ("sync", "nosync"))
+            if len(a) > 1 and len(b) > 1:
+                se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+                ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+                diffs.append((float(a.mean() - b.mean()), se))
+                lines.append(f"\nsync - nosync at {lv}%: {100 * (a.mean() - b.mean()):+.1f} log points "
+                             f"(95% CI {100 * ci.low:+.1f}..{100 * ci.high:+.1f})")
+        if len(diffs) > 1:
+            m = float(np.mean([d for d, _ in diffs]))
+            se = float(np.sqrt(sum(e ** 2 for _, e in diffs))) / len(diffs)
+            lines.append(f"sync - nosync, mean over levels: {100 * m:+.1f} log points "
+                         f"(95% CI {100 * (m - 1.96 * se):+.1f}..{100 * (m + 1.96 * se):+.1f})")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.md:

@@ -148,12 +148,12 @@ def collect(args: argparse.Namespace) -> int:
                 "rounds_per_batch": args.rounds, "threads": args.threads,
                 "design": "sequential" if args.sequential else "duet", "started_utc": time.strftime(
                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (out / "meta.json").write_text(json.dumps(meta, indent=1))
-        print(f"calibrated: step {step_ms:.2f} ms, one matmul {mm_ms:.3f} ms -> k {ks}", flush=True)
+        batch0, run = resume(out, meta)
+        print(f"run {run}: calibrated: step {step_ms:.2f} ms, one matmul {mm_ms:.3f} ms -> k {ks}", flush=True)
         deadline = time.monotonic() + 60 * args.minutes
-        batch = 0
+        batch = batch0
         while time.monotonic() < deadline:
-            level = CYCLE[batch % len(CYCLE)]
+            level = CYCLE[(batch - batch0) % len(CYCLE)]
             rd = out / "runs" / f"b{batch:04d}-l{level}"
             t0 = time.monotonic()
             load0 = os.getloadavg()[0]
@@ -169,8 +169,10 @@ def collect(args: argparse.Namespace) -> int:
                     if b[r]["status"] != Status.OK or h[r]["status"] != Status.OK:
                         continue
                     f.write(json.dumps({
-                        "level": level, "batch": batch, "round": r, "round_wall_s": wall / args.rounds,
-                        "load1": load0,
+                        "level": level, "run": run, "k": ks.get(level, 0), "batch": batch, "round": r,
+                        "round_wall_s": wall / args.rounds, "load1": load0,
+                        # the contention guard's mark: the check itself drops such rounds
+                        "busy": bool(b[r].get("suspect") or h[r].get("suspect")),
                         "base": b[r]["metrics"]["train_samples_per_s"]["median"],
                         "head": h[r]["metrics"]["train_samples_per_s"]["median"],
                         "base_step_ms": b[r]["metrics"]["step_ms"]["values"],
@@ -188,6 +190,20 @@ def collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def resume(out: Path, meta: dict) -> tuple[int, int]:
+    """(first batch number, run index) for a collect that adds to DIR's pool. Independent checks
+    need hours of rounds, more than one session holds the machine: runs pile up in one pool, each
+    calibrated anew (the host's speed moves by the hour) and listed in DIR/runs.jsonl."""
+    pool, runs = out / "pool.jsonl", out / "runs.jsonl"
+    batches = [json.loads(ln)["batch"] for ln in pool.read_text().splitlines() if ln.strip()] if pool.exists() else []
+    run = len(runs.read_text().splitlines()) if runs.exists() else 0
+    with open(runs, "a") as f:
+        f.write(json.dumps({"run": run, **meta}) + "\n")
+    if not (out / "meta.json").exists():  # the first run's, which the report's header quotes
+        (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    return (max(batches) + 1 if batches else 0), run
+
+
 # ------------------------------------------------------------------------------------ report
 def load_pool(d: Path) -> dict[int, list[dict]]:
     pool: dict[int, list[dict]] = {lvl: [] for lvl in LEVELS_PCT}
@@ -197,7 +213,8 @@ def load_pool(d: Path) -> dict[int, list[dict]]:
     for line in (d / "pool.jsonl").read_text().splitlines():
         if line.strip():
             r = json.loads(line)
-            pool[r["level"]].append(r)
+            if not r.get("busy"):  # as the check does: a round the contention guard marked is dropped
+                pool[r["level"]].append(r)
     return pool
 
 
@@ -275,6 +292,12 @@ def report(args: argparse.Namespace) -> int:
              f"{args.max_rounds} rounds), floor {100 * rule.floor:g}% (a step that much slower), paired t "
              f"intervals on log ratios, each look's the repeated interval of a {100 * args.confidence:g}% "
              f"O'Brien-Fleming plan over the rounds the budget allows.", ""]
+    if (d / "runs.jsonl").exists():  # a pool collected over several runs, each calibrated anew
+        runs = [json.loads(ln) for ln in (d / "runs.jsonl").read_text().splitlines() if ln.strip()]
+        busy = sum(bool(json.loads(ln).get("busy")) for ln in (d / "pool.jsonl").read_text().splitlines() if ln.strip())
+        lines += [f"Collected in {len(runs)} run(s): " + "; ".join(
+            f"{r['started_utc']} at {r['commit'][:10]} (step {r['step_ms']:.1f} ms, k = {r['k']})" for r in runs)
+            + f". Rounds the contention guard marked busy, left out as the check leaves them out: {busy}.", ""]
     lines += ["## Independent checks (disjoint rounds replayed in time order)", "",
               "| injected | rounds collected | realised slowdown (median of rounds) | checks | regressed | unchanged | "
               "inconclusive | median rounds | median s per check |", "|---|---:|---:|---:|---|---|---|---:|---:|"]
@@ -376,15 +399,21 @@ def noise(args: argparse.Namespace) -> int:
     return 0
 
 
+def collect_parser(sub, *, minutes: float, threads: int) -> argparse.ArgumentParser:
+    """The `collect` options every benchmark of the check shares (this one and duet_designs.py)."""
+    c = sub.add_parser("collect")
+    c.add_argument("--out", required=True)
+    c.add_argument("--minutes", type=float, default=minutes)
+    c.add_argument("--rounds", type=int, default=6, help="rounds per check batch")
+    c.add_argument("--threads", type=int, default=threads)
+    c.add_argument("--commit", default="HEAD")
+    return c
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("collect")
-    c.add_argument("--out", required=True)
-    c.add_argument("--minutes", type=float, default=40)
-    c.add_argument("--rounds", type=int, default=6, help="rounds per check batch")
-    c.add_argument("--threads", type=int, default=2)
-    c.add_argument("--commit", default="HEAD")
+    c = collect_parser(sub, minutes=40, threads=2)
     c.add_argument("--keep-runs", action="store_true")
     c.add_argument("--sequential", action="store_true", help="checks run base and head one after the other "
                                                               "(default: the check's duet rounds)")

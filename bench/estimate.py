@@ -145,9 +145,11 @@ class Estimate:
 
 
 def estimate(cells: list[Cell], gflops: float, priors_: dict[tuple, list[Prior]], full_rounds: int = 1,
-             memory_processes: int = 0) -> Estimate:
+             memory_processes: int = 0, memory_jobs: int = 1) -> Estimate:
     """Seconds for `full_rounds` full processes and `memory_processes` memory-only processes
-    per cell (the evaluations every K steps for time-to-accuracy included)."""
+    per cell (the evaluations every K steps for time-to-accuracy included). A CPU cell's
+    memory-only processes run `memory_jobs` at once (bench.schedule.Rounds): their time is
+    divided among them, as if they overlapped fully (mostly single-threaded imports)."""
     total, n_rec, n_flops = 0.0, 0, 0
     for c in cells:
         p = nearest(priors_.get(cell_ident(c)), c.train.batch_size)
@@ -172,7 +174,8 @@ def estimate(cells: list[Cell], gflops: float, priors_: dict[tuple, list[Prior]]
             full = STARTUP_S + train + infer * (1 + n_evals)
             mem_steps = c.protocol.warmup_steps + c.protocol.memory_steps
             memory = MEMORY_STARTUP_S + mem_steps * c.train.batch_size * cost.train_flops_per_sample / rate
-        total += full_rounds * full + memory_processes * max(0.0, memory)
+        overlap = max(1, memory_jobs) if c.device == "cpu" else 1
+        total += full_rounds * full + memory_processes * max(0.0, memory) / overlap
     return Estimate(seconds=total, from_records=n_rec, from_flops=n_flops)
 
 

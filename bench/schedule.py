@@ -54,6 +54,10 @@ class Rounds:
     # Duet rounds whose two sides wait for each other before every timed training repeat, so
     # their windows start together (bench/handshake.py); off where a side's code predates it.
     handshake: bool = False
+    # Memory-only processes of CPU cells run this many at once, after every timed process has
+    # finished: nothing in them is timed, their figures are per process (RSS, the tensor-level
+    # pass), and most of their wall time is one core importing a framework.
+    memory_jobs: int = 1
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,7 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
     try:
         if rounds.decide is None:
             failed: set[str] = set()  # skipped or failed in round 0: more processes will not help
+            together: list[Callable[[], CellOutcome]] = []  # memory-only processes of CPU cells
             for r in range(rounds.full + extra_mem):  # round-robin: every cell once, then again
                 mode = "full" if r < rounds.full else "memory"
                 for i, cell in enumerate(cells):
@@ -186,9 +191,13 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
                         if cell.key in failed or results.cell_path(side.run_dir, cell.key, r, mode).exists():
                             ui.advance(1)  # done before (--resume) or not worth repeating
                             continue
+                        if mode == "memory" and cell.device == "cpu" and rounds.memory_jobs > 1:
+                            together.append(lambda s=side, c=cell, r_=r: _one(s, c, r_, "memory", ctx))
+                            continue
                         out = _one(side, cell, r, mode, ctx)
                         if r == 0 and out.status != "ok":
                             failed.add(cell.key)
+            _pooled(together, rounds.memory_jobs, ctx)
         else:
             for cell in cells:
                 t0 = time.monotonic()
@@ -240,20 +249,39 @@ def _duet(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: 
 
 def _duet_round(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: Cell, round_: int,
                 ctx: RunContext, rendezvous: handshake.Rendezvous | None) -> list[CellOutcome]:
-    outs: list[CellOutcome | None] = [None] * len(sides)
-    errors: list[BaseException] = []
-
-    def go(i: int) -> None:
+    def side(i: int) -> CellOutcome:
         try:
-            outs[i] = _one(sides[i], cell, round_, "full", ctx, cpu_sets[i], rendezvous)
-        except BaseException as e:  # a KeyboardInterrupt from `stop`, or a bug: re-raised below
-            errors.append(e)
-            ctx.stop.set()  # the other side's worker must not run on alone
+            return _one(sides[i], cell, round_, "full", ctx, cpu_sets[i], rendezvous)
         finally:
             if rendezvous is not None:
                 rendezvous.leave()  # ended, however (skipped, crashed): the other side waits no more
 
-    threads = [threading.Thread(target=go, args=(i,), daemon=True) for i in range(len(sides))]
+    return _pooled([lambda i=i: side(i) for i in range(len(sides))], len(sides), ctx)
+
+
+def _pooled(tasks: list[Callable[[], CellOutcome]], jobs: int, ctx: RunContext) -> list[CellOutcome]:
+    """Run `tasks` (each one worker process) `jobs` at a time, in order, on threads; their
+    outcomes in the tasks' order. A Ctrl-C or a task that raises stops them all (ctx.stop: each
+    thread kills its worker) and is re-raised here; no further task starts."""
+    outs: list[CellOutcome | None] = [None] * len(tasks)
+    errors: list[BaseException] = []
+    queue = iter(range(len(tasks)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not ctx.stop.is_set():
+            with lock:
+                i = next(queue, None)
+            if i is None:
+                return
+            try:
+                outs[i] = tasks[i]()
+            except BaseException as e:  # a KeyboardInterrupt from `stop`, or a bug: re-raised below
+                errors.append(e)
+                ctx.stop.set()  # no worker runs on alone
+                return
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(jobs, len(tasks))))]
     for t in threads:
         t.start()
     try:

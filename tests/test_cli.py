@@ -45,6 +45,7 @@ BAD = [
     (["run", "-f", "torch", "-m", "lstm128", "--data", "/no/such/file.npz"], "does not exist"),
     (["run", "-f", "torch", "-m", "lstm128", "--repeats", "0"], "repeats and steps_per_repeat must be >= 1"),
     (["run", "-f", "torch", "-m", "lstm128", "--threads", "-1"], "threads must be >= 0"),
+    (["run", "-f", "torch", "-m", "lstm128", "--memory-jobs", "0"], "--memory-jobs must be >= 1, got 0"),
     (["run"], "say what to run"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     (["show", "no-such-run"], "no run 'no-such-run'"),

@@ -45,6 +45,9 @@ def test_other_machines_failed_records_and_memory_processes():
     one = estimate.estimate(cells(), 100.0, pri)
     two = estimate.estimate(cells(), 100.0, pri, memory_processes=2)
     assert two.seconds - one.seconds == pytest.approx(2 * 10.0)  # same warm-up + memory steps as recorded
+    # run two at once (schedule.Rounds.memory_jobs): a CPU cell's memory processes share the time
+    paired = estimate.estimate(cells(), 100.0, pri, memory_processes=2, memory_jobs=2)
+    assert paired.seconds - one.seconds == pytest.approx(10.0)
 
 
 def test_newest_record_wins_and_evaluations_are_counted():

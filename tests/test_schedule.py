@@ -123,3 +123,54 @@ def test_labels_say_side_round_and_memory_only():
     assert schedule.labelled(o, 0, "full") == o
     assert schedule.labelled(o, 0, "full", "base").reason == "[base, round 1] why"
     assert schedule.labelled(process.CellOutcome("k", "ok"), 2, "memory").reason == "[round 3, memory only]"
+
+
+class Overlap(Recorder):
+    """A recorder that notes how many workers run at once; memory-only ones wait at a barrier of
+    two, so they pass only when two really run together (a deterministic check of overlap)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.lock = threading.Lock()
+        self.active: list[str] = []
+        self.seen: list[tuple[str, ...]] = []  # the modes running at each start
+        self.barrier = threading.Barrier(2, timeout=20)
+
+    def run_cell(self, job, run_dir, code_root, watch) -> process.CellOutcome:
+        with self.lock:
+            self.active.append(job.mode)
+            self.seen.append(tuple(self.active))
+        try:
+            out = super().run_cell(job, run_dir, code_root, watch)
+            if job.mode == "memory":
+                self.barrier.wait()
+            return out
+        finally:
+            with self.lock:
+                self.active.remove(job.mode)
+
+
+def test_memory_only_processes_run_two_at_once_after_every_timed_one(tmp_path, monkeypatch):
+    rec = Overlap()
+    monkeypatch.setattr(process, "run_cell", rec.run_cell)
+    monkeypatch.setattr(process, "pre_skip_reason", lambda cell: None)
+    ui = UI()
+    rounds = schedule.Rounds(full=1, memory=3, memory_jobs=2)
+    assert schedule.execute_sides((side(tmp_path),), [A, B], None, 60, ui, rounds) == 0
+    assert [m for *_, m in rec.log[:2]] == ["full", "full"]  # every timed process first
+    assert sorted(rec.log[2:]) == [("cnn_small", 1, "memory"), ("cnn_small", 2, "memory"),
+                                   ("lstm128", 1, "memory"), ("lstm128", 2, "memory")]
+    assert all(s == ("full",) for s in rec.seen[:2])  # a timed process never had company
+    assert max(len(s) for s in rec.seen) == 2 and len(ui.finished) == 6
+    assert results.read_manifest(tmp_path / "run")["status"] == "complete"
+
+
+def test_ctrl_c_in_a_memory_only_process_stops_the_others_and_keeps_the_run(tmp_path, calls):
+    calls.interrupt = ("lstm128", 1)
+    code = schedule.execute_sides((side(tmp_path),), [A, B, C], None, 60, UI(),
+                                  schedule.Rounds(full=1, memory=3, memory_jobs=2))
+    assert code == 130 and results.read_manifest(tmp_path / "run")["status"] == "interrupted"
+    memory = [x for x in calls.log if x[2] == "memory"]
+    assert memory[0] == ("lstm128", 1, "memory") and len(memory) <= 2  # no process starts after the stop

@@ -41,7 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         manifest = results.read_manifest(run_dir)
         cells = schedule.cells_from_manifest(manifest)
         r = manifest.get("rounds") or {}
-        rounds = schedule.Rounds(full=int(r.get("full", 1)), memory=int(r.get("memory", 0)))
+        rounds = schedule.Rounds(full=int(r.get("full", 1)), memory=int(r.get("memory", 0)),
+                                 memory_jobs=int(r.get("memory_jobs", 1)))  # a run from before: one at a time
         todo = schedule.remaining(run_dir, cells, args.retry_failed, rounds, retry_busy=args.retry_suspect)
         data_path = manifest.get("data")
         console.print(f"resuming {manifest['run_id']}: {len(cells) - len(todo)} of {len(cells)} cells already done")
@@ -61,13 +62,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError("the selection is empty")
         if args.rounds < 1 or args.memory_rounds < 0:
             raise UsageError("--rounds must be >= 1 and --memory-rounds >= 0")
-        rounds = schedule.Rounds(full=args.rounds, memory=args.memory_rounds)
+        if args.memory_jobs is not None and args.memory_jobs < 1:
+            raise UsageError(f"--memory-jobs must be >= 1, got {args.memory_jobs}")
+        rounds = schedule.Rounds(full=args.rounds, memory=args.memory_rounds,
+                                 memory_jobs=args.memory_jobs or default_memory_jobs())
         run_id = args.run_id or schedule.new_run_id(label)
         run_dir = results_dir / run_id
         if (run_dir / "manifest.json").exists():
             raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
         manifest = schedule.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path,
-                                           {"full": rounds.full, "memory": rounds.memory}, extra)
+                                           {"full": rounds.full, "memory": rounds.memory,
+                                            "memory_jobs": rounds.memory_jobs}, extra)
         todo = cells
         if args.all and envinfo.gpu_absent_reason():
             console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
@@ -75,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     gflops = measure.calibrate_matmul_gflops(0, seconds=0.2)
     est = estimate.estimate(todo, gflops, estimate.load_priors(results_dir, envinfo.machine_id()),
-                            rounds.full, max(0, rounds.memory - rounds.full))
+                            rounds.full, max(0, rounds.memory - rounds.full), rounds.memory_jobs)
     console.print(f"run {run_id}: {len(todo)} cells, estimated {est.seconds / 60:.0f} min on this machine "
                   f"({est.describe(gflops)}) -> {run_dir}")
     if getattr(args, "dry_run", False):
@@ -134,6 +139,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_memory_jobs() -> int:
+    """Memory-only processes at once: two where the run may use two CPUs or more. Not more: each
+    holds a framework's whole footprint (TF's ~1 GB RSS), and their imports are what overlaps."""
+    import os
+
+    return 2 if len(os.sched_getaffinity(0)) >= 2 else 1
+
+
 def _check_executor(args: argparse.Namespace) -> None:
     """--executor ray needs Ray importable: said before anything is written."""
     if args.executor != "ray":
@@ -189,6 +202,9 @@ def add_parser(sub: Any) -> None:
     counts_cmd.add_counts_args(r, "after each cell, also count")
     r.add_argument("--memory-rounds", type=int, default=3,
                    help="processes per cell that sample RSS (memory-only processes make up the number; default 3)")
+    r.add_argument("--memory-jobs", type=int, default=None, metavar="N",
+                   help="memory-only processes of CPU cells run N at once, after every timed process (nothing in "
+                        "them is timed; default 2 on a machine with 2+ CPUs, 1 turns it off)")
     r.add_argument("--config", metavar="FILE.toml",
                    help="models and sweeps from a TOML file (see examples/sweep.toml) instead of the selection flags")
     r.add_argument("--executor", choices=("local", "ray"), default="local",

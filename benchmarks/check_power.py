@@ -413,7 +413,9 @@ def collect_parser(sub, *, minutes: float, threads: int) -> argparse.ArgumentPar
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    c = collect_parser(sub, minutes=40, threads=2)
+    # 1 thread per side: what `check --against` (and so the workflow) picks on a 2-core machine,
+    # half the cores per side, side by side; 2 would make its rounds one after the other.
+    c = collect_parser(sub, minutes=40, threads=1)
     c.add_argument("--keep-runs", action="store_true")
     c.add_argument("--sequential", action="store_true", help="checks run base and head one after the other "
                                                               "(default: the check's duet rounds)")

@@ -149,7 +149,9 @@ def estimate(cells: list[Cell], gflops: float, priors_: dict[tuple, list[Prior]]
     """Seconds for `full_rounds` full processes and `memory_processes` memory-only processes
     per cell (the evaluations every K steps for time-to-accuracy included). A CPU cell's
     memory-only processes run `memory_jobs` at once (bench.schedule.Rounds): their time is
-    divided among them, as if they overlapped fully (mostly single-threaded imports)."""
+    divided among them. Records of processes that ran two at once already carry the slowdown of
+    sharing the cores, and divided so they matched the memory phase's wall time (13.7/2 min
+    against 7.0 min measured); records of processes that ran alone make it read short."""
     total, n_rec, n_flops = 0.0, 0, 0
     for c in cells:
         p = nearest(priors_.get(cell_ident(c)), c.train.batch_size)

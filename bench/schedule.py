@@ -55,8 +55,9 @@ class Rounds:
     # their windows start together (bench/handshake.py); off where a side's code predates it.
     handshake: bool = False
     # Memory-only processes of CPU cells run this many at once, after every timed process has
-    # finished: nothing in them is timed, their figures are per process (RSS, the tensor-level
-    # pass), and most of their wall time is one core importing a framework.
+    # finished: nothing in them is timed and their figures are per process (RSS, the tensor-level
+    # pass). Their imports overlap well, their steps less (run --all quick, 2 vCPUs: 36 such
+    # processes in 7.0 min wall, 13.7 min summed; results/published/run-all-memory-jobs-*).
     memory_jobs: int = 1
 
 

@@ -141,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def default_memory_jobs() -> int:
     """Memory-only processes at once: two where the run may use two CPUs or more. Not more: each
-    holds a framework's whole footprint (TF's ~1 GB RSS), and their imports are what overlaps."""
+    holds a framework's whole footprint (TF's ~1 GB RSS), and only two were measured."""
     import os
 
     return 2 if len(os.sched_getaffinity(0)) >= 2 else 1

@@ -38,11 +38,11 @@ PRELOAD: dict[str, tuple[str, ...]] = {
     "jax": (),
 }
 # Frameworks whose workers may be forked from a warm parent, from the fork-safety checks of
-# results/published/warm-workers-cpu-2core-2026-12-02.md; the others always start cold. torch and
-# jax start no thread after their imports (their pools and XLA's client start in the child); TF
-# does: `import tensorflow` starts a jemalloc background thread ("jemalloc_bg_thd"), which a fork
-# would not copy, so TF workers stay fresh processes until that is shown safe.
-FORK_SAFE = frozenset({"torch", "jax", "fake"})
+# results/published/warm-workers-cpu-2core-2026-12-0[23].md; the others always start cold. None
+# starts a thread of its own at import (their pools, XLA's client and TF's runtime start in the
+# child). `import tensorflow` brings pyarrow's jemalloc background thread, which is fork-aware
+# (zygote.FORK_AWARE_THREADS); a parent holding any other thread is still refused.
+FORK_SAFE = frozenset({"torch", "jax", "tf", "fake"})
 HARNESS_MODULES = ("bench.worker",)
 # A parent forks this many children, then a fresh parent takes over. Children of one parent share
 # its heap layout and whatever else it lends them; torch's forked children showed a lag-1
@@ -96,6 +96,15 @@ class ChildProcess:
         return self.returncode
 
 
+def extra_threads(ready_fields: dict[str, str]) -> int:
+    """Threads a parent holds that a fork would not copy safely, from its ready line: beyond
+    those numpy's import started (OpenBLAS's pool, which stops itself before a fork and restarts
+    in the child) and the fork-aware ones zygote names (FORK_AWARE_THREADS), the framework
+    started them. A parent of older code says nothing of fork-aware threads: 0."""
+    return (int(ready_fields.get("threads", "0")) - int(ready_fields.get("after_numpy", "1"))
+            - int(ready_fields.get("fork_aware", "0")))
+
+
 @dataclass(frozen=True)
 class ParentKey:
     code_root: str
@@ -134,9 +143,7 @@ class Parent:
         fields = dict(f.split("=", 1) for f in line[0].split()[1:])
         self.threads = int(fields.get("threads", "0"))
         self.failed_imports = fields.get("failed", "")
-        # Threads beyond those numpy's import started (OpenBLAS's pool, which stops itself
-        # before a fork and restarts in the child): the framework started them.
-        extra = self.threads - int(fields.get("after_numpy", "1"))
+        extra = extra_threads(fields)
         if extra:
             self.close()
             return (f"the warm parent holds {extra} thread(s) beyond numpy's after its imports "

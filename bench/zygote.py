@@ -47,8 +47,28 @@ import warnings
 READY = "@ready"
 
 
+# Threads a library starts at import and takes care of across a fork itself, by name
+# (/proc/self/task/N/comm). "jemalloc_bg_thd": pyarrow's bundled jemalloc (pandas imports pyarrow,
+# keras imports pandas, so `import tensorflow` brings it). jemalloc's postfork_child handler
+# re-initialises its locks and turns its background thread off in the child (purging then
+# happens inline); it only serves Arrow's memory pool, never a framework's tensors. Measured: a
+# child forked after `import tensorflow` trained a Keras LSTM and exited 0.
+FORK_AWARE_THREADS = frozenset({"jemalloc_bg_thd"})
+
+
 def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
+
+
+def fork_aware_count() -> int:
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                n += f.read().strip() in FORK_AWARE_THREADS
+        except OSError:  # the thread ended meanwhile
+            pass
+    return n
 
 
 def preload(modules: list[str]) -> list[str]:
@@ -129,7 +149,8 @@ def serve(sock_path: str, modules: list[str]) -> int:
     listener.bind(sock_path)
     listener.listen(16)
     children: dict[int, socket.socket] = {}
-    print(f"{READY} threads={thread_count()} after_numpy={openblas_threads} failed={json.dumps(failed)}",
+    print(f"{READY} threads={thread_count()} after_numpy={openblas_threads} fork_aware={fork_aware_count()} "
+          f"failed={json.dumps(failed)}",
           flush=True)
     stdin = sys.stdin.fileno()
     while True:

@@ -106,3 +106,32 @@ def test_a_parent_is_replaced_after_refork_every_children_and_records_say_which(
     assert lineages == [{"generation": g, "child": c} for g, c in ((0, 0), (0, 1), (1, 0), (1, 1), (2, 0))]
     assert pids[0] == pids[1] and pids[2] == pids[3] and len({p[0] for p in pids}) == 3  # fresh parents
     assert len(pids[-1]) == 1  # the replaced parents were closed once their children had ended
+
+
+def test_a_fork_aware_thread_is_counted_apart_and_any_other_thread_refuses_the_parent():
+    import threading
+
+    from bench import zygote
+
+    named, stop = threading.Event(), threading.Event()
+
+    def bg(name: str) -> None:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as f:
+            f.write(name)  # as pyarrow's jemalloc names its background thread
+        named.set()
+        stop.wait(10)
+
+    before = zygote.fork_aware_count()
+    t = threading.Thread(target=bg, args=("jemalloc_bg_thd",), daemon=True)
+    t.start()
+    try:
+        assert named.wait(10)
+        assert zygote.fork_aware_count() == before + 1
+    finally:
+        stop.set()
+        t.join()
+    # The runner's arithmetic on a ready line: numpy's pool and fork-aware threads are allowed,
+    # one more thread of any other name refuses the parent; older parents never say fork_aware.
+    assert warm.extra_threads({"threads": "3", "after_numpy": "2", "fork_aware": "1"}) == 0
+    assert warm.extra_threads({"threads": "4", "after_numpy": "2", "fork_aware": "1"}) == 1
+    assert warm.extra_threads({"threads": "3", "after_numpy": "2"}) == 1

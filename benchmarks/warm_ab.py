@@ -154,7 +154,10 @@ def summarize(rows: list[dict]) -> dict:
         "sd_log": {s: float(np.std(np.log(v), ddof=1)) if len(v) > 1 else float("nan") for s, v in rate.items()},
         "lag1": {s: lag1([r["train_sps"] for r in seq[s]]) for s in STARTS},
         "tensor_memory_identical": len(tmem) == 1,
-        "tensor_peak_bytes": sorted({r["tensor"].get("tensor_peak_bytes") for r in ok}, key=str),
+        # Per start method: TF's graph-mode figure moves a little between processes whatever
+        # their start (its op order varies), so "fork differs" needs spawn's own spread beside it.
+        "tensor_peak_bytes": {s: sorted({r["tensor"].get("tensor_peak_bytes") for r in by[s]}, key=str)
+                              for s in STARTS},
         "rss_mb_median": {s: {k: med([r["rss_mb"].get(k) for r in by[s]])
                               for k in ("rss_before_model_bytes", "rss_delta_train_bytes", "rss_peak_train_bytes")}
                           for s in STARTS},
@@ -166,6 +169,14 @@ def summarize(rows: list[dict]) -> dict:
         "foreign_cores_median": {s: med([r["foreign_cores"] for r in by[s]]) for s in STARTS},
         "loadavg_1m_max": max((r["loadavg_1m_max"] or 0.0 for r in ok), default=float("nan")),
     }
+
+
+def spread(peaks: list) -> str:
+    """'43,226,616 B' or '15,856,705..15,864,897 B (3 values, range 0.05%)'."""
+    vals = [p for p in peaks if isinstance(p, (int, float))]
+    if len(vals) <= 1:
+        return f"{vals[0]:,} B" if vals else "n/a"
+    return f"{min(vals):,}..{max(vals):,} B ({len(vals)} values, range {100 * (max(vals) / min(vals) - 1):.2f}%)"
 
 
 def markdown(name: str, s: dict) -> str:
@@ -186,8 +197,8 @@ def markdown(name: str, s: dict) -> str:
         f"- between-process sd (log): fork {s['sd_log']['fork']:.3f}, spawn {s['sd_log']['spawn']:.3f}; "
         f"lag-1 autocorrelation of consecutive processes: fork {s['lag1']['fork']:+.2f}, "
         f"spawn {s['lag1']['spawn']:+.2f}",
-        f"- tensor-level memory identical: {'yes' if s['tensor_memory_identical'] else 'NO'} "
-        f"(peak {', '.join(str(p) for p in s['tensor_peak_bytes'])} B)",
+        f"- tensor-level memory identical in every process: {'yes' if s['tensor_memory_identical'] else 'no'}; "
+        + "; ".join(f"{st} peaks {spread(s['tensor_peak_bytes'][st])}" for st in ("spawn", "fork")),
         "- RSS MB (median): " + "; ".join(
             f"{st}: before model {rss[st]['rss_before_model_bytes']:.0f}, train delta "
             f"{rss[st]['rss_delta_train_bytes']:.0f}, train peak {rss[st]['rss_peak_train_bytes']:.0f}"
@@ -220,9 +231,12 @@ def report(a: argparse.Namespace) -> int:
             s = summarize(rs)
             e = s["ratio_paired"]
             inside = "n/a" if not e else ("yes" if e["lo"] >= 0.97 and e["hi"] <= 1.03 else "no")
+            peaks = s["tensor_peak_bytes"]
+            tensor = "identical" if s["tensor_memory_identical"] else (
+                f"spawn {spread(peaks['spawn'])}, fork {spread(peaks['fork'])}")
             table.append(f"| {cell} | {'all' if run is None else run} | {s['pairs']} | "
                          + ("n/a" if not e else f"{e['ratio']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]")
-                         + f" | {inside} | {'identical' if s['tensor_memory_identical'] else 'DIFFERENT'} |")
+                         + f" | {inside} | {tensor} |")
             if run is None:
                 parts.append(markdown(cell, s))
     text = "\n".join(table) + "\n\n" + "\n\n".join(parts) + "\n"

@@ -43,6 +43,7 @@ from bench.job import Job  # noqa: E402
 
 BLOCKS = (("fork", "spawn", "spawn", "fork"), ("spawn", "fork", "fork", "spawn"))
 STARTS = ("fork", "spawn")
+RSS_KEYS = ("rss_before_model_bytes", "rss_delta_train_bytes", "rss_peak_train_bytes")
 
 
 def one(cell, start: str, run_dir: Path, i: int, timeout_s: float) -> tuple[dict, float]:
@@ -65,8 +66,7 @@ def row(rec: dict, wall_s: float, **where) -> dict:
         "busy": bool(timed.get("busy")), "foreign_cores": timed.get("foreign_cores"),
         "loadavg_1m_max": timed.get("loadavg_1m_max"),
         "tensor": {k: v for k, v in mem.items() if k.startswith("tensor_")},
-        "rss_mb": {k: mem[k] / 1e6 for k in ("rss_before_model_bytes", "rss_delta_train_bytes",
-                                              "rss_peak_train_bytes") if mem.get(k) is not None},
+        "rss_mb": {k: mem[k] / 1e6 for k in RSS_KEYS if mem.get(k) is not None},
     }
 
 
@@ -75,8 +75,7 @@ def collect(a: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     pool, runs = out / "pool.jsonl", out / "runs.jsonl"
     run = len(runs.read_text().splitlines()) if runs.exists() else 0
-    old = [json.loads(ln) for ln in pool.read_text().splitlines() if ln.strip()] if pool.exists() else []
-    block0 = max((r["block"] for r in old), default=-1) + 1
+    block0 = max((r["block"] for r in read_pool(pool)), default=-1) + 1 if pool.exists() else 0
     sel = plan.Selection(frameworks=tuple(a.framework or ["torch"]), models=tuple(a.model or ["lstm128"]),
                          devices=("cpu",), profile=a.profile, batch_sizes=(a.batch_size,))
     cells = list(plan.plan(sel))
@@ -93,8 +92,8 @@ def collect(a: argparse.Namespace) -> int:
                     if time.monotonic() >= deadline:
                         break
                     label = f"{cell.framework} {cell.model.name} b{cell.train.batch_size} {a.profile}"
+                    run_dir = Path(tmp) / cell.key
                     for i, start in enumerate(BLOCKS[block % 2]):
-                        run_dir = Path(tmp) / cell.key
                         rec, wall_s = one(cell, start, run_dir, 4 * block + i, a.timeout)
                         r = row(rec, wall_s, run=run, cell=label, block=block, i=i, wanted=start)
                         with open(pool, "a") as f:
@@ -120,21 +119,42 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def read_pool(path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def measured(r: dict) -> bool:
+    """A process that ran as asked and finished (a fork that fell back cold is not a fork)."""
+    return r["status"] == "ok" and r["start"] == r["wanted"]
+
+
+def paired_ratio(rows: list[dict]) -> tuple[int, stats.RatioEstimate | None]:
+    """fork/spawn over the fork and the spawn of each half-block (F S | S F), neighbours in time;
+    a half-block with a process that failed, fell back cold or was marked busy is left out."""
+    halves: dict[tuple, list[dict]] = {}
+    for r in rows:
+        halves.setdefault((r["cell"], r["run"], r["block"], r["i"] // 2), []).append(r)
+    pairs = []
+    for two in halves.values():
+        if len(two) == 2 and all(measured(r) and not r["busy"] for r in two) \
+                and {r["start"] for r in two} == set(STARTS):
+            s, f = sorted(two, key=lambda r: r["start"] == "fork")
+            pairs.append((s["train_sps"], f["train_sps"]))
+    if len(pairs) < 2:
+        return len(pairs), None
+    return len(pairs), stats.ratio_ci([p[0] for p in pairs], [p[1] for p in pairs], paired=True)
+
+
+def interval(e: dict | None) -> str:
+    return "n/a" if not e else f"{e['ratio']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]"
+
+
 def summarize(rows: list[dict]) -> dict:
-    ok = [r for r in rows if r["status"] == "ok" and r["start"] == r["wanted"]]
+    ok = [r for r in rows if measured(r)]
     by = {s: [r for r in ok if r["start"] == s] for s in STARTS}
     clean = {s: [r for r in by[s] if not r["busy"]] for s in STARTS}
     rate = {s: [r["train_sps"] for r in clean[s]] for s in STARTS}
-    # Pairs: the fork and the spawn of each half-block (F S | S F), neighbours in time.
-    halves: dict[tuple, list[dict]] = {}
-    for r in rows:
-        halves.setdefault((r["run"], r["block"], r["i"] // 2), []).append(r)
-    pairs = []
-    for two in halves.values():
-        if len(two) == 2 and all(r in ok and not r["busy"] for r in two) and {r["start"] for r in two} == set(STARTS):
-            s, f = sorted(two, key=lambda r: r["start"] == "fork")
-            pairs.append((s["train_sps"], f["train_sps"]))
-    paired = stats.ratio_ci([p[0] for p in pairs], [p[1] for p in pairs], paired=True) if len(pairs) >= 2 else None
+    n_pairs, paired = paired_ratio(rows)
     unpaired = stats.ratio_ci(rate["spawn"], rate["fork"], paired=False) \
         if all(len(v) >= 2 for v in rate.values()) else None
     tmem = {json.dumps(r["tensor"], sort_keys=True) for r in ok}
@@ -147,7 +167,7 @@ def summarize(rows: list[dict]) -> dict:
         "busy": sum(r["busy"] for r in ok),
         "not_ok": [r["status"] for r in rows if r["status"] != "ok"],
         "fell_back_cold": sum(1 for r in rows if r["wanted"] == "fork" and r["start"] != "fork"),
-        "pairs": len(pairs),
+        "pairs": n_pairs,
         "train_rate_median": {s: med(rate[s]) for s in STARTS},
         "ratio_paired": paired.to_dict() if paired else None,
         "ratio_unpaired": unpaired.to_dict() if unpaired else None,
@@ -159,7 +179,7 @@ def summarize(rows: list[dict]) -> dict:
         "tensor_peak_bytes": {s: sorted({r["tensor"].get("tensor_peak_bytes") for r in by[s]}, key=str)
                               for s in STARTS},
         "rss_mb_median": {s: {k: med([r["rss_mb"].get(k) for r in by[s]])
-                              for k in ("rss_before_model_bytes", "rss_delta_train_bytes", "rss_peak_train_bytes")}
+                              for k in RSS_KEYS}
                           for s in STARTS},
         "wall_s_median": {"spawn": med([r["wall_s"] for r in by["spawn"]]),
                           "fork_first": med([r["wall_s"] for r in first["fork"]]),
@@ -180,9 +200,6 @@ def spread(peaks: list) -> str:
 
 
 def markdown(name: str, s: dict) -> str:
-    def ci(e: dict | None) -> str:
-        return "n/a" if not e else f"**{e['ratio']:.3f}** [{e['lo']:.3f}, {e['hi']:.3f}]"
-
     w, rss = s["wall_s_median"], s["rss_mb_median"]
     return "\n".join([
         f"### {name}",
@@ -192,8 +209,8 @@ def markdown(name: str, s: dict) -> str:
         + (f"; forks that fell back cold: {s['fell_back_cold']}" if s["fell_back_cold"] else ""),
         f"- train samples/s, median: fork {s['train_rate_median']['fork']:.1f}, "
         f"spawn {s['train_rate_median']['spawn']:.1f}",
-        f"- fork/spawn, 95% interval: paired (F/S neighbours) {ci(s['ratio_paired'])}; "
-        f"unpaired (Welch) {ci(s['ratio_unpaired'])}",
+        f"- fork/spawn, 95% interval: paired (F/S neighbours) {interval(s['ratio_paired'])}; "
+        f"unpaired (Welch) {interval(s['ratio_unpaired'])}",
         f"- between-process sd (log): fork {s['sd_log']['fork']:.3f}, spawn {s['sd_log']['spawn']:.3f}; "
         f"lag-1 autocorrelation of consecutive processes: fork {s['lag1']['fork']:+.2f}, "
         f"spawn {s['lag1']['spawn']:+.2f}",
@@ -218,7 +235,7 @@ def report(a: argparse.Namespace) -> int:
     if not pool.is_file():
         print(f"error: {pool} not found (a directory written by `collect --out`)", file=sys.stderr)
         return 2
-    rows = [json.loads(ln) for ln in pool.read_text().splitlines() if ln.strip()]
+    rows = read_pool(pool)
     cells = sorted({r["cell"] for r in rows})
     runs = sorted({r["run"] for r in rows})
     parts, table = [], ["| cell | run | pairs | fork/spawn paired, 95% interval | within +-3%? | tensor memory |",
@@ -235,11 +252,16 @@ def report(a: argparse.Namespace) -> int:
             tensor = "identical" if s["tensor_memory_identical"] else (
                 f"spawn {spread(peaks['spawn'])}, fork {spread(peaks['fork'])}")
             table.append(f"| {cell} | {'all' if run is None else run} | {s['pairs']} | "
-                         + ("n/a" if not e else f"{e['ratio']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]")
-                         + f" | {inside} | {tensor} |")
+                         + interval(e) + f" | {inside} | {tensor} |")
             if run is None:
                 parts.append(markdown(cell, s))
-    text = "\n".join(table) + "\n\n" + "\n\n".join(parts) + "\n"
+    # Every cell's pairs together: a start-method effect common to the cells, not any one cell's.
+    together = []
+    for run in [*runs, None] if len(runs) > 1 else [None]:
+        n, e = paired_ratio([r for r in rows if run is None or r["run"] == run])
+        together.append(f"- all cells, {'all runs' if run is None else f'run {run}'}: {n} pairs, fork/spawn "
+                        f"{interval(e.to_dict() if e else None)}")
+    text = "\n".join(table) + "\n\n" + "\n".join(together) + "\n\n" + "\n\n".join(parts) + "\n"
     print(text)
     if a.md:
         Path(a.md).write_text(text)

@@ -20,7 +20,7 @@ report: per level and design, the slowdown a round reads (head step time / base 
   one-after-the-other reading (95% bootstrap interval over rounds of both).
 
   python benchmarks/duet_designs.py collect --out DIR --minutes 30 --levels 10,20
-  python benchmarks/duet_designs.py report DIR [--md FILE]
+  python benchmarks/duet_designs.py report DIR [DIR ...] [--md FILE]
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_power  # noqa: E402  (the injection, calibration and worktrees of the power benchmark)
 
 ROOT = check_power.ROOT
-DESIGNS = {"sync": [], "nosync": ["--no-handshake"], "seq": ["--sequential"]}
+DESIGNS = check_power.DESIGNS
 
 
 def _start_gap_ms(b: dict, h: dict) -> float | None:
@@ -136,15 +136,57 @@ def _share(x: np.ndarray, ref: np.ndarray, rng: np.random.Generator, n: int = 40
     return share(x, ref), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
+def _load(d: Path) -> tuple[dict, list[dict]] | None:
+    if not (d / "pool.jsonl").is_file() or not (d / "meta.json").is_file():
+        print(f"error: {d}: no pool.jsonl and meta.json (a directory written by `collect --out`)", file=sys.stderr)
+        return None
+    return (json.loads((d / "meta.json").read_text()),
+            [json.loads(ln) for ln in (d / "pool.jsonl").read_text().splitlines() if ln.strip()])
+
+
+def _shares_over(pairs: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator) -> tuple[float, float, float]:
+    """The mean over (run, level) pairs of a design's reading as a share of one-after-the-other's,
+    with a 95% bootstrap interval (rounds resampled within each design, run and level)."""
+    boots = [np.mean([np.expm1(rng.choice(x, len(x)).mean()) / np.expm1(rng.choice(ref, len(ref)).mean())
+                      for x, ref in pairs]) for _ in range(4000)]
+    point = float(np.mean([np.expm1(x.mean()) / np.expm1(ref.mean()) for x, ref in pairs]))
+    return point, float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def _design_pairs(quiet: list[dict], des: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    levels = sorted({r["level"] for r in quiet})
+    pairs = [(_slowdown([r for r in quiet if r["level"] == lv and r["design"] == des]),
+              _slowdown([r for r in quiet if r["level"] == lv and r["design"] == "seq"])) for lv in levels]
+    return [] if any(len(x) < 2 or len(ref) < 2 for x, ref in pairs) else pairs
+
+
 def report(args: argparse.Namespace) -> int:
-    d = Path(args.dir)
-    if not (d / "pool.jsonl").is_file():
-        print(f"error: {d / 'pool.jsonl'} not found (a directory written by `collect --out`)", file=sys.stderr)
+    loaded = [_load(Path(d)) for d in args.dirs]
+    if any(x is None for x in loaded):
         return 2
-    meta = json.loads((d / "meta.json").read_text())
-    rows = [json.loads(ln) for ln in (d / "pool.jsonl").read_text().splitlines() if ln.strip()]
-    quiet = [r for r in rows if not r["busy"]]
     rng = np.random.default_rng(0)
+    lines: list[str] = []
+    for i, (meta, rows) in enumerate(loaded):
+        if len(loaded) > 1:
+            lines += [f"### Run {i + 1} ({args.dirs[i]})", ""]
+        lines += _run_section(meta, rows, rng) + [""]
+    if len(loaded) > 1:  # the decision over every run: each (run, level) a pair of its own
+        lines.append(f"### All {len(loaded)} runs together")
+        for des in [x for x in loaded[0][0]["designs"] if x != "seq"]:
+            pairs = [p for meta, rows in loaded for p in _design_pairs([r for r in rows if not r["busy"]], des)]
+            if pairs:
+                point, lo, hi = _shares_over(pairs, rng)
+                lines.append(f"\n{des}: share of the one-after-the-other reading, mean over {len(pairs)} run x level "
+                             f"pairs: {point:.2f} (95% bootstrap {lo:.2f}..{hi:.2f})")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text)
+    return 0
+
+
+def _run_section(meta: dict, rows: list[dict], rng: np.random.Generator) -> list[str]:
+    quiet = [r for r in rows if not r["busy"]]
     pct = lambda v: f"{100 * np.expm1(v):+.1f}%"  # noqa: E731
     lines = [f"Commit {meta['commit'][:10]}, started {meta['started_utc']}, torch lstm128 b128 ci, "
              f"{meta['threads']} thread(s) per process, {meta['rounds_per_batch']} rounds per check batch; "
@@ -176,16 +218,11 @@ def report(args: argparse.Namespace) -> int:
     # side-by-side design's share of the one-after-the-other reading (bootstrap over rounds).
     levels = sorted({r["level"] for r in quiet})
     for des in [x for x in meta["designs"] if x != "seq"]:
-        pairs = [(_slowdown([r for r in quiet if r["level"] == lv and r["design"] == des]),
-                  _slowdown([r for r in quiet if r["level"] == lv and r["design"] == "seq"])) for lv in levels]
-        if not pairs or any(len(x) < 2 or len(ref) < 2 for x, ref in pairs):
-            continue
-        boots = [np.mean([np.expm1(rng.choice(x, len(x)).mean()) / np.expm1(rng.choice(ref, len(ref)).mean())
-                          for x, ref in pairs]) for _ in range(4000)]
-        point = np.mean([np.expm1(x.mean()) / np.expm1(ref.mean()) for x, ref in pairs])
-        lines.append(f"\n{des}: share of the one-after-the-other reading, mean over levels "
-                     f"{', '.join(f'{lv}%' for lv in levels)}: {point:.2f} "
-                     f"(95% bootstrap {np.percentile(boots, 2.5):.2f}..{np.percentile(boots, 97.5):.2f})")
+        pairs = _design_pairs(quiet, des)
+        if pairs:
+            point, lo, hi = _shares_over(pairs, rng)
+            lines.append(f"\n{des}: share of the one-after-the-other reading, mean over levels "
+                         f"{', '.join(f'{lv}%' for lv in levels)}: {point:.2f} (95% bootstrap {lo:.2f}..{hi:.2f})")
     # The handshake's own effect: synchronised minus unsynchronised side-by-side readings (log
     # points; Welch's t interval per level, and the mean over levels with its normal interval).
     if {"sync", "nosync"} <= set(meta["designs"]):
@@ -205,11 +242,7 @@ def report(args: argparse.Namespace) -> int:
             se = float(np.sqrt(sum(e ** 2 for _, e in diffs))) / len(diffs)
             lines.append(f"sync - nosync, mean over levels: {100 * m:+.1f} log points "
                          f"(95% CI {100 * (m - 1.96 * se):+.1f}..{100 * (m + 1.96 * se):+.1f})")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.md:
-        Path(args.md).write_text(text)
-    return 0
+    return lines
 
 
 def main() -> int:
@@ -220,7 +253,7 @@ def main() -> int:
     c.add_argument("--designs", default="sync,nosync,seq", help=f"cycled inside each level; of {', '.join(DESIGNS)}")
     c.set_defaults(func=collect)
     r = sub.add_parser("report")
-    r.add_argument("dir")
+    r.add_argument("dirs", nargs="+", metavar="DIR", help="one or more collect directories (runs)")
     r.add_argument("--md")
     r.set_defaults(func=report)
     args = p.parse_args()

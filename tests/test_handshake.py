@@ -152,3 +152,23 @@ def test_a_check_runs_unsynchronised_and_says_so_when_a_side_predates_the_handsh
     assert [s.manifest["duet_handshake"] for s in mixed] == [False, False]
     assert ab.choose_handshake(argparse.Namespace(handshake=False), sides(ROOT), duet, Console()) is False
     assert ab.choose_handshake(argparse.Namespace(handshake=True), sides(ROOT), (), Console()) is False  # sequential
+
+
+def test_the_check_runs_without_the_handshake_unless_asked():
+    """Off by default since benchmarks/duet_designs.py measured it shrinking a slowdown's reading;
+    --handshake asks for it, --no-handshake still parses (scripts written before), and asking
+    for both is a usage error."""
+    from bench.commands.parser import build_parser
+
+    parser = build_parser()
+    base = ["check", "--against", "HEAD", "-f", "torch", "-m", "lstm128"]
+    assert parser.parse_args(base).handshake is False
+    assert parser.parse_args([*base, "--handshake"]).handshake is True
+    assert parser.parse_args([*base, "--no-handshake"]).handshake is False
+
+def test_asking_for_and_against_the_handshake_is_one_line_exit_2(capsys):
+    from bench import cli
+
+    code = cli.main(["check", "--against", "HEAD", "-f", "torch", "-m", "lstm128", "--handshake", "--no-handshake"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not allowed with" in err[0], err

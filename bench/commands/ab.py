@@ -75,10 +75,10 @@ def choose_duet_cpus(args: argparse.Namespace, cells: list[Cell], sides: tuple[s
 
 def choose_handshake(args: argparse.Namespace, sides: tuple[schedule.Side, ...], duet: tuple[tuple[int, ...], ...],
                      console: Any) -> bool:
-    """Whether duet rounds start both sides' timed repeats together (bench/handshake.py): yes unless
-    --no-handshake, or a side's code predates the handshake (said: its rounds are then unsynchronised).
+    """Whether duet rounds start both sides' timed repeats together (bench/handshake.py): only with
+    --handshake, and not where a side's code predates it (said: its rounds are then unsynchronised).
     Recorded in both sides' manifests."""
-    synced = bool(duet) and getattr(args, "handshake", True)
+    synced = bool(duet) and getattr(args, "handshake", False)
     if synced:
         old = [s.name for s in sides if not handshake.supported(s.code_root)]
         if old:

@@ -1,0 +1,205 @@
+"""What the harness itself costs, before and after a change, on one machine in one session
+(issue 25, item 3): `run --all` (quick), a `check` round, and the README's test command, each
+timed from git worktrees of two commits, interleaved A B B A so that the host's drift by the hour
+(2x between hours on the development VM) falls on both sides alike.
+
+A benchmark of the harness, run by hand and published (never a test).
+
+collect: per repetition, each measure once per side, the side order alternating (A B, then B A):
+  run    `run --all -q` into a scratch results directory; its wall time, the estimate it printed,
+         the claim's verdict lines and each cell's tensor-level memory (read back with this
+         checkout's bench.claim, so both sides are judged by one reader);
+  check  `check --against HEAD -f torch -m lstm128` of R1 and then R2 fixed rounds (default 2 and
+         8): seconds per round = (wall(R2) - wall(R1)) / (R2 - R1), the fixed start-up apart;
+  suite  `python -m pytest -q` in the worktree: the README's test command without the install.
+  Every measurement is appended to DIR/cost.jsonl as it ends (a crash loses one); a later collect
+  into the same DIR adds to it.
+
+report: per measure and side, each measurement and the median; after/before as a ratio of
+  medians with the range over the repetitions' own ratios; for `run`, whether the verdict lines
+  and the tensor-level memory were identical on both sides; the targets (run <= 40%, check round
+  <= 40%, suite <= 60%) met or not.
+
+  python benchmarks/harness_cost.py collect --before 3a176ea --after HEAD --out DIR --reps 2
+  python benchmarks/harness_cost.py collect ... --after-flags "--start fork"   # flags for `after`'s run/check
+  python benchmarks/harness_cost.py report DIR [--md FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import claim, results  # noqa: E402  (imports no framework)
+
+MEASURES = ("run", "check", "suite")
+TARGETS = {"run": 0.40, "check": 0.40, "suite": 0.60}  # after/before, issue 25 item 3
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def timed(cmd: list[str], tree: Path) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True)
+    return time.monotonic() - t0, p
+
+
+def measure_run(tree: Path, flags: list[str]) -> dict:
+    rd = Path(tempfile.mkdtemp(prefix="cost-run-"))
+    try:
+        wall, p = timed([sys.executable, "-m", "bench", "--results-dir", str(rd), "run", "--all", "-q",
+                         "--run-id", "r", *flags], tree)
+        est = re.search(r"estimated ([0-9.]+) min", p.stdout)
+        row = {"wall_s": wall, "exit": p.returncode, "estimated_min": float(est.group(1)) if est else None}
+        try:
+            recs = results.read_records(rd / "r")
+            row["verdict_lines"] = claim.verdict_lines(recs)
+            row["tensor"] = {r.get("key", "?"): {k: v for k, v in (r.get("memory") or {}).items()
+                                                 if k.startswith("tensor_")} for r in recs}
+        except Exception as e:  # an older side's records this reader cannot read: said, not fatal
+            row["read_error"] = f"{type(e).__name__}: {e}"
+        return row
+    finally:
+        shutil.rmtree(rd, ignore_errors=True)
+
+
+def measure_check(tree: Path, flags: list[str], r1: int, r2: int) -> dict:
+    walls = {}
+    for r in (r1, r2):
+        rd = Path(tempfile.mkdtemp(prefix="cost-check-"))
+        try:
+            walls[r], p = timed([sys.executable, "-m", "bench", "--results-dir", str(rd), "check", "--against", "HEAD",
+                                 "-f", "torch", "-m", "lstm128", "--rounds", str(r), "--max-rounds", str(r),
+                                 "--budget-s", "100000", "--gate", "train", "-q", *flags], tree)
+            if p.returncode not in (0, 1, 3):
+                return {"wall_s": None, "exit": p.returncode, "stderr": p.stderr[-300:]}
+        finally:
+            shutil.rmtree(rd, ignore_errors=True)
+    per_round = (walls[r2] - walls[r1]) / (r2 - r1)
+    return {"wall_s": per_round, "exit": 0, "fixed_s": walls[r1] - r1 * per_round, "walls": walls}
+
+
+def measure_suite(tree: Path) -> dict:
+    wall, p = timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], tree)
+    summary = next((ln for ln in reversed(p.stdout.splitlines()) if " in " in ln and ("passed" in ln or "failed" in ln)), "")
+    return {"wall_s": wall, "exit": p.returncode, "summary": summary.strip("= ")}
+
+
+def collect(args: argparse.Namespace) -> int:
+    what = args.what.split(",")
+    if not set(what) <= set(MEASURES):
+        print(f"error: --what {args.what!r}: choose from {', '.join(MEASURES)}", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    commits = {"before": git("rev-parse", args.before), "after": git("rev-parse", args.after)}
+    flags = {"before": shlex.split(args.before_flags), "after": shlex.split(args.after_flags)}
+    work = Path(tempfile.mkdtemp(prefix="cost-trees-"))
+    trees = {side: work / side for side in commits}
+    try:
+        for side, c in commits.items():
+            git("worktree", "add", "--detach", str(trees[side]), c)
+        for rep in range(args.reps):
+            order = ("before", "after") if rep % 2 == 0 else ("after", "before")
+            for m in what:
+                for side in order:
+                    t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    if m == "run":
+                        row = measure_run(trees[side], flags[side])
+                    elif m == "check":
+                        row = measure_check(trees[side], flags[side], args.check_rounds[0], args.check_rounds[1])
+                    else:
+                        row = measure_suite(trees[side])
+                    row = {"measure": m, "side": side, "rep": rep, "commit": commits[side], "flags": flags[side],
+                           "started_utc": t, "load1_after": os.getloadavg()[0], **row}
+                    with open(out / "cost.jsonl", "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    w = row.get("wall_s")
+                    print(f"rep {rep} {m} {side}: {f'{w:.1f} s' if w is not None else 'failed'} (exit {row['exit']})",
+                          flush=True)
+    finally:
+        for t in trees.values():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(t)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    path = Path(args.dir) / "cost.jsonl"
+    try:
+        rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    except (OSError, json.JSONDecodeError) as e:
+        print(f"error: {path}: {e}", file=sys.stderr)
+        return 2
+    lines = ["| measure | before (s) | after (s) | after/before, medians | range over repetitions | target | met? |",
+             "|---|---|---|---:|---|---:|---|"]
+    for m in MEASURES:
+        got = {s: {r["rep"]: r["wall_s"] for r in rows if r["measure"] == m and r["side"] == s
+                   and r.get("wall_s") is not None and r["exit"] in (0, 1, 3)} for s in ("before", "after")}
+        if not got["before"] or not got["after"]:
+            continue
+        if any(x <= 0 for v in got.values() for x in v.values()):  # R2 - R1 rounds too few for the noise
+            lines.append(f"| {m} | {got['before']} | {got['after']} | - | - | <= {TARGETS[m]:.2f} | unreliable: a "
+                         "non-positive time (more rounds apart: --check-rounds 2,8 or wider; an idle machine) |")
+            continue
+        med = {s: statistics.median(v.values()) for s, v in got.items()}
+        ratio = med["after"] / med["before"]
+        per_rep = [got["after"][k] / got["before"][k] for k in sorted(set(got["before"]) & set(got["after"]))]
+        fmt = lambda v: ", ".join(f"{x:.1f}" for x in v.values())  # noqa: E731
+        lines.append(f"| {m}{' (per round)' if m == 'check' else ''} | {fmt(got['before'])} | {fmt(got['after'])} | "
+                     f"{ratio:.2f} | {min(per_rep):.2f}..{max(per_rep):.2f} | <= {TARGETS[m]:.2f} | "
+                     f"{'yes' if max(per_rep) <= TARGETS[m] else 'no'} |")
+    runs = [r for r in rows if r["measure"] == "run" and "verdict_lines" in r]
+    if runs:
+        verdicts = {json.dumps(r["verdict_lines"]) for r in runs}
+        tensors = {json.dumps(r["tensor"], sort_keys=True) for r in runs}
+        lines += ["", f"run --all: verdict lines identical in all {len(runs)} runs: {'yes' if len(verdicts) == 1 else 'no'}; "
+                  f"tensor-level memory identical: {'yes' if len(tensors) == 1 else 'no'}."]
+        for r in runs:
+            if r.get("estimated_min"):
+                lines.append(f"- {r['side']} rep {r['rep']}: took {r['wall_s'] / 60:.1f} min, estimated "
+                             f"{r['estimated_min']:.1f} min ({100 * (r['wall_s'] / 60 - r['estimated_min']) / r['estimated_min']:+.0f}%)")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("--before", required=True)
+    c.add_argument("--after", default="HEAD")
+    c.add_argument("--out", required=True)
+    c.add_argument("--what", default=",".join(MEASURES))
+    c.add_argument("--reps", type=int, default=2)
+    c.add_argument("--before-flags", default="", help="extra flags for the before side's run and check")
+    c.add_argument("--after-flags", default="", help="extra flags for the after side's run and check (e.g. '--start fork')")
+    c.add_argument("--check-rounds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(2, 8))
+    c.set_defaults(func=collect)
+    r = sub.add_parser("report")
+    r.add_argument("dir")
+    r.add_argument("--md")
+    r.set_defaults(func=report)
+    args = p.parse_args()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

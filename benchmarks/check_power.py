@@ -332,9 +332,11 @@ def target_row(floor: float, lvl: int, verdict: Verdict, kind: str, share: float
     if n == 0:
         return f"| {what} | no checks | - |"
     lo, hi = clopper_pearson(k, n)
-    ok = (k / n >= share) if kind == "min" else (k / n <= share and (upper is None or hi <= upper))
-    state = ("met" if ok else "not met") if n >= TARGET_CHECKS[lvl] else \
-        f"{'on course' if ok else 'off course'}, {n} of {TARGET_CHECKS[lvl]} checks"
+    point_ok = (k / n >= share) if kind == "min" else k / n <= share
+    if n >= TARGET_CHECKS[lvl]:
+        state = "met" if point_ok and (upper is None or hi <= upper) else "not met"
+    else:  # too few checks to judge the bound: where the share stands so far
+        state = f"{'on course' if point_ok else 'off course'}, {n} of {TARGET_CHECKS[lvl]} checks"
     return f"| {what} | {binom(k, n)} | {state} |"
 
 

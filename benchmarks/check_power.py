@@ -481,11 +481,7 @@ def report(args: argparse.Namespace) -> int:
                   "on): " + ", ".join(f"CPU {k}: {100 * float(np.mean(v)):+.1f}% over {len(v)} rounds"
                                       for k, v in sorted(by_cpu.items()))
                   + ". The CPUs swap every round, so a constant difference cancels in the check's mean."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.md:
-        Path(args.md).write_text(text)
-    return 0
+    return emit(lines, args.md)
 
 
 def noise(args: argparse.Namespace) -> int:
@@ -516,6 +512,28 @@ def noise(args: argparse.Namespace) -> int:
     return 0
 
 
+def emit(lines: list[str], md: str | None) -> int:
+    """Print a report and, with --md, write the same markdown to that file (every benchmark here)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if md:
+        Path(md).write_text(text)
+    return 0
+
+
+def report_parser(sub, func, *, several: bool = False) -> argparse.ArgumentParser:
+    """The `report` subcommand every benchmark of the harness shares: its directory (or several
+    runs' directories) and --md."""
+    r = sub.add_parser("report")
+    if several:
+        r.add_argument("dirs", nargs="+", metavar="DIR", help="one or more collect directories (runs)")
+    else:
+        r.add_argument("dir")
+    r.add_argument("--md", help="also write the report as markdown to this file")
+    r.set_defaults(func=func)
+    return r
+
+
 def collect_parser(sub, *, minutes: float, threads: int) -> argparse.ArgumentParser:
     """The `collect` options every benchmark of the check shares (this one and duet_designs.py)."""
     c = sub.add_parser("collect")
@@ -539,8 +557,7 @@ def main() -> int:
                    help="the check's rounds: side by side with or without the handshake, or one after the other "
                         "(default: nosync, the check's default since duet_designs.py's second run)")
     c.set_defaults(func=collect)
-    r = sub.add_parser("report")
-    r.add_argument("dir")
+    r = report_parser(sub, report)
     r.add_argument("--budget-s", type=float, default=180)
     r.add_argument("--min-rounds", type=int, default=6)
     r.add_argument("--max-rounds", type=int, default=40)
@@ -548,8 +565,6 @@ def main() -> int:
     r.add_argument("--resamples", type=int, default=2000)
     r.add_argument("--floor-pct", help="replay at these train floors in %%, comma-separated "
                                        "(default: the check's default floor and 10)")
-    r.add_argument("--md")
-    r.set_defaults(func=report)
     a = sub.add_parser("adopt", help="add one design's rounds of a duet_designs.py collect directory as a run")
     a.add_argument("designs_dir")
     a.add_argument("--out", required=True)

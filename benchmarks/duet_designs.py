@@ -178,11 +178,7 @@ def report(args: argparse.Namespace) -> int:
                 point, lo, hi = _shares_over(pairs, rng)
                 lines.append(f"\n{des}: share of the one-after-the-other reading, mean over {len(pairs)} run x level "
                              f"pairs: {point:.2f} (95% bootstrap {lo:.2f}..{hi:.2f})")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.md:
-        Path(args.md).write_text(text)
-    return 0
+    return check_power.emit(lines, args.md)
 
 
 def _run_section(meta: dict, rows: list[dict], rng: np.random.Generator) -> list[str]:
@@ -252,10 +248,7 @@ def main() -> int:
     c.add_argument("--levels", default="10,20", help="injected slowdowns in %%, cycled")
     c.add_argument("--designs", default="sync,nosync,seq", help=f"cycled inside each level; of {', '.join(DESIGNS)}")
     c.set_defaults(func=collect)
-    r = sub.add_parser("report")
-    r.add_argument("dirs", nargs="+", metavar="DIR", help="one or more collect directories (runs)")
-    r.add_argument("--md")
-    r.set_defaults(func=report)
+    check_power.report_parser(sub, report, several=True)
     args = p.parse_args()
     return args.func(args)
 

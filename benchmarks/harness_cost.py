@@ -42,6 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import check_power  # noqa: E402  (the benchmarks' shared report plumbing)
 from bench import claim, results  # noqa: E402  (imports no framework)
 
 MEASURES = ("run", "check", "suite")
@@ -173,11 +176,7 @@ def report(args: argparse.Namespace) -> int:
             if r.get("estimated_min"):
                 lines.append(f"- {r['side']} rep {r['rep']}: took {r['wall_s'] / 60:.1f} min, estimated "
                              f"{r['estimated_min']:.1f} min ({100 * (r['wall_s'] / 60 - r['estimated_min']) / r['estimated_min']:+.0f}%)")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.md:
-        Path(args.md).write_text(text)
-    return 0
+    return check_power.emit(lines, args.md)
 
 
 def main() -> int:
@@ -193,10 +192,7 @@ def main() -> int:
     c.add_argument("--after-flags", default="", help="extra flags for the after side's run and check (e.g. '--start fork')")
     c.add_argument("--check-rounds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(2, 8))
     c.set_defaults(func=collect)
-    r = sub.add_parser("report")
-    r.add_argument("dir")
-    r.add_argument("--md")
-    r.set_defaults(func=report)
+    check_power.report_parser(sub, report)
     args = p.parse_args()
     return args.func(args)
 

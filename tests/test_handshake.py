@@ -156,8 +156,7 @@ def test_a_check_runs_unsynchronised_and_says_so_when_a_side_predates_the_handsh
 
 def test_the_check_runs_without_the_handshake_unless_asked():
     """Off by default since benchmarks/duet_designs.py measured it shrinking a slowdown's reading;
-    --handshake asks for it, --no-handshake still parses (scripts written before), and asking
-    for both is a usage error."""
+    --handshake asks for it, and --no-handshake still parses (scripts written before)."""
     from bench.commands.parser import build_parser
 
     parser = build_parser()
@@ -165,6 +164,7 @@ def test_the_check_runs_without_the_handshake_unless_asked():
     assert parser.parse_args(base).handshake is False
     assert parser.parse_args([*base, "--handshake"]).handshake is True
     assert parser.parse_args([*base, "--no-handshake"]).handshake is False
+
 
 def test_asking_for_and_against_the_handshake_is_one_line_exit_2(capsys):
     from bench import cli

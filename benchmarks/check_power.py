@@ -22,8 +22,9 @@ report: replays the check's own decision rule (bench.stats.sequential_decide: a 
   the factor set to the floor. A last table resamples rounds with replacement (many
   pseudo-checks, not independent: labelled as such).
 
-adopt: adds the `sync` rounds (the check's default design) of a `duet_designs.py collect`
-  directory to the pool as a run of its own: the same injection, calibration and rounds.
+adopt: adds the rounds of one design (--design, default `nosync`, the check's default) of a
+  `duet_designs.py collect` directory to the pool as a run of its own: the same injection,
+  calibration and rounds.
 
 noise: where an A/A pool's spread comes from: the timed repeats inside a process (their sd
   and lag-1 autocorrelation), the process as a whole (sd of per-process means, and how much
@@ -141,6 +142,19 @@ def check_batch(tree: Path, commit: str, rd: Path, rounds: int, threads: int, fl
     return p, records("-base"), records("-head")
 
 
+# What a pool keeps of each round, whichever benchmark collected it (adopt copies these).
+MEASURED = ("busy", "base", "head", "base_step_ms", "head_step_ms")
+
+
+def measured(base: dict, head: dict) -> dict:
+    """A round's MEASURED fields from its two process records: the contention guard's mark (the
+    check itself drops such rounds), each side's train samples/s and its timed repeats' step times."""
+    return {"busy": bool(base.get("suspect") or head.get("suspect")),
+            "base": base["metrics"]["train_samples_per_s"]["median"],
+            "head": head["metrics"]["train_samples_per_s"]["median"],
+            "base_step_ms": base["metrics"]["step_ms"]["values"], "head_step_ms": head["metrics"]["step_ms"]["values"]}
+
+
 def collect(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     try:
@@ -188,13 +202,7 @@ def collect(args: argparse.Namespace) -> int:
                     f.write(json.dumps({
                         "level": level, "run": run, "k": ks.get(level, 0), "batch": batch, "round": r,
                         "round_wall_s": wall / args.rounds, "load1": load0,
-                        # the contention guard's mark: the check itself drops such rounds
-                        "busy": bool(b[r].get("suspect") or h[r].get("suspect")),
-                        "base": b[r]["metrics"]["train_samples_per_s"]["median"],
-                        "head": h[r]["metrics"]["train_samples_per_s"]["median"],
-                        "base_step_ms": b[r]["metrics"]["step_ms"]["values"],
-                        "head_step_ms": h[r]["metrics"]["step_ms"]["values"],
-                        "base_cpus": b[r].get("cpus"), "head_cpus": h[r].get("cpus"),
+                        **measured(b[r], h[r]), "base_cpus": b[r].get("cpus"), "head_cpus": h[r].get("cpus"),
                     }) + "\n")
             print(f"batch {batch} level {level}%: {wall:.0f} s, exit {p.returncode}", flush=True)
             if not args.keep_runs:
@@ -223,9 +231,9 @@ def resume(out: Path, meta: dict) -> tuple[int, int]:
 
 def adopt(args: argparse.Namespace) -> int:
     """Add the rounds of one design from a `duet_designs.py collect` directory to this pool, as a
-    run of its own. Its `sync` rounds are the check's default rounds (side by side, handshake, the
-    same injection and calibration), taken at the 10% and 20% levels: machine time the power pool
-    need not spend again. Rounds keep their order; batch numbers go on after the pool's."""
+    run of its own. Its `nosync` rounds are the check's default rounds (side by side, no handshake,
+    the same injection and calibration), taken at the 10% and 20% levels: machine time the power
+    pool need not spend again. Rounds keep their order; batch numbers go on after the pool's."""
     src, out = Path(args.designs_dir), Path(args.out)
     try:
         meta = json.loads((src / "meta.json").read_text())
@@ -247,9 +255,8 @@ def adopt(args: argparse.Namespace) -> int:
         for r in rows:
             f.write(json.dumps({"level": r["level"], "run": run, "k": ks.get(r["level"], 0),
                                 "batch": batch0 + r["batch"] - first, "round": r["round"],
-                                "round_wall_s": r["round_wall_s"], "load1": None, "busy": r.get("busy", False),
-                                "base": r["base"], "head": r["head"], "base_step_ms": r["base_step_ms"],
-                                "head_step_ms": r["head_step_ms"]}) + "\n")
+                                "round_wall_s": r["round_wall_s"], "load1": None,
+                                **{k: r[k] for k in MEASURED}}) + "\n")
     print(f"adopted {len(rows)} {args.design} rounds from {src} as run {run} of {out}")
     return 0
 
@@ -568,7 +575,7 @@ def main() -> int:
     a = sub.add_parser("adopt", help="add one design's rounds of a duet_designs.py collect directory as a run")
     a.add_argument("designs_dir")
     a.add_argument("--out", required=True)
-    a.add_argument("--design", default="sync")
+    a.add_argument("--design", choices=DESIGNS, default="nosync")
     a.set_defaults(func=adopt)
     n = sub.add_parser("noise")
     n.add_argument("dir")

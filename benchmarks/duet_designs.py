@@ -93,13 +93,9 @@ def collect(args: argparse.Namespace) -> int:
                         continue
                     f.write(json.dumps({
                         "level": level, "design": design, "batch": batch, "round": r, "round_wall_s": wall / args.rounds,
-                        "base": b[r]["metrics"]["train_samples_per_s"]["median"],
-                        "head": h[r]["metrics"]["train_samples_per_s"]["median"],
-                        "base_step_ms": b[r]["metrics"]["step_ms"]["values"],
-                        "head_step_ms": h[r]["metrics"]["step_ms"]["values"],
+                        **check_power.measured(b[r], h[r]),
                         "synchronised": bool(h[r].get("duet", {}).get("synchronised")),
                         "start_gap_ms": _start_gap_ms(b[r], h[r]),
-                        "busy": bool(b[r].get("suspect") or h[r].get("suspect")),
                     }) + "\n")
             print(f"batch {batch} {design} {level}%: {wall:.0f} s, exit {p.returncode}", flush=True)
             shutil.rmtree(rd, ignore_errors=True)

@@ -22,6 +22,12 @@ report: per measure and side, each measurement and the median; after/before as a
 
   python benchmarks/harness_cost.py collect --before 3a176ea --after HEAD --out DIR --reps 2
   python benchmarks/harness_cost.py collect ... --after-flags "--start fork"   # flags for `after`'s run/check
+  python benchmarks/harness_cost.py collect ... --variant fork="--start fork"  # a third side: `after` with flags
+
+A --variant side is the after commit run with its own flags, for run and check only (the suite takes
+no flags, so it would repeat `after`). Each side keeps one results directory over the repetitions
+(DIR/results-SIDE), as a user's results/ does: repetition 0's estimate has no record of this
+machine to learn from, later ones have the earlier repetitions' (issue 25, item 4).
   python benchmarks/harness_cost.py report DIR [--md FILE]
 """
 from __future__ import annotations
@@ -61,23 +67,23 @@ def timed(cmd: list[str], tree: Path) -> tuple[float, subprocess.CompletedProces
     return time.monotonic() - t0, p
 
 
-def measure_run(tree: Path, flags: list[str]) -> dict:
-    rd = Path(tempfile.mkdtemp(prefix="cost-run-"))
+def measure_run(tree: Path, flags: list[str], rd: Path, run_id: str) -> dict:
+    """One `run --all -q` into results directory rd, which keeps earlier repetitions' records (the
+    estimate learns from them) and this run's, for reading back afterwards."""
+    wall, p = timed([sys.executable, "-m", "bench", "--results-dir", str(rd), "run", "--all", "-q",
+                     "--run-id", run_id, *flags], tree)
+    # the closing line ("took 12.3 min, estimated 10.2 min"): the opening one rounds to whole minutes
+    est = re.search(r"took [0-9.]+ min, estimated ([0-9.]+) min", p.stdout)
+    row = {"wall_s": wall, "exit": p.returncode, "estimated_min": float(est.group(1)) if est else None,
+           "estimate_basis": next((ln.strip() for ln in p.stdout.splitlines() if "cells, estimated" in ln), None)}
     try:
-        wall, p = timed([sys.executable, "-m", "bench", "--results-dir", str(rd), "run", "--all", "-q",
-                         "--run-id", "r", *flags], tree)
-        est = re.search(r"estimated ([0-9.]+) min", p.stdout)
-        row = {"wall_s": wall, "exit": p.returncode, "estimated_min": float(est.group(1)) if est else None}
-        try:
-            recs = results.read_records(rd / "r")
-            row["verdict_lines"] = claim.verdict_lines(recs)
-            row["tensor"] = {r.get("key", "?"): {k: v for k, v in (r.get("memory") or {}).items()
-                                                 if k.startswith("tensor_")} for r in recs}
-        except Exception as e:  # an older side's records this reader cannot read: said, not fatal
-            row["read_error"] = f"{type(e).__name__}: {e}"
-        return row
-    finally:
-        shutil.rmtree(rd, ignore_errors=True)
+        recs = results.read_records(rd / run_id)
+        row["verdict_lines"] = claim.verdict_lines(recs)
+        row["tensor"] = {r.get("key", "?"): {k: v for k, v in (r.get("memory") or {}).items()
+                                             if k.startswith("tensor_")} for r in recs}
+    except Exception as e:  # an older side's records this reader cannot read: said, not fatal
+        row["read_error"] = f"{type(e).__name__}: {e}"
+    return row
 
 
 def measure_check(tree: Path, flags: list[str], r1: int, r2: int) -> dict:
@@ -111,18 +117,29 @@ def collect(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     commits = {"before": git("rev-parse", args.before), "after": git("rev-parse", args.after)}
     flags = {"before": shlex.split(args.before_flags), "after": shlex.split(args.after_flags)}
+    for v in args.variant:
+        name, _, fl = v.partition("=")
+        if not name or name in flags or not fl:
+            print(f"error: --variant {v!r}: NAME=FLAGS with a new name (not before/after)", file=sys.stderr)
+            return 2
+        commits[name], flags[name] = commits["after"], shlex.split(fl)
     work = Path(tempfile.mkdtemp(prefix="cost-trees-"))
-    trees = {side: work / side for side in commits}
+    trees = {side: work / side for side in ("before", "after")}
+    trees.update({side: trees["after"] for side in commits if side not in trees})
+    prior = [json.loads(ln) for ln in (out / "cost.jsonl").read_text().splitlines()] if (out / "cost.jsonl").exists() else []
+    rep0 = 1 + max((r["rep"] for r in prior), default=-1)  # a later collect into DIR goes on counting
     try:
-        for side, c in commits.items():
-            git("worktree", "add", "--detach", str(trees[side]), c)
-        for rep in range(args.reps):
-            order = ("before", "after") if rep % 2 == 0 else ("after", "before")
+        for side in ("before", "after"):
+            git("worktree", "add", "--detach", str(trees[side]), commits[side])
+        for rep in range(rep0, rep0 + args.reps):
+            order = list(commits) if rep % 2 == 0 else list(commits)[::-1]
             for m in what:
                 for side in order:
+                    if m == "suite" and side not in ("before", "after"):
+                        continue  # the suite takes no flags: a variant's would repeat `after`'s
                     t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                     if m == "run":
-                        row = measure_run(trees[side], flags[side])
+                        row = measure_run(trees[side], flags[side], out / f"results-{side}", f"rep{rep}")
                     elif m == "check":
                         row = measure_check(trees[side], flags[side], args.check_rounds[0], args.check_rounds[1])
                     else:
@@ -150,32 +167,45 @@ def report(args: argparse.Namespace) -> int:
         return 2
     lines = ["| measure | before (s) | after (s) | after/before, medians | range over repetitions | target | met? |",
              "|---|---|---|---:|---|---:|---|"]
+    sides = list(dict.fromkeys(r["side"] for r in rows if r["side"] != "before"))  # after, then variants
     for m in MEASURES:
-        got = {s: {r["rep"]: r["wall_s"] for r in rows if r["measure"] == m and r["side"] == s
-                   and r.get("wall_s") is not None and r["exit"] in (0, 1, 3)} for s in ("before", "after")}
-        if not got["before"] or not got["after"]:
-            continue
-        if any(x <= 0 for v in got.values() for x in v.values()):  # R2 - R1 rounds too few for the noise
-            lines.append(f"| {m} | {got['before']} | {got['after']} | - | - | <= {TARGETS[m]:.2f} | unreliable: a "
-                         "non-positive time (more rounds apart: --check-rounds 2,8 or wider; an idle machine) |")
-            continue
-        med = {s: statistics.median(v.values()) for s, v in got.items()}
-        ratio = med["after"] / med["before"]
-        per_rep = [got["after"][k] / got["before"][k] for k in sorted(set(got["before"]) & set(got["after"]))]
-        fmt = lambda v: ", ".join(f"{x:.1f}" for x in v.values())  # noqa: E731
-        lines.append(f"| {m}{' (per round)' if m == 'check' else ''} | {fmt(got['before'])} | {fmt(got['after'])} | "
-                     f"{ratio:.2f} | {min(per_rep):.2f}..{max(per_rep):.2f} | <= {TARGETS[m]:.2f} | "
-                     f"{'yes' if max(per_rep) <= TARGETS[m] else 'no'} |")
+        for side in sides:
+            got = {s: {r["rep"]: r["wall_s"] for r in rows if r["measure"] == m and r["side"] == s
+                       and r.get("wall_s") is not None and r["exit"] in (0, 1, 3)} for s in ("before", side)}
+            if not got["before"] or not got[side]:
+                continue
+            flags = next((" ".join(r["flags"]) for r in rows if r["side"] == side and r["flags"]), "")
+            name = f"{m}{' (per round)' if m == 'check' else ''}, {side}{f' ({flags})' if flags else ''}"
+            if any(x <= 0 for v in got.values() for x in v.values()):  # R2 - R1 rounds too few for the noise
+                lines.append(f"| {name} | {got['before']} | {got[side]} | - | - | <= {TARGETS[m]:.2f} | unreliable: "
+                             "a non-positive time (more rounds apart: --check-rounds 2,8 or wider; an idle machine) |")
+                continue
+            med = {s: statistics.median(v.values()) for s, v in got.items()}
+            ratio = med[side] / med["before"]
+            per_rep = [got[side][k] / got["before"][k] for k in sorted(set(got["before"]) & set(got[side]))]
+            fmt = lambda v: ", ".join(f"{x:.1f}" for x in v.values())  # noqa: E731
+            lines.append(f"| {name} | {fmt(got['before'])} | {fmt(got[side])} | {ratio:.2f} | "
+                         f"{f'{min(per_rep):.2f}..{max(per_rep):.2f}' if per_rep else '-'} | <= {TARGETS[m]:.2f} | "
+                         f"{'yes' if per_rep and max(per_rep) <= TARGETS[m] else 'no'} |")
     runs = [r for r in rows if r["measure"] == "run" and "verdict_lines" in r]
     if runs:
         verdicts = {json.dumps(r["verdict_lines"]) for r in runs}
         tensors = {json.dumps(r["tensor"], sort_keys=True) for r in runs}
         lines += ["", f"run --all: verdict lines identical in all {len(runs)} runs: {'yes' if len(verdicts) == 1 else 'no'}; "
                   f"tensor-level memory identical: {'yes' if len(tensors) == 1 else 'no'}."]
+        if len(verdicts) > 1:
+            lines += [f"- {r['side']} rep {r['rep']}: {' / '.join(r['verdict_lines'])}" for r in runs]
+        keys = sorted({k for r in runs for k in r["tensor"]})
+        for k in keys:  # which cells moved, and by how much (TF's graph-mode peak moves between processes)
+            seen = {json.dumps(r["tensor"].get(k), sort_keys=True) for r in runs}
+            if len(seen) > 1:
+                lines.append(f"- tensor memory of {k} differs: " + "; ".join(
+                    f"{r['side']} rep {r['rep']} {r['tensor'].get(k)}" for r in runs))
         for r in runs:
             if r.get("estimated_min"):
-                lines.append(f"- {r['side']} rep {r['rep']}: took {r['wall_s'] / 60:.1f} min, estimated "
-                             f"{r['estimated_min']:.1f} min ({100 * (r['wall_s'] / 60 - r['estimated_min']) / r['estimated_min']:+.0f}%)")
+                lines.append(f"- {r['side']} rep {r['rep']} ({r['started_utc']}): took {r['wall_s'] / 60:.1f} min, estimated "
+                             f"{r['estimated_min']:.1f} min ({100 * (r['wall_s'] / 60 - r['estimated_min']) / r['estimated_min']:+.0f}%)"
+                             + (f"; {r['estimate_basis']}" if r.get("estimate_basis") else ""))
     return check_power.emit(lines, args.md)
 
 
@@ -190,6 +220,8 @@ def main() -> int:
     c.add_argument("--reps", type=int, default=2)
     c.add_argument("--before-flags", default="", help="extra flags for the before side's run and check")
     c.add_argument("--after-flags", default="", help="extra flags for the after side's run and check (e.g. '--start fork')")
+    c.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                   help="a further side: the after commit with these flags, for run and check (repeatable)")
     c.add_argument("--check-rounds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(2, 8))
     c.set_defaults(func=collect)
     check_power.report_parser(sub, report)

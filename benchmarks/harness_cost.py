@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import check_power  # noqa: E402  (the benchmarks' shared report plumbing)
-from bench import claim, results  # noqa: E402  (imports no framework)
+from bench import claim, envinfo, results  # noqa: E402  (imports no framework)
 
 MEASURES = ("run", "check", "suite")
 TARGETS = {"run": 0.40, "check": 0.40, "suite": 0.60}  # after/before, issue 25 item 3
@@ -77,6 +77,7 @@ def measure_run(tree: Path, flags: list[str], rd: Path, run_id: str) -> dict:
     row = {"wall_s": wall, "exit": p.returncode, "estimated_min": float(est.group(1)) if est else None,
            "estimate_basis": next((ln.strip() for ln in p.stdout.splitlines() if "cells, estimated" in ln), None)}
     try:
+        row["processes"] = process_times(results.read_rounds(rd / run_id))
         recs = results.read_records(rd / run_id)
         row["verdict_lines"] = claim.verdict_lines(recs)
         row["tensor"] = {r.get("key", "?"): {k: v for k, v in (r.get("memory") or {}).items()
@@ -84,6 +85,20 @@ def measure_run(tree: Path, flags: list[str], rd: Path, run_id: str) -> dict:
     except Exception as e:  # an older side's records this reader cannot read: said, not fatal
         row["read_error"] = f"{type(e).__name__}: {e}"
     return row
+
+
+def process_times(rounds: list[dict]) -> dict:
+    """Where a run's time went, from its process records: summed seconds of the timed (full) and the
+    memory-only processes, and of what lay outside the worker (interpreter start, imports the worker
+    did not time, exit: process_wall_s - wall_s). Older records have no process_wall_s: then None."""
+    out: dict = {}
+    for mode in ("full", "memory"):
+        rs = [r for r in rounds if r.get("mode", "full") == mode]
+        has_pw = all(r.get("process_wall_s") is not None for r in rs)
+        out[mode] = {"n": len(rs), "worker_s": sum(r.get("wall_s") or 0.0 for r in rs),
+                     "process_s": sum(r["process_wall_s"] for r in rs) if has_pw and rs else None,
+                     "start": sorted({str(r.get("start", "spawn")) for r in rs})}
+    return out
 
 
 def measure_check(tree: Path, flags: list[str], r1: int, r2: int) -> dict:
@@ -145,7 +160,8 @@ def collect(args: argparse.Namespace) -> int:
                     else:
                         row = measure_suite(trees[side])
                     row = {"measure": m, "side": side, "rep": rep, "commit": commits[side], "flags": flags[side],
-                           "started_utc": t, "load1_after": os.getloadavg()[0], **row}
+                           "started_utc": t, "load1_after": os.getloadavg()[0], "machine_id": envinfo.machine_id(),
+                           "cpu_model": envinfo.cpu_model(), **row}
                     with open(out / "cost.jsonl", "a") as f:
                         f.write(json.dumps(row) + "\n")
                     w = row.get("wall_s")
@@ -190,22 +206,50 @@ def report(args: argparse.Namespace) -> int:
     runs = [r for r in rows if r["measure"] == "run" and "verdict_lines" in r]
     if runs:
         verdicts = {json.dumps(r["verdict_lines"]) for r in runs}
-        tensors = {json.dumps(r["tensor"], sort_keys=True) for r in runs}
+        peak = lambda r, k: (r["tensor"].get(k) or {}).get("tensor_peak_bytes")  # noqa: E731  the figure tables show
+        tensors = {json.dumps({k: peak(r, k) for k in r["tensor"]}, sort_keys=True) for r in runs}
         lines += ["", f"run --all: verdict lines identical in all {len(runs)} runs: {'yes' if len(verdicts) == 1 else 'no'}; "
                   f"tensor-level memory identical: {'yes' if len(tensors) == 1 else 'no'}."]
         if len(verdicts) > 1:
             lines += [f"- {r['side']} rep {r['rep']}: {' / '.join(r['verdict_lines'])}" for r in runs]
         keys = sorted({k for r in runs for k in r["tensor"]})
         for k in keys:  # which cells moved, and by how much (TF's graph-mode peak moves between processes)
-            seen = {json.dumps(r["tensor"].get(k), sort_keys=True) for r in runs}
+            seen = {peak(r, k) for r in runs}
             if len(seen) > 1:
-                lines.append(f"- tensor memory of {k} differs: " + "; ".join(
-                    f"{r['side']} rep {r['rep']} {r['tensor'].get(k)}" for r in runs))
+                lo = min(v for v in seen if v is not None)
+                lines.append(f"- tensor-level peak of {k} differs ({100 * (max(v for v in seen if v is not None) - lo) / lo:.2f}%"
+                             " range): " + "; ".join(f"{r['side']} rep {r['rep']} {peak(r, k):,} B" if peak(r, k) is not None
+                                                  else f"{r['side']} rep {r['rep']} none" for r in runs))
         for r in runs:
             if r.get("estimated_min"):
                 lines.append(f"- {r['side']} rep {r['rep']} ({r['started_utc']}): took {r['wall_s'] / 60:.1f} min, estimated "
                              f"{r['estimated_min']:.1f} min ({100 * (r['wall_s'] / 60 - r['estimated_min']) / r['estimated_min']:+.0f}%)"
                              + (f"; {r['estimate_basis']}" if r.get("estimate_basis") else ""))
+    for r in rows:  # rows collected before process_times existed: read it from the kept results directory
+        kept = Path(args.dir) / f"results-{r['side']}" / f"rep{r['rep']}"
+        if r["measure"] == "run" and not r.get("processes") and kept.is_dir():
+            try:
+                r["processes"] = process_times(results.read_rounds(kept))
+            except Exception:  # noqa: BLE001 - an unreadable directory leaves that row out of this table
+                pass
+    machines = {(r["machine_id"], r.get("cpu_model", "?")) for r in rows if r.get("machine_id")}
+    for kept in sorted(Path(args.dir).glob("results-*/rep*/cells/*.json"))[:1]:  # rows collected before they said
+        env = json.loads(kept.read_text()).get("env") or {}
+        machines.add((env.get("machine_id", "?"), env.get("cpu_model", "?")))
+    if machines:
+        lines += ["", "Machine: " + "; ".join(f"{c} (machine id {m})" for m, c in sorted(machines))
+                  + (" -- more than one: compare within a machine only" if len(machines) > 1 else "")]
+    timed_runs = [r for r in rows if r["measure"] == "run" and r.get("processes")]
+    if timed_runs:
+        lines += ["", "Where each run's time went (summed over its processes; memory-only ones run two at once):", "",
+                  "| side | rep | run wall (s) | timed processes: n, worker s, process s | memory-only: n, worker s, "
+                  "process s | start |", "|---|---|---:|---|---|---|"]
+        f = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+        for r in timed_runs:
+            a, m = r["processes"]["full"], r["processes"]["memory"]
+            lines.append(f"| {r['side']} | {r['rep']} | {r['wall_s']:.0f} | {a['n']}, {f(a['worker_s'])}, "
+                         f"{f(a['process_s'])} | {m['n']}, {f(m['worker_s'])}, {f(m['process_s'])} | "
+                         f"{', '.join(sorted(set(a['start']) | set(m['start'])))} |")
     return check_power.emit(lines, args.md)
 
 

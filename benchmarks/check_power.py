@@ -222,6 +222,11 @@ def resume(out: Path, meta: dict) -> tuple[int, int]:
     pool, runs = out / "pool.jsonl", out / "runs.jsonl"
     batches = [json.loads(ln)["batch"] for ln in pool.read_text().splitlines() if ln.strip()] if pool.exists() else []
     run = len(runs.read_text().splitlines()) if runs.exists() else 0
+    from bench import envinfo  # imports no framework
+
+    # Which machine: hosts answering to one name have differed (an Intel Xeon and an AMD EPYC VM
+    # on 2026-12-03), and the runs before this line was kept did not say.
+    meta = {"machine_id": envinfo.machine_id(), "cpu_model": envinfo.cpu_model(), **meta}
     with open(runs, "a") as f:
         f.write(json.dumps({"run": run, **meta}) + "\n")
     if not (out / "meta.json").exists():  # the first run's, which the report's header quotes
@@ -249,7 +254,10 @@ def adopt(args: argparse.Namespace) -> int:
     ks = {int(k): v for k, v in meta["k"].items()}
     batch0, run = resume(out, {**{k: meta[k] for k in ("commit", "step_ms", "matmul_ms", "cell", "rounds_per_batch",
                                                        "threads", "started_utc")},
-                               "k": ks, "design": args.design, "adopted_from": f"{src.name} ({args.design})"})
+                               "k": ks, "design": args.design, "adopted_from": f"{src.name} ({args.design})",
+                               # the machine the rounds ran on, not the one adopting them
+                               "machine_id": meta.get("machine_id", "not recorded"),
+                               "cpu_model": meta.get("cpu_model", "not recorded")})
     first = min(r["batch"] for r in rows)
     with open(out / "pool.jsonl", "a") as f:
         for r in rows:

@@ -83,6 +83,19 @@ def preload(modules: list[str]) -> list[str]:
     return failed
 
 
+def preload_data() -> list[str]:
+    """The code root's vendored MNIST, read and verified once for every child (bench.data.preload).
+    Code older than that function has nothing to preload; a bad file is left to the child, which
+    fails the way a cold worker would and records why."""
+    try:
+        fn = getattr(importlib.import_module("bench.data"), "preload", None)
+        if fn is not None:
+            fn()
+    except Exception as e:  # noqa: BLE001 - the child reports it properly
+        return [f"bench.data: {type(e).__name__}"]
+    return []
+
+
 def run_child(conn: socket.socket, fds: list[int], request: dict, closing: list[int]) -> None:
     """In the forked child: become the cold worker's equivalent, run the worker, never return."""
     code = 1
@@ -139,7 +152,7 @@ def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
 def serve(sock_path: str, modules: list[str]) -> int:
     preload(["numpy"])
     openblas_threads = thread_count()  # the main thread and OpenBLAS's fork-aware pool
-    failed = preload(modules)
+    failed = preload(modules) + preload_data()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

@@ -92,3 +92,36 @@ def test_batch_order_covers_each_epoch_exactly_once():
     first, second = idx[:n], idx[n:2 * n]
     assert sorted(first.tolist()) == list(range(n)) and sorted(second.tolist()) == list(range(n))
     assert not np.array_equal(first, second)  # a fresh permutation per epoch
+
+
+def test_a_preloaded_set_is_given_read_only_and_read_again_once_its_file_changes(tmp_path, monkeypatch, mnist):
+    """A warm parent's preload (bench.data.preload) serves its forked children the very arrays it
+    verified, read-only, so no worker can change what the next is given; a file changed since is
+    read and verified again rather than trusted."""
+    copy = tmp_path / "mnist.npz"
+    copy.write_bytes(data.VENDORED.read_bytes())
+    monkeypatch.setattr(data, "VENDORED", copy)
+    monkeypatch.setattr(data, "_PRELOADED", None)
+    data.preload()
+    first = data.load()
+    assert data.load() is first and first.sha256 == mnist.sha256
+    with pytest.raises(ValueError, match="read-only"):
+        first.x_train[0, 0, 0] = 1
+    x = mnist.x_train.copy()
+    x[7, 7, 7] ^= 1
+    np.savez_compressed(copy, x_train=x, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)
+    with pytest.raises(data.DataError, match="checksum mismatch for x_train"):
+        data.load()
+
+
+def test_a_warm_parent_preloads_the_data_and_leaves_a_bad_file_to_its_children(monkeypatch):
+    from bench import zygote
+
+    monkeypatch.setattr(data, "_PRELOADED", None)
+    assert zygote.preload_data() == [] and data._PRELOADED is not None
+
+    def broken() -> None:
+        raise data.DataError("corrupt")
+
+    monkeypatch.setattr(data, "preload", broken)
+    assert zygote.preload_data() == ["bench.data: DataError"]

@@ -164,7 +164,8 @@ def _read_idx_dir(path: Path) -> dict[str, np.ndarray]:
 
 
 # The vendored set as a warm parent read it (preload), so its forked workers skip the read and the
-# checksums (0.4-0.8 s of a ~3.5 s forked `ci` process on the 2-core VM). Keyed by the file's size
+# checksums (0.4 s a process on the 2-core VM; a forked check round ran 0.94x as long,
+# results/published/harness-cost-cpu-2core-2026-12-03.md). Keyed by the file's size
 # and mtime, so a file changed since is read again; the arrays are read-only, so no worker can
 # change what the next one is given. Cold workers never preload and read the file as before.
 _PRELOADED: tuple[tuple[int, int], "Mnist"] | None = None

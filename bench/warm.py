@@ -96,6 +96,15 @@ class ChildProcess:
         return self.returncode
 
 
+def ready_fields(line: str) -> dict[str, str]:
+    """A parent's ready line as fields: key=value pairs, the last (failed=[...], JSON) to the end of
+    the line, since its messages ("bench.data: DataError") hold spaces."""
+    head, _, failed = line.partition(" failed=")
+    fields = dict(f.split("=", 1) for f in head.split()[1:] if "=" in f)
+    fields["failed"] = failed.strip()
+    return fields
+
+
 def extra_threads(ready_fields: dict[str, str]) -> int:
     """Threads a parent holds that a fork would not copy safely, from its ready line: beyond
     those numpy's import started (OpenBLAS's pool, which stops itself before a fork and restarts
@@ -140,7 +149,7 @@ class Parent:
             tail = Path(self.log_path).read_text(errors="replace").strip().splitlines()[-1:] \
                 if os.path.exists(self.log_path) else []
             return "the warm parent did not start" + (f" ({tail[0]})" if tail else "")
-        fields = dict(f.split("=", 1) for f in line[0].split()[1:])
+        fields = ready_fields(line[0])
         self.threads = int(fields.get("threads", "0"))
         self.failed_imports = fields.get("failed", "")
         extra = extra_threads(fields)

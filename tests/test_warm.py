@@ -135,3 +135,17 @@ def test_a_fork_aware_thread_is_counted_apart_and_any_other_thread_refuses_the_p
     assert warm.extra_threads({"threads": "3", "after_numpy": "2", "fork_aware": "1"}) == 0
     assert warm.extra_threads({"threads": "4", "after_numpy": "2", "fork_aware": "1"}) == 1
     assert warm.extra_threads({"threads": "3", "after_numpy": "2"}) == 1
+
+
+def test_a_parent_whose_preload_failed_is_read_whole():
+    """The ready line's failed=[...] is JSON whose messages hold spaces (a corrupt data file in the
+    parent reads "bench.data: DataError"): the other fields still parse and the list stays whole."""
+    import json
+
+    from bench.warm import ready_fields
+    from bench.zygote import READY
+
+    failed = ["torch._dynamo: ImportError", "bench.data: DataError"]
+    fields = ready_fields(f"{READY} threads=3 after_numpy=3 fork_aware=1 failed={json.dumps(failed)}")
+    assert fields["threads"] == "3" and fields["fork_aware"] == "1"
+    assert json.loads(fields["failed"]) == failed

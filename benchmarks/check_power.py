@@ -56,7 +56,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import compare, sequential, stats  # noqa: E402
+from bench import compare, envinfo, sequential, stats  # noqa: E402
 from bench.record import Status, Verdict  # noqa: E402
 
 LEVELS_PCT = (0, 5, 10, 20)
@@ -222,8 +222,6 @@ def resume(out: Path, meta: dict) -> tuple[int, int]:
     pool, runs = out / "pool.jsonl", out / "runs.jsonl"
     batches = [json.loads(ln)["batch"] for ln in pool.read_text().splitlines() if ln.strip()] if pool.exists() else []
     run = len(runs.read_text().splitlines()) if runs.exists() else 0
-    from bench import envinfo  # imports no framework
-
     # Which machine: hosts answering to one name have differed (an Intel Xeon and an AMD EPYC VM
     # on 2026-12-03), and the runs before this line was kept did not say.
     meta = {"machine_id": envinfo.machine_id(), "cpu_model": envinfo.cpu_model(), **meta}

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import check_power  # noqa: E402  (the benchmarks' shared report plumbing)
-from bench import claim, envinfo, results  # noqa: E402  (imports no framework)
+from bench import claim, envinfo, pool, results  # noqa: E402  (imports no framework)
 
 MEASURES = ("run", "check", "suite")
 TARGETS = {"run": 0.40, "check": 0.40, "suite": 0.60}  # after/before, issue 25 item 3
@@ -77,11 +77,13 @@ def measure_run(tree: Path, flags: list[str], rd: Path, run_id: str) -> dict:
     row = {"wall_s": wall, "exit": p.returncode, "estimated_min": float(est.group(1)) if est else None,
            "estimate_basis": next((ln.strip() for ln in p.stdout.splitlines() if "cells, estimated" in ln), None)}
     try:
-        row["processes"] = process_times(results.read_rounds(rd / run_id))
-        recs = results.read_records(rd / run_id)
+        rounds = results.read_rounds(rd / run_id)  # read once: the process times and the pooled records
+        row["processes"] = process_times(rounds)
+        recs = pool.pool_records(rounds)
         row["verdict_lines"] = claim.verdict_lines(recs)
-        row["tensor"] = {r.get("key", "?"): {k: v for k, v in (r.get("memory") or {}).items()
-                                             if k.startswith("tensor_")} for r in recs}
+        # the figure the tables show; the report compares only it
+        row["tensor"] = {r.get("key", "?"): {"tensor_peak_bytes": (r.get("memory") or {}).get("tensor_peak_bytes")}
+                         for r in recs}
     except Exception as e:  # an older side's records this reader cannot read: said, not fatal
         row["read_error"] = f"{type(e).__name__}: {e}"
     return row

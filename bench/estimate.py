@@ -22,9 +22,31 @@ from typing import Any, Iterable
 from . import analytic, results
 from .spec import Cell
 
-FLOP_FRACTION = 0.4  # of sgemm, for cells with no record here (torch's LSTMs reach 50-75% on CPU)
 GPU_GFLOPS = 20_000.0
-STARTUP_S, MEMORY_STARTUP_S = 12.0, 8.0  # per process, for cells with no record here
+# Cells with no record here: a step is its FLOPs at FLOP_FRACTION of the sgemm rate measured
+# at the run's start, plus a fixed cost per step (dispatch: what a step costs beyond its
+# arithmetic), plus a fixed cost per process. Fitted on the 18 quick cells of four spawned
+# runs on the 2-core AMD VM, 2026-12-03 (results/published/harness-cost-cpu-2core-2026-12-03.md):
+# the recurrent cells that fill the time reach 0.72-1.1 of sgemm (lstm512, bilstm512,
+# lstm3x256), the small ones lose most of a step to dispatch (cnn_small: 7-19 ms a step for
+# 3 ms of arithmetic). The first fallback (40% of sgemm, 12 s and 8 s a process) read quick
+# runs 24-35% long, twice the training time of the big cells.
+FLOP_FRACTION = 0.85
+
+
+@dataclass(frozen=True)
+class FallbackCost:
+    step_overhead_s: float  # per training step, beyond its FLOPs
+    startup_s: float  # a full process's wall time that is neither timed steps nor the evaluation
+    memory_startup_s: float  # a memory-only process's, beside its steps (two run at once)
+
+
+FALLBACK_COST = {  # medians over the fitted runs' processes
+    "torch": FallbackCost(step_overhead_s=0.001, startup_s=4.5, memory_startup_s=12.0),
+    "jax": FallbackCost(step_overhead_s=0.008, startup_s=5.5, memory_startup_s=7.0),
+    "tf": FallbackCost(step_overhead_s=0.008, startup_s=11.0, memory_startup_s=12.0),
+}
+DEFAULT_FALLBACK = FallbackCost(step_overhead_s=0.005, startup_s=8.0, memory_startup_s=10.0)
 
 
 @dataclass(frozen=True)
@@ -140,7 +162,7 @@ class Estimate:
             parts.append(f"{self.from_records} cell(s) from their earlier records on this machine")
         if self.from_flops:
             parts.append(f"{self.from_flops} from FLOPs at {FLOP_FRACTION:.0%} of the {gflops:.0f} GFLOP/s "
-                         "sgemm measured just now")
+                         "sgemm measured just now, plus fixed per-step and per-process costs")
         return "; ".join(parts)
 
 
@@ -166,19 +188,23 @@ def estimate(cells: list[Cell], gflops: float, priors_: dict[tuple, list[Prior]]
             if p.memory_wall_s is not None:
                 memory = p.memory_wall_s + (mem_steps - p.memory_steps) * step_s
             else:
-                memory = min(p.overhead_s, STARTUP_S) + mem_steps * step_s
+                memory = min(p.overhead_s, fallback(c).memory_startup_s) + mem_steps * step_s
         else:
             n_flops += 1
-            cost = analytic.cost(c.model)
+            cost, fb = analytic.cost(c.model), fallback(c)
             rate = (gflops * FLOP_FRACTION if c.device == "cpu" else GPU_GFLOPS) * 1e9
-            train = c.train.steps * c.train.batch_size * cost.train_flops_per_sample / rate
+            step_s = c.train.batch_size * cost.train_flops_per_sample / rate + fb.step_overhead_s
             infer = c.protocol.test_samples * cost.forward_flops_per_sample / rate
-            full = STARTUP_S + train + infer * (1 + n_evals)
+            full = fb.startup_s + c.train.steps * step_s + infer * (1 + n_evals)
             mem_steps = c.protocol.warmup_steps + c.protocol.memory_steps
-            memory = MEMORY_STARTUP_S + mem_steps * c.train.batch_size * cost.train_flops_per_sample / rate
+            memory = fb.memory_startup_s + mem_steps * step_s
         overlap = max(1, memory_jobs) if c.device == "cpu" else 1
         total += full_rounds * full + memory_processes * max(0.0, memory) / overlap
     return Estimate(seconds=total, from_records=n_rec, from_flops=n_flops)
+
+
+def fallback(c: Cell) -> FallbackCost:
+    return FALLBACK_COST.get(c.framework, DEFAULT_FALLBACK)
 
 
 def evaluations(c: Cell) -> int:

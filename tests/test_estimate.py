@@ -99,3 +99,22 @@ def test_the_runners_process_wall_time_is_preferred_to_the_workers():
     assert one.seconds == pytest.approx(27.0 + 800 * 0.020 + 1.0)
     two = estimate.estimate(cells(steps=800), 100.0, pri, memory_processes=1)
     assert two.seconds - one.seconds == pytest.approx(12.5)
+
+
+def test_a_cell_never_measured_here_costs_its_flops_plus_fixed_costs_per_step_and_process():
+    from bench import analytic
+
+    (c,) = cells(steps=800)
+    cost, fb = analytic.cost(c.model), estimate.FALLBACK_COST["torch"]
+    rate = 100.0 * estimate.FLOP_FRACTION * 1e9
+    step_s = c.train.batch_size * cost.train_flops_per_sample / rate + fb.step_overhead_s
+    full = fb.startup_s + 800 * step_s + c.protocol.test_samples * cost.forward_flops_per_sample / rate
+    est = estimate.estimate([c], 100.0, {})
+    assert est.from_flops == 1 and est.seconds == pytest.approx(full)
+    mem_steps = c.protocol.warmup_steps + c.protocol.memory_steps
+    two = estimate.estimate([c], 100.0, {}, memory_processes=2, memory_jobs=2)
+    assert two.seconds - est.seconds == pytest.approx(fb.memory_startup_s + mem_steps * step_s)
+    # twice the sgemm rate halves the arithmetic only, not the fixed costs
+    fast = estimate.estimate([c], 200.0, {}).seconds
+    assert fast == pytest.approx(full - 800 * (step_s - fb.step_overhead_s) / 2
+                                 - c.protocol.test_samples * cost.forward_flops_per_sample / rate / 2)

@@ -2,15 +2,16 @@
 
 The first guess, FLOPs at a fixed fraction of the machine's sgemm rate, was 35-50% off on the
 zoo (TF and JAX run lstm128 at half torch's rate, JAX's convolutions at a fifth of sgemm), so
-a cell this machine has measured before is estimated from its own record instead: the newest
-ok record of the same framework, variant, model, device, threads and precision on the same
-machine gives the seconds per step (scaled linearly to the new batch size), the inference
+a cell this machine has measured before in its own runs (results/<run-id>/, not the committed
+baselines: see load_priors) is estimated from its own record instead: the best ok record of the
+same framework, variant, model, device, threads and precision on the same machine (see priors)
+gives the seconds per step (scaled linearly to the new batch size), the inference
 rate and the process overhead (start-up, compile, memory pass: the process's wall time minus
 its training and evaluation). The process's wall time is the runner's view of it
 (`process_wall_s`: interpreter start, imports and exit included) where the record has it; older
 records only have the worker's own `wall_s`, which left out ~1-3 s of start-up per process and
 made estimates of short-process profiles (quick, ci) read 25-80% low. Cells never measured here
-fall back to FLOPs.
+fall back to FLOPs (FLOP_FRACTION, FALLBACK_COST).
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ from . import analytic, results
 from .spec import Cell
 
 GPU_GFLOPS = 20_000.0
+# One host reads its sgemm up to ~10% apart from one process to the next: the run's own reading
+# before its cells (192-199 GFLOP/s, three tries) against its workers' (median 203 and 214 in
+# two full runs, the same hour, 2026-12-03). A record is scaled only by what lies beyond that.
+SGEMM_SAME_HOST = 1.10
 # Cells with no record here: a step is its FLOPs at FLOP_FRACTION of the sgemm rate measured
 # at the run's start, plus a fixed cost per step (dispatch: what a step costs beyond its
 # arithmetic), plus a fixed cost per process. Fitted on the 18 quick cells of four spawned
@@ -70,16 +75,24 @@ def cell_ident(c: Cell) -> tuple:
     return _ident(c.framework, c.variant, c.model.name, c.device, c.threads, c.precision)
 
 
-def priors(records: Iterable[dict[str, Any]], machine_id: str) -> dict[tuple, list[Prior]]:
-    """Per cell identity and batch size, the newest usable record, from this machine only."""
-    full: dict[tuple, tuple[str, dict]] = {}
-    mem: dict[tuple, tuple[str, dict]] = {}
+def priors(records: Iterable[dict[str, Any]], machine_id: str, profile: str | None = None) -> dict[tuple, list[Prior]]:
+    """Per cell identity and batch size, the newest usable record, from this machine only; one of
+    `profile` where there is one (a process's fixed cost depends on its profile: warm-up,
+    repeats, the memory pass; a claim process's is not a full one's)."""
+    full: dict[tuple, tuple[tuple[bool, int, str, str], dict]] = {}
+    mem: dict[tuple, tuple[tuple[bool, int, str, str], dict]] = {}
     for r in records:
         if r.get("status") != "ok" or (r.get("env") or {}).get("machine_id") != machine_id:
             continue
         ident = _ident(r.get("framework", ""), r.get("variant", ""), r.get("model", ""), r.get("device", ""),
                        r.get("threads") or 0, r.get("precision", "")) + (int(r.get("batch_size") or 0),)
-        when = str(r.get("run_id", ""))
+        # Best first: the asked-for profile; then the record that timed more steps (the claim
+        # profile times 6, cold, and read the big LSTMs' steps 2x slow for a full run); then the
+        # newest by the record's own clock. Run ids do not sort by time: the committed
+        # baselines' "quick-all-2" sorts after every dated id, and hid this machine's later runs.
+        proto = (r.get("cell") or {}).get("protocol") or {}
+        timed = int(proto.get("repeats") or 0) * int(proto.get("steps_per_repeat") or 0)
+        when = (r.get("profile") == profile, timed, str((r.get("env") or {}).get("utc") or ""), str(r.get("run_id", "")))
         target = mem if r.get("mode") == "memory" else full
         if ident not in target or when > target[ident][0]:
             target[ident] = (when, r)
@@ -95,7 +108,8 @@ def priors(records: Iterable[dict[str, Any]], machine_id: str) -> dict[tuple, li
         if not (step_s > 0 and infer > 0 and math.isfinite(wall)):
             continue
         proto = (r.get("cell") or {}).get("protocol") or {}
-        overhead = max(0.0, wall - steps * step_s - test_n / infer)
+        every = int(proto.get("eval_every_steps") or 0)  # time-to-accuracy's evaluations are not overhead
+        overhead = max(0.0, wall - steps * step_s - (1 + ((steps - 1) // every if every > 0 else 0)) * test_n / infer)
         mrec = mem.get(ident, (None, None))[1]
         out.setdefault(ident[:-1], []).append(Prior(batch_size=int(r.get("batch_size") or 0) or 1, step_s=step_s, infer_samples_per_s=infer,
                            overhead_s=overhead, memory_wall_s=_process_wall(mrec) if mrec and mrec.get("wall_s") else None,
@@ -125,7 +139,7 @@ def speed_factor(p: Prior, gflops: float, device: str) -> float:
     the small recurrent matmuls are faster) and only on the CPU."""
     if device != "cpu" or p.sgemm_gflops is None or not gflops > 0:
         return 1.0
-    return max(1.0, p.sgemm_gflops / gflops)
+    return max(1.0, p.sgemm_gflops / gflops / SGEMM_SAME_HOST)
 
 
 def nearest(candidates: list[Prior] | None, batch_size: int) -> Prior | None:
@@ -136,18 +150,23 @@ def nearest(candidates: list[Prior] | None, batch_size: int) -> Prior | None:
     return min(candidates, key=lambda p: abs(math.log(batch_size / p.batch_size)))
 
 
-def load_priors(results_dir: Path, machine_id: str) -> dict[tuple, list[Prior]]:
-    """Every record under results_dir, and under its committed baselines/, that reads cleanly
-    (a corrupt one is simply not used: an estimate must never stop a run). The baselines count
-    only where they were measured on this very machine (priors() filters on the machine id),
-    so a fresh clone on the machine that made them estimates from them before its first run."""
+def load_priors(results_dir: Path, machine_id: str, profile: str | None = None) -> dict[tuple, list[Prior]]:
+    """Every record of this machine's own runs under results_dir that reads cleanly (a corrupt
+    one is simply not used: an estimate must never stop a run).
+
+    Not the committed baselines/: they were measured on other days, and one machine id is
+    served by hosts up to 2x apart. On 2026-12-03 the big LSTMs' steps ran 20-50% faster than
+    in the baselines of 2026-11-24 at the same sgemm rate, so a `full` run estimated from them
+    printed 53.6 min and took 39.6 (-26%), and from the newest baseline of each cell it would
+    have said 78.6 (-50%). The FLOPs fallback, which scales with the sgemm measured now, is
+    within 6% on that run and on the next. A machine's own runs are its freshest evidence."""
     recs: list[dict[str, Any]] = []
-    for run_dir in results.list_runs(results_dir / "baselines") + results.list_runs(results_dir):
+    for run_dir in results.list_runs(results_dir):
         try:
             recs.extend(results.read_rounds(run_dir))
         except Exception:  # noqa: BLE001 - see docstring
             continue
-    return priors(recs, machine_id)
+    return priors(recs, machine_id, profile)
 
 
 @dataclass(frozen=True)

@@ -77,16 +77,46 @@ def test_a_record_from_a_faster_host_is_scaled_by_the_sgemm_rates():
     slower = estimate.estimate(cells(steps=800), 100.0, pri).seconds  # half the sgemm rate now
     faster = estimate.estimate(cells(steps=800), 400.0, pri).seconds
     assert same == pytest.approx(23.0 + 800 * 0.020 + 1.0)
-    assert slower - same == pytest.approx(800 * 0.020 + 1.0)  # the work doubles, the overhead stays
+    # the work grows by the sgemm gap beyond one host's own spread; the overhead stays
+    assert slower - same == pytest.approx((2.0 / estimate.SGEMM_SAME_HOST - 1.0) * (800 * 0.020 + 1.0))
     assert faster == pytest.approx(same)  # never scaled down
+    assert estimate.estimate(cells(steps=800), 190.0, pri).seconds == pytest.approx(same)  # within one host's spread
 
 
-def test_committed_baselines_of_this_machine_are_read(tmp_path):
-    run = tmp_path / "baselines" / "b1"
-    results.write_manifest(run, {"run_id": "b1"})
-    results.write_record(run, {**record(), "key": "k1"})
-    assert estimate.load_priors(tmp_path, "m1")
+def test_the_newest_record_is_the_newest_by_its_clock_not_by_its_run_id():
+    # A committed baseline's run id ("quick-all-2") sorts after every dated one; it must not
+    # hide the run this machine made since.
+    old = {**record(step_ms=50.0, run_id="quick-all-2"), "env": {"machine_id": "m1", "utc": "2026-11-24T07:14:20Z"}}
+    new = {**record(step_ms=20.0, run_id="20261203-130836-full-0662"),
+           "env": {"machine_id": "m1", "utc": "2026-12-03T13:09:00Z"}}
+    for recs in ([old, new], [new, old]):
+        pri = estimate.priors(recs, "m1")
+        assert pri[estimate.cell_ident(cells()[0])][0].step_s == pytest.approx(0.020)
+
+
+def test_this_machines_own_runs_are_read_and_the_committed_baselines_are_not(tmp_path):
+    for run in (tmp_path / "r1", tmp_path / "baselines" / "b1"):
+        results.write_manifest(run, {"run_id": run.name})
+    results.write_record(tmp_path / "r1", {**record(step_ms=20.0), "key": "k1"})
+    results.write_record(tmp_path / "baselines" / "b1", {**record(step_ms=50.0, run_id="b1"), "key": "k1"})
+    pri = estimate.load_priors(tmp_path, "m1")
+    assert pri[estimate.cell_ident(cells()[0])][0].step_s == pytest.approx(0.020)
     assert not estimate.load_priors(tmp_path, "m2")
+
+
+def test_the_asked_for_profile_and_more_timed_steps_come_before_the_newest():
+    def rec(profile, repeats, steps_per_repeat, step_ms, utc):
+        r = {**record(step_ms=step_ms), "profile": profile, "env": {"machine_id": "m1", "utc": utc}}
+        r["cell"] = {"protocol": {"warmup_steps": 5, "memory_steps": 3, "repeats": repeats,
+                                  "steps_per_repeat": steps_per_repeat}}
+        return r
+    claim = rec("claim", 3, 2, 50.0, "2026-12-03T10:00:00Z")  # newest, but 6 cold timed steps
+    quick = rec("quick", 5, 40, 20.0, "2026-12-01T10:00:00Z")
+    full = rec("full", 10, 50, 30.0, "2026-11-30T10:00:00Z")
+    ident = estimate.cell_ident(cells()[0])
+    assert estimate.priors([claim, quick, full], "m1", "full")[ident][0].step_s == pytest.approx(0.030)
+    assert estimate.priors([claim, quick, full], "m1", "ci")[ident][0].step_s == pytest.approx(0.030)  # most timed steps
+    assert estimate.priors([claim, quick], "m1", "ci")[ident][0].step_s == pytest.approx(0.020)
 
 
 def test_the_runners_process_wall_time_is_preferred_to_the_workers():
@@ -118,3 +148,11 @@ def test_a_cell_never_measured_here_costs_its_flops_plus_fixed_costs_per_step_an
     fast = estimate.estimate([c], 200.0, {}).seconds
     assert fast == pytest.approx(full - 800 * (step_s - fb.step_overhead_s) / 2
                                  - c.protocol.test_samples * cost.forward_flops_per_sample / rate / 2)
+
+
+def test_a_records_evaluations_during_training_are_not_counted_as_its_overhead():
+    # 300 steps x 20 ms, and 1 + 19 evaluations of 10,000 images at 10,000/s (every 15 steps)
+    r = record(wall=30.0)
+    r["cell"] = {"protocol": {"warmup_steps": 5, "memory_steps": 3, "eval_every_steps": 15}}
+    (p,) = estimate.priors([r], "m1")[estimate.cell_ident(cells()[0])]
+    assert p.overhead_s == pytest.approx(30.0 - 6.0 - 20.0)

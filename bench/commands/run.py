@@ -78,8 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
     from .. import estimate
 
-    gflops = measure.calibrate_matmul_gflops(0, seconds=0.2)
-    est = estimate.estimate(todo, gflops, estimate.load_priors(results_dir, envinfo.machine_id()),
+    gflops = measure.calibrate_matmul_gflops(0)  # as long as a worker's, whose readings it is compared with
+    est = estimate.estimate(todo, gflops, estimate.load_priors(results_dir, envinfo.machine_id(), todo[0].profile if todo else None),
                             rounds.full, max(0, rounds.memory - rounds.full), rounds.memory_jobs)
     console.print(f"run {run_id}: {len(todo)} cells, estimated {est.seconds / 60:.0f} min on this machine "
                   f"({est.describe(gflops)}) -> {run_dir}")

@@ -174,11 +174,17 @@ class Estimate:
     seconds: float
     from_records: int  # cells estimated from this machine's earlier records
     from_flops: int
+    scaled: int = 0  # of the cells from records, those scaled up by the sgemm rate read now
+    sgemm_busy: str | None = None  # why the sgemm reading was not trusted to scale records
 
     def describe(self, gflops: float) -> str:
         parts = []
         if self.from_records:
-            parts.append(f"{self.from_records} cell(s) from their earlier records on this machine")
+            parts.append(f"{self.from_records} cell(s) from their earlier records on this machine"
+                         + (f", {self.scaled} of them scaled up to the {gflops:.0f} GFLOP/s sgemm read now"
+                            if self.scaled else ""))
+        if self.sgemm_busy:
+            parts.append(f"records not scaled: {self.sgemm_busy}")
         if self.from_flops:
             parts.append(f"{self.from_flops} from FLOPs at {FLOP_FRACTION:.0%} of the {gflops:.0f} GFLOP/s "
                          "sgemm measured just now, plus fixed per-step and per-process costs")
@@ -186,20 +192,22 @@ class Estimate:
 
 
 def estimate(cells: list[Cell], gflops: float, priors_: dict[tuple, list[Prior]], full_rounds: int = 1,
-             memory_processes: int = 0, memory_jobs: int = 1) -> Estimate:
+             memory_processes: int = 0, memory_jobs: int = 1, sgemm_busy: str | None = None) -> Estimate:
     """Seconds for `full_rounds` full processes and `memory_processes` memory-only processes
     per cell (the evaluations every K steps for time-to-accuracy included). A CPU cell's
     memory-only processes run `memory_jobs` at once (bench.schedule.Rounds): their time is
     divided among them. Records of processes that ran two at once already carry the slowdown of
     sharing the cores, and divided so they matched the memory phase's wall time (13.7/2 min
     against 7.0 min measured); records of processes that ran alone make it read short."""
-    total, n_rec, n_flops = 0.0, 0, 0
+    total, n_rec, n_flops, n_scaled = 0.0, 0, 0, 0
     for c in cells:
         p = nearest(priors_.get(cell_ident(c)), c.train.batch_size)
         n_evals = evaluations(c)
         if p is not None:
             n_rec += 1
-            slow = speed_factor(p, gflops, c.device)
+            # A reading taken while other programs used the cores says nothing of the host.
+            slow = 1.0 if sgemm_busy else speed_factor(p, gflops, c.device)
+            n_scaled += slow > 1.0
             step_s = slow * p.step_s * c.train.batch_size / p.batch_size
             infer_s = slow * c.protocol.test_samples / p.infer_samples_per_s
             full = p.overhead_s + c.train.steps * step_s + infer_s * (1 + n_evals)
@@ -219,7 +227,7 @@ def estimate(cells: list[Cell], gflops: float, priors_: dict[tuple, list[Prior]]
             memory = fb.memory_startup_s + mem_steps * step_s
         overlap = max(1, memory_jobs) if c.device == "cpu" else 1
         total += full_rounds * full + memory_processes * max(0.0, memory) / overlap
-    return Estimate(seconds=total, from_records=n_rec, from_flops=n_flops)
+    return Estimate(seconds=total, from_records=n_rec, from_flops=n_flops, scaled=n_scaled, sgemm_busy=sgemm_busy)
 
 
 def fallback(c: Cell) -> FallbackCost:

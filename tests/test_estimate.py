@@ -156,3 +156,16 @@ def test_a_records_evaluations_during_training_are_not_counted_as_its_overhead()
     r["cell"] = {"protocol": {"warmup_steps": 5, "memory_steps": 3, "eval_every_steps": 15}}
     (p,) = estimate.priors([r], "m1")[estimate.cell_ident(cells()[0])]
     assert p.overhead_s == pytest.approx(30.0 - 6.0 - 20.0)
+
+
+def test_a_busy_sgemm_reading_scales_no_record_and_the_line_says_so():
+    rec = record()
+    rec["analytic"] = {"calibration_gflops": 200.0}
+    pri = estimate.priors([rec], "m1")
+    same = estimate.estimate(cells(steps=800), 200.0, pri)
+    low = estimate.estimate(cells(steps=800), 100.0, pri)
+    busy = estimate.estimate(cells(steps=800), 100.0, pri, sgemm_busy="machine busy: ...")
+    assert (same.scaled, low.scaled, busy.scaled) == (0, 1, 0)
+    assert busy.seconds == pytest.approx(same.seconds) and same.seconds < low.seconds
+    assert "1 of them scaled up to the 100 GFLOP/s" in low.describe(100.0)
+    assert "records not scaled: machine busy" in busy.describe(100.0)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import data, envinfo, measure, results, schedule
+from .. import contention, data, envinfo, measure, results, schedule
 from ..plan import Selection, plan
 from . import counts as counts_cmd, selection
 from .ui import RunUI, console as make_console
@@ -78,9 +78,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
     from .. import estimate
 
-    gflops = measure.calibrate_matmul_gflops(0)  # as long as a worker's, whose readings it is compared with
+    watch = contention.Watch()
+    with watch:  # a busy reading scaled a full run's estimate from its own records to 63 min for 43
+        gflops = measure.calibrate_matmul_gflops(0)  # as long as a worker's, whose readings it is compared with
     est = estimate.estimate(todo, gflops, estimate.load_priors(results_dir, envinfo.machine_id(), todo[0].profile if todo else None),
-                            rounds.full, max(0, rounds.memory - rounds.full), rounds.memory_jobs)
+                            rounds.full, max(0, rounds.memory - rounds.full), rounds.memory_jobs,
+                            watch.total.reason("the sgemm rate was read") if watch.total else None)
     console.print(f"run {run_id}: {len(todo)} cells, estimated {est.seconds / 60:.0f} min on this machine "
                   f"({est.describe(gflops)}) -> {run_dir}")
     if getattr(args, "dry_run", False):

@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .. import estimate
 
     watch = contention.Watch()
-    with watch:  # a busy reading scaled a full run's estimate from its own records to 63 min for 43
+    with watch:  # a low reading scales every record up (one read 136 GFLOP/s, its workers 169): busy, it must not
         gflops = measure.calibrate_matmul_gflops(0)  # as long as a worker's, whose readings it is compared with
     est = estimate.estimate(todo, gflops, estimate.load_priors(results_dir, envinfo.machine_id(), todo[0].profile if todo else None),
                             rounds.full, max(0, rounds.memory - rounds.full), rounds.memory_jobs,

@@ -76,8 +76,8 @@ def cell_ident(c: Cell) -> tuple:
 
 
 def priors(records: Iterable[dict[str, Any]], machine_id: str, profile: str | None = None) -> dict[tuple, list[Prior]]:
-    """Per cell identity and batch size, the newest usable record, from this machine only; one of
-    `profile` where there is one (a process's fixed cost depends on its profile: warm-up,
+    """Per cell identity and batch size, the best usable record (ranked below), from this machine
+    only; one of `profile` where there is one (a process's fixed cost depends on its profile: warm-up,
     repeats, the memory pass; a claim process's is not a full one's)."""
     full: dict[tuple, tuple[tuple[bool, int, str, str], dict]] = {}
     mem: dict[tuple, tuple[tuple[bool, int, str, str], dict]] = {}
@@ -135,8 +135,9 @@ def speed_factor(p: Prior, gflops: float, device: str) -> float:
     """How much slower this run's host is than the one that made the record, by the sgemm
     rate each measured: one machine id has been served by hosts 1.5x apart in sgemm (and
     2.7x apart in torch lstm128's step time) on the shared development machine, so a record
-    made on another day is scaled. Never below 1 (a faster sgemm now is no promise that
-    the small recurrent matmuls are faster) and only on the CPU."""
+    made on another day is scaled, by what lies beyond one host's own spread (SGEMM_SAME_HOST).
+    Never below 1 (a faster sgemm now is no promise that the small recurrent matmuls are
+    faster) and only on the CPU."""
     if device != "cpu" or p.sgemm_gflops is None or not gflops > 0:
         return 1.0
     return max(1.0, p.sgemm_gflops / gflops / SGEMM_SAME_HOST)

@@ -108,8 +108,9 @@ def priors(records: Iterable[dict[str, Any]], machine_id: str, profile: str | No
         if not (step_s > 0 and infer > 0 and math.isfinite(wall)):
             continue
         proto = (r.get("cell") or {}).get("protocol") or {}
-        every = int(proto.get("eval_every_steps") or 0)  # time-to-accuracy's evaluations are not overhead
-        overhead = max(0.0, wall - steps * step_s - (1 + ((steps - 1) // every if every > 0 else 0)) * test_n / infer)
+        # time-to-accuracy's evaluations are not overhead
+        n_evals = evaluations_every(steps, int(proto.get("eval_every_steps") or 0))
+        overhead = max(0.0, wall - steps * step_s - (1 + n_evals) * test_n / infer)
         mrec = mem.get(ident, (None, None))[1]
         out.setdefault(ident[:-1], []).append(Prior(batch_size=int(r.get("batch_size") or 0) or 1, step_s=step_s, infer_samples_per_s=infer,
                            overhead_s=overhead, memory_wall_s=_process_wall(mrec) if mrec and mrec.get("wall_s") else None,
@@ -237,5 +238,9 @@ def fallback(c: Cell) -> FallbackCost:
 
 def evaluations(c: Cell) -> int:
     """Test-set evaluations during training (time-to-accuracy), beside the final one."""
-    every = int(getattr(c.protocol, "eval_every_steps", 0) or 0)
-    return (c.train.steps - 1) // every if every > 0 else 0
+    return evaluations_every(c.train.steps, int(getattr(c.protocol, "eval_every_steps", 0) or 0))
+
+
+def evaluations_every(steps: int, every: int) -> int:
+    """Evaluations every `every` of `steps` steps, the final one (at the last step) not counted."""
+    return (steps - 1) // every if every > 0 else 0

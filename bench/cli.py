@@ -34,11 +34,16 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         except (UsageError, SpecError, data.DataError, results.ResultsError, registry.UnknownFramework) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USAGE
+        except BrokenPipeError:  # `... | head`: the reader has what it wanted
+            return 0
+        except OSError as e:
+            if e.errno not in results.STORAGE_ERRORS:
+                raise  # not the disk: a bug, whose traceback is the useful report
+            print(f"error: {results.os_error_line(e)}", file=sys.stderr)
+            return EXIT_USAGE
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
-        except BrokenPipeError:
-            return 0
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -1,30 +1,52 @@
 """Temporary git worktrees: `check --against REF` runs REF's own code (its worker included) from
-a detached checkout of REF, removed when the check ends."""
+a detached checkout of REF, removed when the check ends, and by the next check when a `kill -9`
+left it behind.
+
+Layout: <tmp>/lstm-bench-base-XXXX/ holds the owner file (bench.owned: pid and start time of the
+check) and tree/, the worktree itself (git wants that directory empty, so the owner file sits
+beside it)."""
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from pathlib import Path
 
-from . import envinfo
+from . import envinfo, owned
+
+PREFIX = "lstm-bench-base-"
 
 
 class GitError(RuntimeError):
     pass
 
 
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(envinfo.REPO_ROOT), *args], capture_output=True, text=True)
+
+
 def add_worktree(ref: str) -> Path:
     """A detached worktree of `ref` in a temporary directory (removed by remove_worktree)."""
-    path = Path(tempfile.mkdtemp(prefix="lstm-bench-base-"))
-    out = subprocess.run(["git", "-C", str(envinfo.REPO_ROOT), "worktree", "add", "--detach", str(path), ref],
-                         capture_output=True, text=True)
+    holder = owned.make(PREFIX)
+    path = holder / "tree"
+    out = _git("worktree", "add", "--detach", str(path), ref)
     if out.returncode != 0:
-        path.rmdir()
+        owned.remove(holder)
         msg = (out.stderr.strip().splitlines() or ["git worktree failed"])[-1]
         raise GitError(f"cannot check out {ref!r}: {msg}")
     return path
 
 
 def remove_worktree(path: Path) -> None:
-    subprocess.run(["git", "-C", str(envinfo.REPO_ROOT), "worktree", "remove", "--force", str(path)],
-                   capture_output=True, text=True)
+    _git("worktree", "remove", "--force", str(path))
+    if path.name == "tree":
+        owned.remove(path.parent)
+
+
+def prune_stale() -> list[Path]:
+    """Remove the worktrees (and their directories) of checks whose process died; the ones removed."""
+    gone = owned.stale(PREFIX)
+    for holder in gone:
+        _git("worktree", "remove", "--force", str(holder / "tree"))
+        owned.remove(holder)
+    if gone:
+        _git("worktree", "prune")  # registrations whose directory is gone
+    return gone

@@ -240,6 +240,10 @@ def execute(cluster: Cluster, run_dir: Path, manifest: dict[str, Any], cells: li
     except KeyboardInterrupt:
         status = "interrupted"
         _cancel(ray, pending, store)
+    except OSError:  # the results disk: said by the caller, the run marked failed where it can be
+        status = "failed"
+        _cancel(ray, pending, store)
+        raise
     finally:
         schedule.finish((side,), ui, status)
         ray.shutdown()

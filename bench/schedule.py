@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import re
 import threading
 import time
 import uuid
@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import envinfo, handshake, process, results
+from . import envinfo, handshake, owned, process, results
 from .job import Job
 from .plan import Selection
 from .process import CellOutcome
@@ -88,7 +88,10 @@ class RunContext:
 
 
 def new_run_id(profile: str) -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{profile}-{uuid.uuid4().hex[:4]}"
+    """time + label + 4 random hex digits; the label (a profile, or a config's name) is cut down to
+    what a run id may hold (bench.results.RUN_ID_RE)."""
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", profile).strip(".-")[:64] or "run"
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{label}-{uuid.uuid4().hex[:4]}"
 
 
 def start_manifest(run_dir: Path, run_id: str, cells: list[Cell], sel: Selection | None, argv: list[str],
@@ -106,20 +109,28 @@ def start_manifest(run_dir: Path, run_id: str, cells: list[Cell], sel: Selection
 
 
 def cells_from_manifest(manifest: dict[str, Any]) -> list[Cell]:
-    return [Cell.from_dict(c["cell"]) for c in manifest["cells"]]
+    """The planned cells (a manifest entry that does not make a cell: one line, exit 2)."""
+    out = []
+    for i, c in enumerate(manifest["cells"]):
+        try:
+            out.append(Cell.from_dict(c["cell"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise results.ResultsError(f"run {manifest.get('run_id')}: its manifest's cells[{i}] is not a cell "
+                                       f"({type(e).__name__}: {e}): corrupt results file") from None
+    return out
 
 
 def remaining(run_dir: Path, cells: list[Cell], retry_failed: bool, rounds: Rounds = Rounds(),
-              retry_busy: bool = False) -> list[Cell]:
+              retry_busy: bool = False, dry_run: bool = False) -> list[Cell]:
     """Cells of a run still missing a process record (any round); with `retry_failed`, also
     those whose first measurement failed (their failed record is removed so it reruns); with
     `retry_busy`, the processes timed while other programs used their CPUs (the same way). A
     record marked `lost` (a Ray task lost with its node or worker: it says nothing about the
-    cell) counts as missing even without `retry_failed`."""
+    cell) counts as missing even without `retry_failed`. `dry_run`: what would rerun, nothing removed."""
     recs = results.read_rounds(run_dir)
     drop = [r for r in recs if r.get("lost") or (retry_failed and r["status"] not in ("ok", "skipped"))
             or (retry_busy and Record(r).machine_busy)]
-    for r in drop:
+    for r in [] if dry_run else drop:
         results.cell_path(run_dir, r["key"], int(r.get("round", 0)), r.get("mode", "full")).unlink(missing_ok=True)
     recs = [r for r in recs if r not in drop]
     first = {r["key"]: r["status"] for r in recs if r.get("mode", "full") == "full" and not r.get("round")}
@@ -221,6 +232,9 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
                     ui.add_total(len(sides))
     except KeyboardInterrupt:
         status = "interrupted"
+    except OSError:  # the results disk (full, read-only): said by the caller; the run says it failed
+        status = "failed"
+        raise
     finally:
         finish(sides, ui, status)
     return 130 if status == "interrupted" else 0
@@ -243,9 +257,21 @@ def _duet(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: 
     with contextlib.ExitStack() as stack:
         rendezvous = None
         if synchronised:
-            sync_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lstm-bench-sync-")))
+            sync_dir = owned.make(SYNC_PREFIX)  # owned: a check killed mid-round leaves it to the next to remove
+            stack.callback(owned.remove, sync_dir)
             rendezvous = handshake.Rendezvous(sync_dir, len(sides))
         return _duet_round(sides, cpu_sets, cell, round_, ctx, rendezvous)
+
+
+SYNC_PREFIX = "lstm-bench-sync-"
+
+
+def prune_stale() -> list[Path]:
+    """Remove the duet handshake directories of checks whose process died; the ones removed."""
+    gone = owned.stale(SYNC_PREFIX)
+    for path in gone:
+        owned.remove(path)
+    return gone
 
 
 def _duet_round(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: Cell, round_: int,
@@ -305,7 +331,13 @@ def finish(sides: tuple[Side, ...], ui: Any, status: str) -> None:
     process.close_warm_parents()  # their imports are of this run's code and environment
     for side in sides:
         side.manifest.update(status=status, finished_utc=envinfo.utc_now())
-        results.write_manifest(side.run_dir, side.manifest)
+        try:
+            results.write_manifest(side.run_dir, side.manifest)
+        except OSError:
+            if status != "failed":
+                raise
+            # The disk that failed the run cannot take the manifest either: the error in flight
+            # says so, and the manifest's "running" without a lock holder reads as a dead run.
         # Workers' staging directories are emptied as records are filed; an empty parent
         # left behind is clutter. A non-empty one (a worker killed mid-write) stays.
         with contextlib.suppress(OSError):

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import envinfo, gitref, handshake, measure, schedule
+from .. import envinfo, gitref, handshake, measure, results, runlock, schedule
 from ..plan import Selection
 from ..spec import Cell
 from .usage import UsageError
@@ -18,6 +18,10 @@ from .usage import UsageError
 @contextlib.contextmanager
 def worktree(ref: str) -> Iterator[Path]:
     """REF's code in a temporary worktree for the check's length (a bad REF: one line, exit 2)."""
+    pruned = gitref.prune_stale() + schedule.prune_stale()
+    if pruned:
+        print(f"note: removed {len(pruned)} temporary director{'y' if len(pruned) == 1 else 'ies'} left by checks "
+              f"whose process died: {', '.join(str(p) for p in pruned)}", file=sys.stderr)
     try:
         tree = gitref.add_worktree(ref)
     except gitref.GitError as e:
@@ -44,20 +48,24 @@ def confidence(args: argparse.Namespace) -> float:
     return c
 
 
-def make_sides(args: argparse.Namespace, sel: Selection, cells: list[Cell], base_root: Path, names: tuple[str, str],
-               label: str) -> tuple[schedule.Side, ...]:
-    """Make the two sides' run directories (paired by a shared check_id) under --results-dir."""
+@contextlib.contextmanager
+def sides(args: argparse.Namespace, sel: Selection, cells: list[Cell], base_root: Path, names: tuple[str, str],
+          label: str) -> Iterator[tuple[schedule.Side, ...]]:
+    """Make the two sides' run directories (paired by a shared check_id) under --results-dir, each
+    locked for as long as the block runs (bench.runlock: one runner per run)."""
     run_id = schedule.new_run_id(sel.profile)
     results_dir = Path(args.results_dir)
     check_id = uuid.uuid4().hex[:12]
-    sides = []
-    for name, root in zip(names, (base_root, envinfo.REPO_ROOT)):
-        rid = f"{run_id}-{name}"
-        m = schedule.start_manifest(results_dir / rid, rid, cells, sel, sys.argv[1:], None,
-                                    {"full": args.rounds, "memory": 0},
-                                    {"check_id": check_id, "side": name, "against": label})
-        sides.append(schedule.Side(name, results_dir / rid, m, root))
-    return tuple(sides)
+    with contextlib.ExitStack() as locks:
+        made = []
+        for name, root in zip(names, (base_root, envinfo.REPO_ROOT)):
+            rid = f"{run_id}-{name}"
+            locks.enter_context(runlock.hold(results.run_dir(results_dir, rid)))
+            m = schedule.start_manifest(results_dir / rid, rid, cells, sel, sys.argv[1:], None,
+                                        {"full": args.rounds, "memory": 0},
+                                        {"check_id": check_id, "side": name, "against": label})
+            made.append(schedule.Side(name, results_dir / rid, m, root))
+        yield tuple(made)
 
 
 def choose_duet_cpus(args: argparse.Namespace, cells: list[Cell], sides: tuple[schedule.Side, ...],

@@ -153,8 +153,7 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
         raise UsageError("--rounds must be >= 2 (one round cannot show a spread), --max-rounds >= --rounds, "
                          "--budget-s > 0")
     console = make_console(stderr=args.format == "json")
-    with ab.worktree(args.against) as tree:
-        sides = ab.make_sides(args, sel, cells, tree, ("base", "head"), args.against)
+    with ab.worktree(args.against) as tree, ab.sides(args, sel, cells, tree, ("base", "head"), args.against) as sides:
         duet = ab.choose_duet_cpus(args, cells, sides, console)
         synced = ab.choose_handshake(args, sides, duet, console)
         for side in sides:  # the plan every look reads; n_max per cell is added before its first look

@@ -74,8 +74,7 @@ def run_against(args: argparse.Namespace) -> tuple[str, str]:
     ab.rules(args)  # a bad --fail-on / --gate is said before anything runs
     console = make_console(stderr=args.format == "json")
     _require_tools()
-    with ab.worktree(args.against) as tree:
-        sides = ab.make_sides(args, sel, cells, tree, ("base", "head"), args.against)
+    with ab.worktree(args.against) as tree, ab.sides(args, sel, cells, tree, ("base", "head"), args.against) as sides:
         cpus = counts.pair_cpus()
         console.print(f"check --counts --against {args.against}: {len(cells)} cell(s), base and head each in one "
                       f"process under valgrind callgrind, side by side"

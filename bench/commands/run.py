@@ -3,12 +3,14 @@ or as Ray tasks, keep every record, and print the run's table; --resume runs wha
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .. import contention, data, envinfo, measure, results, schedule
+from .. import contention, data, envinfo, limits, measure, results, runlock, schedule
 from ..plan import Selection, plan
 from . import counts as counts_cmd, selection
 from .ui import RunUI, console as make_console
@@ -36,83 +38,107 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts_cmd.check_flags(args)
     if args.retry_suspect and not args.resume:
         raise UsageError("--retry-suspect reruns cells of an earlier run: give it with --resume RUN_ID")
-    if args.resume:
-        run_dir = results.resolve_run(args.resume, results_dir)
-        manifest = results.read_manifest(run_dir)
-        cells = schedule.cells_from_manifest(manifest)
-        r = manifest.get("rounds") or {}
-        rounds = schedule.Rounds(full=int(r.get("full", 1)), memory=int(r.get("memory", 0)),
-                                 memory_jobs=int(r.get("memory_jobs", 1)))  # a run from before: one at a time
-        todo = schedule.remaining(run_dir, cells, args.retry_failed, rounds, retry_busy=args.retry_suspect)
-        data_path = manifest.get("data")
-        console.print(f"resuming {manifest['run_id']}: {len(cells) - len(todo)} of {len(cells)} cells already done")
-        run_id = manifest["run_id"]
-    else:
-        sel: Selection | None = None
-        extra: dict[str, Any] = {}
-        if conf is not None:
-            cells, label = conf_cells, conf.label
-            # The config's text goes into the manifest: the run says what asked for it.
-            extra = {"profile": ",".join(dict.fromkeys(c.profile for c in cells)), "config": conf.manifest_entry()}
+    lock = contextlib.ExitStack()  # the run's lock, held from before its first write to the end
+    with lock:
+        if args.resume:
+            # Written into (records removed with --retry-*, new ones filed): only a run directly
+            # inside the results directory, and only by one runner at a time.
+            run_dir = results.inside(results_dir, results.resolve_run(args.resume, results_dir))
+            if not args.dry_run:
+                lock.enter_context(runlock.hold(run_dir))
+            manifest = results.read_manifest(run_dir)
+            cells = schedule.cells_from_manifest(manifest)
+            r = manifest.get("rounds") or {}
+            rounds = schedule.Rounds(full=int(r.get("full", 1)), memory=int(r.get("memory", 0)),
+                                     memory_jobs=int(r.get("memory_jobs", 1)))  # a run from before: one at a time
+            todo = schedule.remaining(run_dir, cells, args.retry_failed, rounds, retry_busy=args.retry_suspect,
+                                      dry_run=args.dry_run)
+            data_path = manifest.get("data")
+            console.print(f"resuming {manifest['run_id']}: {len(cells) - len(todo)} of {len(cells)} cells already done")
+            run_id = manifest["run_id"]
         else:
-            sel = selection.from_args(args)
-            cells = plan(sel)
-            label = sel.profile
-        if not cells:
-            raise UsageError("the selection is empty")
-        if args.rounds < 1 or args.memory_rounds < 0:
-            raise UsageError("--rounds must be >= 1 and --memory-rounds >= 0")
-        if args.memory_jobs is not None and args.memory_jobs < 1:
-            raise UsageError(f"--memory-jobs must be >= 1, got {args.memory_jobs}")
-        rounds = schedule.Rounds(full=args.rounds, memory=args.memory_rounds,
-                                 memory_jobs=args.memory_jobs or default_memory_jobs())
-        run_id = args.run_id or schedule.new_run_id(label)
-        run_dir = results_dir / run_id
-        if (run_dir / "manifest.json").exists():
-            raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
-        manifest = schedule.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path,
-                                           {"full": rounds.full, "memory": rounds.memory,
-                                            "memory_jobs": rounds.memory_jobs}, extra)
-        todo = cells
-        if args.all and envinfo.gpu_absent_reason():
-            console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
-    from .. import estimate
+            sel: Selection | None = None
+            extra: dict[str, Any] = {}
+            if conf is not None:
+                cells, label = conf_cells, conf.label
+                # The config's text goes into the manifest: the run says what asked for it.
+                extra = {"profile": ",".join(dict.fromkeys(c.profile for c in cells)), "config": conf.manifest_entry()}
+            else:
+                sel = selection.from_args(args)
+                cells = plan(sel)
+                label = sel.profile
+            if not cells:
+                raise UsageError("the selection is empty")
+            if args.rounds < 1 or args.memory_rounds < 0:
+                raise UsageError("--rounds must be >= 1 and --memory-rounds >= 0")
+            if args.memory_jobs is not None and args.memory_jobs < 1:
+                raise UsageError(f"--memory-jobs must be >= 1, got {args.memory_jobs}")
+            rounds = schedule.Rounds(full=args.rounds, memory=args.memory_rounds,
+                                     memory_jobs=args.memory_jobs or default_memory_jobs())
+            run_id = results.check_run_id(args.run_id) if args.run_id else schedule.new_run_id(label)
+            run_dir = results.run_dir(results_dir, run_id)
+            if (run_dir / "manifest.json").exists():
+                raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
+            todo = cells
+            if args.all and envinfo.gpu_absent_reason():
+                console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
+        too_big = limits.refusals(todo, data_path)
+        from .. import estimate
 
-    watch = contention.Watch()
-    with watch:  # a low reading scales every record up (one read 136 GFLOP/s, its workers 169): busy, it must not
-        gflops = measure.calibrate_matmul_gflops(0)  # as long as a worker's, whose readings it is compared with
-    est = estimate.estimate(todo, gflops, estimate.load_priors(results_dir, envinfo.machine_id(), todo[0].profile if todo else None),
-                            rounds.full, max(0, rounds.memory - rounds.full), rounds.memory_jobs,
-                            watch.total.reason("the sgemm rate was read") if watch.total else None)
-    console.print(f"run {run_id}: {len(todo)} cells, estimated {est.seconds / 60:.0f} min on this machine "
-                  f"({est.describe(gflops)}) -> {run_dir}")
-    if getattr(args, "dry_run", False):
-        for c in todo:
-            console.print(f"  {c.key}")
+        watch = contention.Watch()
+        with watch:  # a low reading scales every record up (one read 136 GFLOP/s, its workers 169): busy, it must not
+            gflops = measure.calibrate_matmul_gflops(0)  # as long as a worker's, whose readings it is compared with
+        est = estimate.estimate(todo, gflops, estimate.load_priors(results_dir, envinfo.machine_id(), todo[0].profile if todo else None),
+                                rounds.full, max(0, rounds.memory - rounds.full), rounds.memory_jobs,
+                                watch.total.reason("the sgemm rate was read") if watch.total else None)
+        console.print(f"run {run_id}: {len(todo)} cells, estimated {est.seconds / 60:.0f} min on this machine "
+                      f"({est.describe(gflops)}) -> {run_dir}")
+        if args.dry_run:  # nothing written, nothing removed: the run, if new, does not exist yet
+            for c in todo:
+                console.print(f"  {c.key}")
+            for line in too_big:
+                console.print(f"[red]would be refused[/]: {line}", markup=True)
+            return EXIT_USAGE if too_big else 0
+        if too_big:
+            raise UsageError(too_big[0] + (f" (and {len(too_big) - 1} more; see run --dry-run)" if len(too_big) > 1 else ""))
+        cluster = None
+        if args.executor == "ray" and todo:  # connected before the run is created: a failure leaves nothing
+            from .. import ray_executor
+
+            try:
+                cluster = ray_executor.connect(args.address, args.ray_code)
+            except ray_executor.RayUnavailable as e:
+                raise UsageError(str(e)) from None
         if not args.resume:
-            import shutil
+            lock.enter_context(runlock.hold(run_dir))  # two runs given one --run-id at once: one wins
+            if (run_dir / "manifest.json").exists():
+                raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
+            manifest = schedule.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path,
+                                               {"full": rounds.full, "memory": rounds.memory,
+                                                "memory_jobs": rounds.memory_jobs}, extra)
+        try:
+            return _execute(args, console, run_dir, run_id, manifest, cells, todo, data_path, rounds, est, cluster)
+        except OSError as e:  # the results disk failed mid-run: what was filed stays, the run can resume
+            manifest["status"] = "failed"
+            with contextlib.suppress(OSError):  # where the disk still takes it
+                results.write_manifest(run_dir, manifest)
+            raise results.ResultsError(f"{results.os_error_line(e)}; the run stopped (records filed so far are "
+                                       f"kept: {args.prog} run --resume {run_id} once fixed)") from None
 
-            shutil.rmtree(run_dir, ignore_errors=True)  # a dry run leaves no run behind
-        return 0
+
+def _execute(args: argparse.Namespace, console: Any, run_dir: Path, run_id: str, manifest: dict[str, Any],
+             cells: list, todo: list, data_path: str | None, rounds: Any, est: Any, cluster: Any) -> int:
+    """Run the planned cells into `run_dir` (its lock held), print the table; the exit status."""
     manifest["estimate_s"] = round(est.seconds, 1)  # kept, so the estimate can be checked against the run
     manifest["executor"] = args.executor
     results.write_manifest(run_dir, manifest)
     timeout_s = args.timeout or schedule.DEFAULT_TIMEOUT_S.get(todo[0].profile if todo else "quick", 1800)
-    if args.executor == "ray" and todo:
+    if cluster is not None:
         from .. import ray_executor
 
         if args.start == "fork":  # a Ray task runs one cold worker on its node (bench/ray_executor.py)
             console.print("[yellow]note[/]: --start fork is for the local executor; Ray tasks start each cell's "
                           "worker cold (records say start: spawn)")
-
-        try:
-            cluster = ray_executor.connect(args.address, args.ray_code)
-        except ray_executor.RayUnavailable as e:
-            if not args.resume:
-                import shutil
-
-                shutil.rmtree(run_dir, ignore_errors=True)  # nothing ran: no run left behind
-            raise UsageError(str(e)) from None
         t_run0 = time.monotonic()
         code = ray_executor.execute(cluster, run_dir, manifest, todo, data_path, timeout_s,
                                     RunUI(console, quiet=args.quiet), rounds)
@@ -139,7 +165,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     # A resumed run with nothing left to do has no estimate to compare against.
     off = f" ({100.0 * (took_s - est.seconds) / est.seconds:+.0f}%)" if est.seconds > 0 else ""
     console.print(f"took {took_s / 60:.1f} min, estimated {est.seconds / 60:.1f} min{off}; records: {run_dir}")
+    broken = [r for r in results.read_rounds(run_dir) if r["status"] in BROKEN]
+    if broken:  # kept, and said in the exit status: a script must not read a run of crashes as a success
+        kinds = ", ".join(f"{n} {s}" for s, n in sorted(collections.Counter(r["status"] for r in broken).items()))
+        console.print(f"[red]{len(broken)} process(es) of {len({r['key'] for r in broken})} cell(s) did not measure[/] "
+                      f"({kinds}): exit 1; rerun them with {args.prog} run --resume {run_id} --retry-failed")
+        return EXIT_CELLS_FAILED
     return 0
+
+
+# A run whose processes ended so exits 1 (its records kept); skipped cells (a GPU cell on a CPU
+# machine, a framework not installed) are a plan's normal outcome, not a failure.
+BROKEN = ("failed", "oom", "timeout")
+EXIT_CELLS_FAILED = 1
 
 
 def default_memory_jobs() -> int:

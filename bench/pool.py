@@ -85,8 +85,9 @@ def pool_cell(procs: list[dict[str, Any]]) -> dict[str, Any]:
     a["measured_memory_source"] = source
     floor = a.get("train_floor_bytes")
     a["memory_over_floor"] = (value / floor) if (value and floor) else None
-    if rss and floor:
-        a["rss_over_floor"] = mem["rss_delta_train_bytes"] / floor
+    # Derived here, when read, for every record (the worker stores the measurements only; records
+    # written before that keep the figure they stored, which this recomputes from the same values).
+    a["rss_over_floor"] = mem["rss_delta_train_bytes"] / floor if (rss and floor) else a.get("rss_over_floor")
     return base
 
 

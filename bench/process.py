@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from . import envinfo, handshake, record, registry, results, warm
 from .job import PROGRESS, REFUSED, Job
+from .records.run import Run
 from .spec import Cell
 
 Progress = Callable[[str, str], None]  # (cell key, phase text)
@@ -83,17 +84,17 @@ def pre_skip_reason(cell: Cell) -> str | None:
     return None
 
 
-def run_cell(job: Job, run_dir: Path, code_root: Path, watch: Watch) -> CellOutcome:
-    """Run one cell's worker here and file its record (or one that says how it died) in run_dir."""
-    run_dir = run_dir.resolve()  # the worker runs in code_root, not here
-    out_path = results.cell_path(run_dir, job.cell.key, job.round, job.mode)
-    out_path.unlink(missing_ok=True)
+def run_cell(job: Job, run: Run, code_root: Path, watch: Watch) -> CellOutcome:
+    """Run one cell's worker here and file its record (or one that says how it died) in `run`."""
+    key = (job.cell.key, job.round, job.mode)
+    run.cell_path(*key).unlink(missing_ok=True)
     # The worker writes into a staging directory of its own, and the runner files the record
     # under its round: a base worktree of older code (check --against) knows nothing of rounds
-    # and would otherwise overwrite round 0 with every later round.
-    staged = replace(job, run_dir=str(run_dir / "staging" / out_path.stem))
-    rec = run_worker(staged, run_dir / "jobs" / out_path.name, watch, worker_env(job.cell, code_root), code_root)
-    return file_record(run_dir, rec, job)
+    # and would otherwise overwrite round 0 with every later round. Absolute: the worker runs in
+    # code_root, not here.
+    staged = replace(job, run_dir=str(run.staging(*key).resolve()))
+    rec = run_worker(staged, run.job_path(*key).resolve(), watch, worker_env(job.cell, code_root), code_root)
+    return file_record(run, rec, job)
 
 
 def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code_root: Path,
@@ -158,7 +159,7 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
                 raise KeyboardInterrupt
             if time.monotonic() - t0 > watch.timeout_s:
                 timed_out = True
-                _kill(proc)
+                kill(proc)
                 break
             time.sleep(0.1)
     except BaseException:
@@ -166,7 +167,7 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
         # the sleep above; in a Ray task, ray.cancel raises it there). The worker runs in its own
         # session, so nothing else stops it: an orphan would go on burning the cores the next
         # measurement needs.
-        _kill(proc)
+        kill(proc)
         raise
     proc.wait()
     for t in readers:
@@ -196,18 +197,16 @@ def close_warm_parents() -> None:
     warm.PARENTS.close()
 
 
-def file_record(run_dir: Path, rec: dict[str, Any], job: Job) -> CellOutcome:
-    """File a worker's record under the round and mode the runner gave it (atomic)."""
-    rec = {**rec, "round": job.round, "mode": job.mode}
-    if job.cpus:
-        rec["cpus"] = list(job.cpus)  # a duet round: where this process ran
-    results.write_record(run_dir, rec)
+def file_record(run: Run, rec: dict[str, Any], job: Job) -> CellOutcome:
+    """File a worker's record under the round and mode the runner gave it; its outcome."""
+    rec = run.file(rec, job.round, job.mode, job.cpus)
     failed_checks = record.Record(rec).self_check_reasons
     return CellOutcome(rec["key"], rec["status"], rec.get("reason", ""),
                        failed_checks[0] if rec["status"] == record.Status.OK and failed_checks else "")
 
 
-def _kill(proc: subprocess.Popen | warm.ChildProcess) -> None:
+def kill(proc: subprocess.Popen | warm.ChildProcess) -> None:
+    """SIGKILL a child started in its own session, with everything it started; then reap it."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -228,5 +227,5 @@ def outcome_record(job: Job, status: str, reason: str, tail: list[str] | None = 
     return rec
 
 
-def write_outcome(run_dir: Path, job: Job, status: str, reason: str, tail: list[str] | None = None) -> None:
-    results.write_record(run_dir, outcome_record(job, status, reason, tail))
+def write_outcome(run: Run, job: Job, status: str, reason: str, tail: list[str] | None = None) -> None:
+    run.file(outcome_record(job, status, reason, tail), job.round, job.mode)

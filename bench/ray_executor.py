@@ -24,8 +24,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import envinfo, process, registry, results, schedule
+from . import envinfo, process, registry, schedule
 from .job import Job
+from .records.run import Run
+from .side import Side
 from .spec import Cell
 
 INSTALL_HINT = "pip install 'lstm-bench[ray]'"
@@ -163,72 +165,70 @@ def _skip_reason(cell: Cell, nodes: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def execute(cluster: Cluster, run_dir: Path, manifest: dict[str, Any], cells: list[Cell], data_path: str | None,
-            timeout_s: float, ui: Any, rounds: schedule.Rounds = schedule.Rounds()) -> int:
+def execute(cluster: Cluster, run: Run, cells: list[Cell], data_path: str | None, timeout_s: float, ui: Any,
+            rounds: schedule.Rounds = schedule.Rounds()) -> int:
     """schedule.execute's contract on Ray: every outcome gets a record, Ctrl-C/SIGTERM cancels the
-    tasks and keeps what finished. Returns 0, or 130 when interrupted."""
+    tasks and keeps what finished. Returns 0, or 130 when interrupted. Which processes run is the
+    local scheduler's policy (schedule.Pending); here a cell's processes run one after another, its
+    further rounds on the node of its first."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if rounds.decide is not None:
         raise ValueError("adaptive rounds (check --against) need one machine: they run locally")
-    manifest.update(executor="ray", ray={"address": cluster.address, "code": cluster.code, "nodes": cluster.nodes})
-    results.write_manifest(run_dir, manifest)
+    run.on_ray(cluster.address, cluster.code, cluster.nodes)
     task = ray.remote(max_retries=0)(_task)  # never a silent re-measurement
     alive = {n["node_id"] for n in cluster.nodes}
     git = envinfo.git_state()
-    per_cell = [(r, "full" if r < rounds.full else "memory") for r in range(max(rounds.full, rounds.memory))]
-    todo = {c.key: list(per_cell) for c in cells}
+    pending = schedule.Pending(run, cells, rounds)
     home: dict[str, str] = {}  # cell -> the node of its first process: its further rounds run there too
-    pending: dict[Any, Job] = {}
-    side = schedule.Side("run", run_dir, manifest, envinfo.REPO_ROOT)
-    ui.start(len(cells) * len(per_cell))
+    for cell in cells:
+        node = (run.record(cell.key) or {}).get("node") or {}  # measured before (--resume)
+        if node.get("node_id"):
+            home[cell.key] = node["node_id"]
+    in_flight: dict[Any, Job] = {}
+    side = Side("run", envinfo.REPO_ROOT, run)
+    total = len(cells) * max(rounds.full, rounds.memory)
+    ui.start(total)
+    ui.advance(total - pending.count())  # done before (--resume) or not worth repeating
 
     def store(job: Job, rec: dict[str, Any]) -> process.CellOutcome:
         if cluster.code == "upload" and isinstance(rec.get("env"), dict):
             rec["env"]["git"] = git  # the upload has no .git: the code is this checkout's working tree
-        return schedule.labelled(process.file_record(run_dir, rec, job), job.round, job.mode)
+        return schedule.labelled(process.file_record(run, rec, job), job.round, job.mode)
 
     def file(job: Job, rec: dict[str, Any]) -> None:
         cell = job.cell
         outcome = store(job, rec)
         ui.cell_finished(cell, outcome)
-        if job.round == 0 and outcome.status != "ok":
-            ui.advance(len(todo[cell.key]))  # skipped or failed: more processes will not help
-            todo[cell.key].clear()
-        elif rec.get("node"):
+        ui.advance(pending.done(cell, job.round, job.mode, outcome.status))  # the rest of a failed cell
+        if rec.get("node"):
             home.setdefault(cell.key, rec["node"]["node_id"])
         submit(cell)
 
     def submit(cell: Cell) -> None:
-        while todo[cell.key]:
-            r, mode = todo[cell.key].pop(0)
-            path = results.cell_path(run_dir, cell.key, r, mode)
-            if path.exists():  # done before (--resume)
-                node = results.read_json(path, results.RECORD_SCHEMA).get("node") or {}
-                if node.get("node_id"):
-                    home.setdefault(cell.key, node["node_id"])
-                ui.advance(1)
-                continue
-            job = Job(cell, run_dir=str(run_dir), run_id=manifest["run_id"], data=data_path, round=r, mode=mode)
-            ui.cell_started(cell)
-            reason = _skip_reason(cell, cluster.nodes)
-            if reason:
-                return file(job, process.outcome_record(job, "skipped", reason))
-            opts: dict[str, Any] = {"num_gpus": 1} if cell.device == "gpu" else {"num_cpus": cell.threads}
-            if home.get(cell.key) in alive:
-                opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(home[cell.key], soft=False)
-            pending[task.options(**opts).remote(job.to_dict(), timeout_s, cluster.code == "upload")] = job
+        nxt = pending.next(cell)
+        if nxt is None:
             return
+        r, mode = nxt
+        job = Job(cell, run_dir=str(run.directory), run_id=run.run_id, data=data_path, round=r, mode=mode)
+        ui.cell_started(cell)
+        reason = _skip_reason(cell, cluster.nodes)
+        if reason:
+            return file(job, process.outcome_record(job, "skipped", reason))
+        opts: dict[str, Any] = {"num_gpus": 1} if cell.device == "gpu" else {"num_cpus": cell.threads}
+        if home.get(cell.key) in alive:
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(home[cell.key], soft=False)
+        in_flight[task.options(**opts).remote(job.to_dict(), timeout_s, cluster.code == "upload")] = job
 
     status = "complete"
     try:
         for cell in cells:
             submit(cell)
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        while in_flight:
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
             for ref in done:
-                job = pending.pop(ref)
+                job = in_flight.pop(ref)
                 try:
                     rec = ray.get(ref)
                 except ray.exceptions.RayError as e:
@@ -239,10 +239,10 @@ def execute(cluster: Cluster, run_dir: Path, manifest: dict[str, Any], cells: li
                 file(job, rec)
     except KeyboardInterrupt:
         status = "interrupted"
-        _cancel(ray, pending, store)
+        _cancel(ray, in_flight, store)
     except OSError:  # the results disk: said by the caller, the run marked failed where it can be
         status = "failed"
-        _cancel(ray, pending, store)
+        _cancel(ray, in_flight, store)
         raise
     finally:
         schedule.finish((side,), ui, status)

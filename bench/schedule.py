@@ -15,11 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import envinfo, handshake, owned, process, results
+from . import envinfo, handshake, owned, process
 from .job import Job
-from .plan import Selection
 from .process import CellOutcome
 from .record import Record
+from .records.run import Run
+from .side import Side
 from .spec import Cell
 
 DEFAULT_TIMEOUT_S = {"smoke": 300, "ci": 600, "claim": 900, "quick": 900, "full": 7200}
@@ -62,16 +63,6 @@ class Rounds:
 
 
 @dataclass(frozen=True)
-class Side:
-    """One side of a same-job A/B comparison: its run directory and the code it runs."""
-
-    name: str
-    run_dir: Path
-    manifest: dict[str, Any]
-    code_root: Path
-
-
-@dataclass(frozen=True)
 class RunContext:
     """What every process of one run shares, from the scheduler down to the worker's watch."""
 
@@ -94,75 +85,80 @@ def new_run_id(profile: str) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{label}-{uuid.uuid4().hex[:4]}"
 
 
-def start_manifest(run_dir: Path, run_id: str, cells: list[Cell], sel: Selection | None, argv: list[str],
-                   data_path: str | None, rounds: dict[str, Any] | None = None,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    manifest = {
-        "run_id": run_id, "created_utc": envinfo.utc_now(), "argv": argv, "status": "running",
-        "profile": sel.profile if sel else None, "data": data_path, "rounds": rounds or {"full": 1, "memory": 0},
-        **(extra or {}),
-        "cells": [{"key": c.key, "cell": c.to_dict()} for c in cells],
-        "env": envinfo.environment(cells[0].threads if cells else 0),
-    }
-    results.write_manifest(run_dir, manifest)
-    return manifest
+class Pending:
+    """The rounds policy, the one both executors (local and Ray) follow: per cell, the processes
+    (round, mode) its run still lacks, in round order: `rounds.full` full measurements, then
+    memory-only processes up to `rounds.memory`. A process with a record (an earlier run of a
+    resumed one) is not asked for again; a cell whose first measurement did not end ok gets no
+    further process (more will not help)."""
+
+    def __init__(self, run: Run, cells: list[Cell], rounds: Rounds, absent: frozenset = frozenset()):
+        wanted = [(r, "full" if r < rounds.full else "memory") for r in range(max(rounds.full, rounds.memory))]
+        self._todo: dict[str, list[tuple[int, str]]] = {}
+        for c in cells:
+            first = run.record(c.key) if (c.key, 0, "full") not in absent else None
+            self._todo[c.key] = [] if first is not None and first["status"] != "ok" else \
+                [(r, m) for r, m in wanted if (c.key, r, m) in absent or not run.has(c.key, r, m)]
+
+    def wants(self, cell: Cell, round_: int, mode: str) -> bool:
+        return (round_, mode) in self._todo.get(cell.key, ())
+
+    def next(self, cell: Cell) -> tuple[int, str] | None:
+        """The cell's next missing process, taken off its list."""
+        todo = self._todo.get(cell.key)
+        return todo.pop(0) if todo else None
+
+    def done(self, cell: Cell, round_: int, mode: str, status: str) -> int:
+        """A process ended; how many of the cell's processes were dropped with it (a first
+        measurement that did not end ok drops the rest)."""
+        todo = self._todo.setdefault(cell.key, [])
+        if (round_, mode) in todo:
+            todo.remove((round_, mode))
+        if round_ == 0 and mode == "full" and status != "ok":
+            dropped = len(todo)
+            todo.clear()
+            return dropped
+        return 0
+
+    def count(self, cell: Cell | None = None) -> int:
+        return len(self._todo.get(cell.key, ())) if cell else sum(map(len, self._todo.values()))
 
 
-def cells_from_manifest(manifest: dict[str, Any]) -> list[Cell]:
-    """The planned cells (a manifest entry that does not make a cell: one line, exit 2)."""
-    out = []
-    for i, c in enumerate(manifest["cells"]):
-        try:
-            out.append(Cell.from_dict(c["cell"]))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise results.ResultsError(f"run {manifest.get('run_id')}: its manifest's cells[{i}] is not a cell "
-                                       f"({type(e).__name__}: {e}): corrupt results file") from None
-    return out
-
-
-def remaining(run_dir: Path, cells: list[Cell], retry_failed: bool, rounds: Rounds = Rounds(),
+def remaining(run: Run, cells: list[Cell], retry_failed: bool, rounds: Rounds = Rounds(),
               retry_busy: bool = False, dry_run: bool = False) -> list[Cell]:
     """Cells of a run still missing a process record (any round); with `retry_failed`, also
     those whose first measurement failed (their failed record is removed so it reruns); with
     `retry_busy`, the processes timed while other programs used their CPUs (the same way). A
     record marked `lost` (a Ray task lost with its node or worker: it says nothing about the
     cell) counts as missing even without `retry_failed`. `dry_run`: what would rerun, nothing removed."""
-    recs = results.read_rounds(run_dir)
-    drop = [r for r in recs if r.get("lost") or (retry_failed and r["status"] not in ("ok", "skipped"))
+    drop = [r for r in run.rounds() if r.get("lost") or (retry_failed and r["status"] not in ("ok", "skipped"))
             or (retry_busy and Record(r).machine_busy)]
     for r in [] if dry_run else drop:
-        results.cell_path(run_dir, r["key"], int(r.get("round", 0)), r.get("mode", "full")).unlink(missing_ok=True)
-    recs = [r for r in recs if r not in drop]
-    first = {r["key"]: r["status"] for r in recs if r.get("mode", "full") == "full" and not r.get("round")}
-    have = {(r["key"], int(r.get("round", 0)), r.get("mode", "full")) for r in recs}
-    wanted = [(r, "full" if r < rounds.full else "memory") for r in range(max(rounds.full, rounds.memory))]
-
-    def missing(c: Cell) -> bool:
-        if c.key in first and first[c.key] != "ok":
-            return False  # a failed or skipped cell gets no further rounds
-        return any((c.key, r, mode) not in have for r, mode in wanted)
-
-    return [c for c in cells if missing(c)]
+        run.remove(r)
+    absent = frozenset((r["key"], int(r.get("round", 0)), r.get("mode", "full")) for r in drop) if dry_run \
+        else frozenset()
+    pending = Pending(run, cells, rounds, absent)
+    return [c for c in cells if pending.count(c)]
 
 
-def execute(run_dir: Path, manifest: dict[str, Any], cells: list[Cell], data_path: str | None, timeout_s: float,
+def execute(run: Run, cells: list[Cell], data_path: str | None, timeout_s: float,
             ui: Any, rounds: Rounds = Rounds(), start: str = "spawn") -> int:
-    """Run `cells` (already planned into the manifest). Returns 0, or 130 when interrupted."""
-    return execute_sides((Side("run", run_dir, manifest, envinfo.REPO_ROOT),), cells, data_path, timeout_s, ui,
-                         rounds, start)
+    """Run `cells` (already planned into the run's manifest). Returns 0, or 130 when interrupted."""
+    return execute_sides((Side("run", envinfo.REPO_ROOT, run),), cells, data_path, timeout_s, ui, rounds, start)
 
 
 def _one(side: Side, cell: Cell, round_: int, mode: str, ctx: RunContext, cpus: tuple[int, ...] = (),
          rendezvous: handshake.Rendezvous | None = None) -> CellOutcome:
-    job = Job(cell, run_dir=str(side.run_dir), run_id=side.manifest["run_id"], data=ctx.data_path, round=round_,
+    assert side.run is not None
+    job = Job(cell, run_dir=str(side.run_dir), run_id=side.run.run_id, data=ctx.data_path, round=round_,
               mode=mode, cpus=cpus, sync_dir=str(rendezvous.directory) if rendezvous else None)
     ctx.ui.cell_started(cell)
     reason = process.pre_skip_reason(cell)
     if reason:
-        process.write_outcome(side.run_dir, job, "skipped", reason)
+        process.write_outcome(side.run, job, "skipped", reason)
         outcome = CellOutcome(cell.key, "skipped", reason)
     else:
-        outcome = process.run_cell(job, side.run_dir, side.code_root, replace(ctx.watch, rendezvous=rendezvous))
+        outcome = process.run_cell(job, side.run, side.code_root, replace(ctx.watch, rendezvous=rendezvous))
     outcome = labelled(outcome, round_, mode, side.name if ctx.tag else None)
     ctx.ui.cell_finished(cell, outcome)
     return outcome
@@ -194,21 +190,20 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
 
     try:
         if rounds.decide is None:
-            failed: set[str] = set()  # skipped or failed in round 0: more processes will not help
+            pending = {side.name: Pending(side.run, cells, rounds) for side in sides}
             together: list[Callable[[], CellOutcome]] = []  # memory-only processes of CPU cells
             for r in range(rounds.full + extra_mem):  # round-robin: every cell once, then again
                 mode = "full" if r < rounds.full else "memory"
                 for i, cell in enumerate(cells):
                     for side in order(r + i):
-                        if cell.key in failed or results.cell_path(side.run_dir, cell.key, r, mode).exists():
+                        if not pending[side.name].wants(cell, r, mode):
                             ui.advance(1)  # done before (--resume) or not worth repeating
                             continue
                         if mode == "memory" and cell.device == "cpu" and rounds.memory_jobs > 1:
                             together.append(lambda s=side, c=cell, r_=r: _one(s, c, r_, "memory", ctx))
                             continue
                         out = _one(side, cell, r, mode, ctx)
-                        if r == 0 and out.status != "ok":
-                            failed.add(cell.key)
+                        pending[side.name].done(cell, r, mode, out.status)
             _pooled(together, rounds.memory_jobs, ctx)
         else:
             for cell in cells:
@@ -326,19 +321,13 @@ def _pooled(tasks: list[Callable[[], CellOutcome]], jobs: int, ctx: RunContext) 
 
 
 def finish(sides: tuple[Side, ...], ui: Any, status: str) -> None:
-    """End of a run, however it ended: the manifest says complete or interrupted."""
+    """End of a run, however it ended: the manifest says complete, interrupted or failed."""
     ui.stop()
     process.close_warm_parents()  # their imports are of this run's code and environment
     for side in sides:
-        side.manifest.update(status=status, finished_utc=envinfo.utc_now())
-        try:
-            results.write_manifest(side.run_dir, side.manifest)
-        except OSError:
-            if status != "failed":
-                raise
-            # The disk that failed the run cannot take the manifest either: the error in flight
-            # says so, and the manifest's "running" without a lock holder reads as a dead run.
+        assert side.run is not None
+        side.run.finish(status)
         # Workers' staging directories are emptied as records are filed; an empty parent
         # left behind is clutter. A non-empty one (a worker killed mid-write) stays.
         with contextlib.suppress(OSError):
-            (side.run_dir / "staging").rmdir()
+            side.run.staging_root.rmdir()

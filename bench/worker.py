@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from . import analytic, contention, data, faults, handshake, measure, nvml, pool, record, reference, registry, results
+from . import analytic, contention, data, faults, handshake, measure, nvml, record, reference, registry, results
 from .job import EXIT_REFUSED, PROGRESS, REFUSED, Job, JobRefused
 from .spec import Cell
 
@@ -347,7 +347,6 @@ def measure_cell(cell: Cell, data_path: str | None, pace: Pace | None = None) ->
     step_ms = measure.summarize([1000.0 * s / N for s in timing["rep_s"]])
     cost = analytic.cost(cell.model)
     floor = cost.train_floor_bytes(B)
-    measured_mem, mem_source = pool.measured_memory({"device": cell.device, "memory": memory})
     achieved = train_rate.median * cost.train_flops_per_sample / 1e9
     tail = timing["losses"][-min(10, len(timing["losses"])):]
     reasons = self_check(cell, timing, memory) + busy_reasons(timed.total, sgemm.total if calib else None)
@@ -379,11 +378,6 @@ def measure_cell(cell: Cell, data_path: str | None, pace: Pace | None = None) ->
             "forward_flops_per_sample": cost.forward_flops_per_sample,
             "train_flops_per_sample": cost.train_flops_per_sample,
             "train_floor_bytes": floor,
-            "measured_memory_bytes": measured_mem,
-            "measured_memory_source": mem_source,
-            "memory_over_floor": (measured_mem / floor) if measured_mem else None,
-            "rss_over_floor": (memory["rss_delta_train_bytes"] / floor) if memory.get("rss_delta_train_bytes")
-            is not None else None,
             "achieved_gflops": achieved,
             "calibration_gflops": calib,
             "pct_of_achievable": (100.0 * achieved / calib) if calib else None,

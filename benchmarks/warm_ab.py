@@ -39,6 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import envinfo, plan, process, results, stats  # noqa: E402  (imports no framework)
+from bench.records.run import Run
 from bench.job import Job  # noqa: E402
 
 BLOCKS = (("fork", "spawn", "spawn", "fork"), ("spawn", "fork", "fork", "spawn"))
@@ -49,7 +50,7 @@ RSS_KEYS = ("rss_before_model_bytes", "rss_delta_train_bytes", "rss_peak_train_b
 def one(cell, start: str, run_dir: Path, i: int, timeout_s: float) -> tuple[dict, float]:
     job = Job(cell, run_dir=str(run_dir), run_id=run_dir.name, round=i, mode="full")
     t0 = time.monotonic()
-    process.run_cell(job, run_dir, envinfo.REPO_ROOT, process.Watch(timeout_s, start=start))
+    process.run_cell(job, Run.bare(run_dir), envinfo.REPO_ROOT, process.Watch(timeout_s, start=start))
     wall_s = time.monotonic() - t0
     return results.read_json(results.cell_path(run_dir, cell.key, i, "full"), results.RECORD_SCHEMA), wall_s
 

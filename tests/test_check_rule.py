@@ -15,9 +15,10 @@ import types
 import numpy as np
 import pytest
 
-from bench import cli, compare, results, schedule, sequential, stats
+from bench import cli, compare, results, sequential, stats
 from bench.commands import check
 from bench.record import Verdict
+from helpers import new_side
 from test_compare import proc, write_run
 
 MIN_ROUNDS = 6
@@ -107,10 +108,9 @@ def test_holm_keeps_a_family_of_four_at_the_stated_error():
 def fake_sides(tmp_path, n):
     sides = []
     for name in ("base", "head"):
-        m = {"run_id": name, "cells": [], "check_id": "k", "sequential": {
-            "spending": check.SPENDING, "alpha": 0.05, "min_rounds": MIN_ROUNDS, "n_max": {}}}
-        results.write_manifest(tmp_path / name, m)
-        sides.append(schedule.Side(name, tmp_path / name, m, tmp_path))
+        side = new_side(tmp_path / name, name, code_root=tmp_path, check_id="k")
+        side.run.sequential_plan(check.SPENDING, 0.05, MIN_ROUNDS, 0)
+        sides.append(side)
     return tuple(sides)
 
 
@@ -129,8 +129,8 @@ def test_the_loop_and_the_final_table_read_the_same_look(tmp_path, capsys):
     decide = check.round_settles(args, sides, [cell], compare.DEFAULT_RULES, ("train",), 0.95)
     stopped = None
     for r in range(14):
-        results.write_record(sides[0].run_dir, proc("c1", r, base[r], mem=80e6))
-        results.write_record(sides[1].run_dir, proc("c1", r, head[r], mem=80e6))
+        sides[0].run.file(proc("c1", r, base[r], mem=80e6), r, "full")
+        sides[1].run.file(proc("c1", r, head[r], mem=80e6), r, "full")
         done = r + 1
         if done >= MIN_ROUNDS and decide(cell, done, 12.5 * done):
             stopped = done
@@ -168,10 +168,10 @@ def test_the_loop_stops_at_the_planned_rounds_undecided(tmp_path):
     cell = types.SimpleNamespace(key="c1")
     decide = check.round_settles(args, sides, [cell], compare.DEFAULT_RULES, ("train",), 0.95)
     for r in range(MIN_ROUNDS):
-        results.write_record(sides[0].run_dir, proc("c1", r, 1000 * math.exp(rng.normal(0, 0.3))))
-        results.write_record(sides[1].run_dir, proc("c1", r, 1000 * math.exp(rng.normal(0, 0.3))))
+        sides[0].run.file(proc("c1", r, 1000 * math.exp(rng.normal(0, 0.3))), r, "full")
+        sides[1].run.file(proc("c1", r, 1000 * math.exp(rng.normal(0, 0.3))), r, "full")
     assert decide(cell, MIN_ROUNDS, 10.0 * MIN_ROUNDS) is True
-    assert sides[0].manifest["sequential"]["n_max"] == {"c1": 6}
+    assert sides[0].run.manifest.sequential["n_max"] == {"c1": 6}
 
 
 # --------------------------------------------------------------------------- Holm in compare

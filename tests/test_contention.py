@@ -148,14 +148,16 @@ def test_a_busy_record_is_logged_ok_question_mark_with_its_reason(tmp_path):
     from bench.commands.ui import RunUI
     from bench.job import Job
     from bench.plan import Selection, plan
+    from bench.records.run import Run
 
     (cell,) = plan(Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2))
     job = Job(cell=cell, run_id="r", round=0, mode="full", run_dir=str(tmp_path), data=None)
     busy = "machine busy: other processes used 1.0 of a core while timing (threshold 0.1)"
     rec = {"key": cell.key, "status": "ok", "self_check": {"passed": False, "reasons": [busy]}}
-    out = process.file_record(tmp_path, rec, job)
+    run = Run.bare(tmp_path, "r")
+    out = process.file_record(run, rec, job)
     assert out.status == "ok" and out.suspect == busy
-    quiet = process.file_record(tmp_path, {**rec, "self_check": {"passed": True, "reasons": []}}, job)
+    quiet = process.file_record(run, {**rec, "self_check": {"passed": True, "reasons": []}}, job)
     assert quiet.suspect == ""
     buf = io.StringIO()
     ui = RunUI(Console(file=buf, width=300, highlight=False), quiet=True)

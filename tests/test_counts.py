@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from bench import compare, counts, results
+from bench.side import Side
 from bench.spec import ZOO, Cell, TrainSpec
 from test_cli import FAKE, ROOT, bench
 
@@ -161,7 +161,7 @@ def test_a_fake_cell_counted_twice_gives_the_same_figure(tmp_path, monkeypatch):
     monkeypatch.setenv("LSTM_BENCH_TEST_FRAMEWORKS", "1")
     monkeypatch.setenv(counts.CACHE_VARIABLE, str(tmp_path / "cache"))  # the shim is compiled here
     c = cell()
-    a, b = counts.count_pair(c, (counts.Side(ROOT), counts.Side(ROOT)), (tmp_path / "a", tmp_path / "b"), 120)
+    a, b = counts.count_pair(c, (Side(code_root=ROOT), Side(code_root=ROOT)), (tmp_path / "a", tmp_path / "b"), 120)
     for got in (a, b):
         assert got["status"] == "ok", got
         assert got["instructions_per_step"] > 1000 and got["counted_steps"] == counts.COUNTED_STEPS

@@ -11,6 +11,8 @@ import pytest
 
 from bench import process, schedule
 from bench.plan import Selection, plan
+from bench.side import Side
+from helpers import new_side
 
 
 @pytest.mark.parametrize("threads, cpus, expected", [
@@ -41,14 +43,15 @@ class UI:
             self.finished += 1
 
 
-def fake_sides(tmp_path: Path) -> tuple[schedule.Side, ...]:
-    return tuple(schedule.Side(n, tmp_path / n, {"run_id": n}, Path(".")) for n in ("base", "head"))
+def fake_sides(tmp_path: Path) -> tuple[Side, ...]:
+    return tuple(new_side(tmp_path / n, n) for n in ("base", "head"))
 
 
 def run(monkeypatch, tmp_path, device: str, duet, rounds_n: int = 4, fail_side: str | None = None):
     calls: list[dict] = []
 
-    def fake_run_cell(job, run_dir, code_root, watch):
+    def fake_run_cell(job, run, code_root, watch):
+        run_dir = run.directory
         t0 = time.monotonic()
         time.sleep(0.3)
         calls.append({"side": Path(run_dir).name, "round": job.round, "cpus": job.cpus, "t0": t0,
@@ -106,8 +109,8 @@ def test_ctrl_c_during_a_duet_round_stops_both_workers(monkeypatch, tmp_path):
     loop obeys; the runner reports the run interrupted (130) instead of hanging."""
     seen: list[bool] = []
 
-    def fake_run_cell(job, run_dir, code_root, watch):
-        if Path(run_dir).name == "head":
+    def fake_run_cell(job, run, code_root, watch):
+        if run.directory.name == "head":
             time.sleep(0.1)
             raise KeyboardInterrupt
         deadline = time.monotonic() + 10

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from bench import handshake, process, registry, results
+from bench.records.run import Run
 from bench.job import Job
 from bench.spec import ZOO, Cell, Protocol, TrainSpec
+from bench.side import Side
+from helpers import new_side
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +82,7 @@ def _round(tmp_path: Path, synced: bool) -> list[dict]:
         run_dir = tmp_path / f"side{i}"
         job = Job(cell, run_dir=str(run_dir), run_id="h", cpus=(cpus[i % len(cpus)],), sync_dir=str(sync_dir) if synced else None)
         try:
-            process.run_cell(job, run_dir, ROOT, process.Watch(120, rendezvous=rv))
+            process.run_cell(job, Run.bare(run_dir), ROOT, process.Watch(120, rendezvous=rv))
         finally:
             if rv is not None:
                 rv.leave()
@@ -128,7 +131,6 @@ def test_synchronised_sides_start_every_repeat_together(tmp_path, monkeypatch):
 def test_a_check_runs_unsynchronised_and_says_so_when_a_side_predates_the_handshake(tmp_path):
     import argparse
 
-    from bench import schedule
     from bench.commands import ab
 
     old = tmp_path / "old"
@@ -139,17 +141,17 @@ def test_a_check_runs_unsynchronised_and_says_so_when_a_side_predates_the_handsh
         def print(self, text: str) -> None:
             said.append(text)
 
-    def sides(root: Path) -> tuple[schedule.Side, ...]:
-        return (schedule.Side("base", tmp_path / "b", {}, root), schedule.Side("head", tmp_path / "h", {}, ROOT))
+    def sides(root: Path) -> tuple[Side, ...]:
+        return (new_side(tmp_path / "b", "base", code_root=root), new_side(tmp_path / "h", "head", code_root=ROOT))
 
     duet = ((0,), (1,))
     new = sides(ROOT)
     assert ab.choose_handshake(argparse.Namespace(handshake=True), new, duet, Console()) is True
-    assert [s.manifest["duet_handshake"] for s in new] == [True, True] and not said
+    assert [s.run.manifest.duet_handshake for s in new] == [True, True] and not said
     mixed = sides(old)
     assert ab.choose_handshake(argparse.Namespace(handshake=True), mixed, duet, Console()) is False
     assert "base side's code predates the duet handshake" in said[0]
-    assert [s.manifest["duet_handshake"] for s in mixed] == [False, False]
+    assert [s.run.manifest.duet_handshake for s in mixed] == [False, False]
     assert ab.choose_handshake(argparse.Namespace(handshake=False), sides(ROOT), duet, Console()) is False
     assert ab.choose_handshake(argparse.Namespace(handshake=True), sides(ROOT), (), Console()) is False  # sequential
 

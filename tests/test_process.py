@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import envinfo, process, registry, results
+from bench.records.run import Run
 from bench.job import EXIT_REFUSED, JOB_VERSION, REFUSED, Job, JobRefused
 from bench.spec import ZOO, Cell, Protocol, TrainSpec
 
@@ -47,7 +48,7 @@ def test_job_json_round_trips_and_keeps_the_keys_every_worker_reads(tmp_path):
 def test_an_ok_worker_is_filed_under_its_round_mode_and_cpus(tmp_path):
     cpu = sorted(os.sched_getaffinity(0))[:1]
     seen: list[str] = []
-    out = process.run_cell(job(tmp_path, round=1, mode="memory", cpus=tuple(cpu)), tmp_path, ROOT,
+    out = process.run_cell(job(tmp_path, round=1, mode="memory", cpus=tuple(cpu)), Run.bare(tmp_path), ROOT,
                            process.Watch(120, lambda key, phase: seen.append(phase)))
     assert (out.key, out.status, out.reason) == (CELL.key, "ok", "")
     rec = results.read_json(results.cell_path(tmp_path, CELL.key, 1, "memory"), results.RECORD_SCHEMA)
@@ -60,7 +61,7 @@ def test_an_ok_worker_is_filed_under_its_round_mode_and_cpus(tmp_path):
 @pytest.mark.slow
 def test_a_worker_that_crashes_is_a_failed_record_with_its_stderr_tail(tmp_path, monkeypatch):
     monkeypatch.setenv("LSTM_BENCH_FAULT", "crash:cnn_small")
-    out = process.run_cell(job(tmp_path), tmp_path, ROOT, process.Watch(120))
+    out = process.run_cell(job(tmp_path), Run.bare(tmp_path), ROOT, process.Watch(120))
     assert out.status == "failed" and out.reason == "worker exited with code -6 without a record"
     rec = results.read_json(results.cell_path(tmp_path, CELL.key), results.RECORD_SCHEMA)
     assert rec["status"] == "failed" and rec["error_tail"][-1] == "injected crash (LSTM_BENCH_FAULT)"

@@ -17,6 +17,7 @@ import pytest
 from bench import claim, cli, compare, process, report, results, schedule
 from bench.job import Job
 from bench.plan import Selection, plan
+from helpers import new_run
 from test_cli import ROOT, _workers, bench
 from test_compare import proc, write_run
 from test_report import rec as report_rec
@@ -146,13 +147,13 @@ def test_a_lost_record_reruns_on_plain_resume_a_failed_one_does_not(tmp_path):
     run = tmp_path / "r"
     cells = plan(Selection(frameworks=("torch",), models=("lstm128", "cnn_small"), devices=("cpu",),
                            profile="smoke", threads=1))
-    schedule.start_manifest(run, "r", cells, None, [], None)
+    r = new_run(run, cells)
     for cell, extra in zip(cells, ({"lost": True}, {})):
         job = Job(cell, run_dir=str(run), run_id="r", round=0, mode="full")
-        results.write_record(run, {**process.outcome_record(job, "failed", "x"), **extra})
-    assert [c.key for c in schedule.remaining(run, cells, retry_failed=False)] == [cells[0].key]
+        r.file({**process.outcome_record(job, "failed", "x"), **extra}, 0, "full")
+    assert [c.key for c in schedule.remaining(r, cells, retry_failed=False)] == [cells[0].key]
     assert not results.cell_path(run, cells[0].key).exists()  # removed, so the rerun files a fresh one
-    assert [c.key for c in schedule.remaining(run, cells, retry_failed=True)] == [c.key for c in cells]
+    assert [c.key for c in schedule.remaining(r, cells, retry_failed=True)] == [c.key for c in cells]
 
 
 def _on(recs, host):

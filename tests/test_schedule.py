@@ -10,6 +10,8 @@ import pytest
 
 from bench import process, results, schedule
 from bench.plan import Selection, plan
+from bench.side import Side
+from helpers import new_side
 
 CELLS = plan(Selection(frameworks=("torch",), models=("lstm128", "cnn_small", "lstm512"), devices=("cpu",),
                        profile="smoke", threads=1))
@@ -54,9 +56,8 @@ def calls(monkeypatch) -> Recorder:
     return rec
 
 
-def side(tmp_path: Path, name: str = "run") -> schedule.Side:
-    run_dir = tmp_path / name
-    return schedule.Side(name, run_dir, schedule.start_manifest(run_dir, name, CELLS, None, [], None), Path("."))
+def side(tmp_path: Path, name: str = "run") -> Side:
+    return new_side(tmp_path / name, name, CELLS)
 
 
 def test_a_plain_run_goes_round_robin_full_rounds_then_memory_rounds(tmp_path, calls):
@@ -98,14 +99,16 @@ def test_resume_runs_only_the_missing_processes(tmp_path, calls):
     rounds = schedule.Rounds(full=1, memory=2)
 
     def rec(cell, status, round_=0, mode="full"):
-        results.write_record(s.run_dir, {"key": cell.key, "status": status, "round": round_, "mode": mode})
+        s.run.file({"key": cell.key, "status": status}, round_, mode)
 
     rec(A, "ok")  # its memory round 1 is missing
     rec(B, "failed")  # failed: no further rounds unless --retry-failed
     rec(C, "ok")
     rec(C, "ok", 1, "memory")
-    assert schedule.remaining(s.run_dir, CELLS, retry_failed=False, rounds=rounds) == [A]
-    assert schedule.remaining(s.run_dir, CELLS, retry_failed=True, rounds=rounds) == [A, B]
+    assert schedule.remaining(s.run, CELLS, retry_failed=False, rounds=rounds) == [A]
+    assert schedule.remaining(s.run, CELLS, retry_failed=True, rounds=rounds, dry_run=True) == [A, B]
+    assert results.cell_path(s.run_dir, B.key).exists()  # a dry run removes nothing
+    assert schedule.remaining(s.run, CELLS, retry_failed=True, rounds=rounds) == [A, B]
     assert not results.cell_path(s.run_dir, B.key).exists()  # removed, so the rerun files a fresh one
     schedule.execute_sides((s,), [A, B], None, 60, UI(), rounds)
     assert calls.log == [("cnn_small", 0, "full"), ("lstm128", 1, "memory"), ("cnn_small", 1, "memory")]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import process, registry, results, warm
+from bench.records.run import Run
 from bench.job import Job
 from bench.spec import ZOO, Cell, Protocol, TrainSpec
 
@@ -33,7 +34,7 @@ def fake_in_children(monkeypatch):
 
 def run(cell: Cell, run_dir: Path, start: str, timeout_s: float = 120) -> dict:
     job = Job(cell, run_dir=str(run_dir), run_id="w")
-    process.run_cell(job, run_dir, ROOT, process.Watch(timeout_s, start=start))
+    process.run_cell(job, Run.bare(run_dir), ROOT, process.Watch(timeout_s, start=start))
     return results.read_json(results.cell_path(run_dir, cell.key), results.RECORD_SCHEMA)
 
 

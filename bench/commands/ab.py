@@ -11,6 +11,8 @@ from typing import Any, Iterator
 
 from .. import envinfo, gitref, handshake, measure, results, runlock, schedule
 from ..plan import Selection
+from ..records.run import Run
+from ..side import Side
 from ..spec import Cell
 from .usage import UsageError
 
@@ -50,7 +52,7 @@ def confidence(args: argparse.Namespace) -> float:
 
 @contextlib.contextmanager
 def sides(args: argparse.Namespace, sel: Selection, cells: list[Cell], base_root: Path, names: tuple[str, str],
-          label: str) -> Iterator[tuple[schedule.Side, ...]]:
+          label: str) -> Iterator[tuple[Side, ...]]:
     """Make the two sides' run directories (paired by a shared check_id) under --results-dir, each
     locked for as long as the block runs (bench.runlock: one runner per run)."""
     run_id = schedule.new_run_id(sel.profile)
@@ -60,28 +62,27 @@ def sides(args: argparse.Namespace, sel: Selection, cells: list[Cell], base_root
         made = []
         for name, root in zip(names, (base_root, envinfo.REPO_ROOT)):
             rid = f"{run_id}-{name}"
-            locks.enter_context(runlock.hold(results.run_dir(results_dir, rid)))
-            m = schedule.start_manifest(results_dir / rid, rid, cells, sel, sys.argv[1:], None,
-                                        {"full": args.rounds, "memory": 0},
-                                        {"check_id": check_id, "side": name, "against": label})
-            made.append(schedule.Side(name, results_dir / rid, m, root))
+            results.run_dir(results_dir, rid)  # an id, whose directory lies inside the results directory
+            locks.enter_context(runlock.hold(results_dir / rid))
+            run = Run.create(results_dir / rid, rid, cells, sys.argv[1:], profile=sel.profile, data=None,
+                             rounds={"full": args.rounds, "memory": 0}, check_id=check_id, side=name, against=label)
+            made.append(Side(name, root, run))
         yield tuple(made)
 
-
-def choose_duet_cpus(args: argparse.Namespace, cells: list[Cell], sides: tuple[schedule.Side, ...],
+def choose_duet_cpus(args: argparse.Namespace, cells: list[Cell], sides: tuple[Side, ...],
                      console: Any) -> tuple[tuple[int, ...], ...]:
     """The two sides' CPU sets for duet rounds, or () (--sequential, or too few CPUs: said);
-    recorded in both sides' manifests (written with their status)."""
+    recorded in both sides' manifests."""
     duet = () if args.sequential else schedule.duet_cpus(args.threads)
     if not duet and not args.sequential and any(c.device == "cpu" for c in cells):
         console.print(f"[yellow]note[/]: duet rounds need 2 x {args.threads} CPUs and this process may use "
                       f"{measure.cpu_threads_default()}: the two sides run one after the other")
     for side in sides:
-        side.manifest["duet_cpus"] = [list(c) for c in duet]
+        side.run.duet(duet)
     return duet
 
 
-def choose_handshake(args: argparse.Namespace, sides: tuple[schedule.Side, ...], duet: tuple[tuple[int, ...], ...],
+def choose_handshake(args: argparse.Namespace, sides: tuple[Side, ...], duet: tuple[tuple[int, ...], ...],
                      console: Any) -> bool:
     """Whether duet rounds start both sides' timed repeats together (bench/handshake.py): only with
     --handshake, and not where a side's code predates it (said: its rounds are then unsynchronised).
@@ -94,7 +95,7 @@ def choose_handshake(args: argparse.Namespace, sides: tuple[schedule.Side, ...],
                           "run side by side without synchronised timed repeats")
             synced = False
     for side in sides:
-        side.manifest["duet_handshake"] = synced
+        side.run.duet(duet, synced)
     return synced
 
 

@@ -6,7 +6,7 @@ import argparse
 import math
 import time
 
-from .. import envinfo, results, schedule, sequential
+from .. import envinfo, schedule, sequential
 from ..plan import plan
 from . import ab, selection
 from .ui import RunUI, console as make_console
@@ -45,7 +45,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     per_round_s = (time.monotonic() - t0) / max(1, rounds_n * len(cells))
     # the rounds a check's plan would allow (its n_max)
     affordable = sequential.planned_rounds(args.budget_s, per_round_s, args.rounds, args.max_rounds)
-    a, b = results.read_rounds(sides[0].run_dir), results.read_rounds(sides[1].run_dir)
+    a, b = sides[0].run.rounds(), sides[1].run.rounds()
     t = Table(header_style="bold", title=f"A/A noise on this machine ({rounds_n} rounds per cell, "
                                           f"{per_round_s:.1f} s per round; budget {args.budget_s:.0f} s = "
                                           f"{affordable} rounds)")

@@ -130,9 +130,9 @@ def round_settles(args: argparse.Namespace, sides, cells, rules, gate, confidenc
             n_max = sequential.planned_rounds(args.budget_s, spent_s / done, args.rounds, args.max_rounds)
             designs[cell.key] = sequential.Design(n_max, min(args.rounds, n_max), SPENDING)
             for side in sides:
-                side.manifest["sequential"]["n_max"][cell.key] = n_max
-                results.write_manifest(side.run_dir, side.manifest)
-        cmp = compare.compare(results.read_rounds(sides[0].run_dir), results.read_rounds(sides[1].run_dir), rules,
+                side.run.planned_rounds(cell.key, n_max)
+        # The rounds as filed, kept in memory by each side's Run: no re-reading both runs every round.
+        cmp = compare.compare(sides[0].run.rounds(), sides[1].run.rounds(), rules,
                               paired=True, gate=gate, confidence=confidence, designs=designs, family=family)
         return compare.settled(f for f in cmp.findings if f.key == cell.key) or done >= designs[cell.key].n_max
 
@@ -157,8 +157,7 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
         duet = ab.choose_duet_cpus(args, cells, sides, console)
         synced = ab.choose_handshake(args, sides, duet, console)
         for side in sides:  # the plan every look reads; n_max per cell is added before its first look
-            side.manifest["sequential"] = {"spending": SPENDING, "alpha": 1.0 - confidence, "min_rounds": args.rounds,
-                                           "holm_family": len(cells) * gated_rounds_rules(rules, gate), "n_max": {}}
+            side.run.sequential_plan(SPENDING, 1.0 - confidence, args.rounds, len(cells) * gated_rounds_rules(rules, gate))
         console.print(f"check --against {args.against}: {len(cells)} cell(s), base and head in fresh processes, "
                       + (ab.duet_words(duet, synced) if duet else "interleaved A B / B A")
                       + f", {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "

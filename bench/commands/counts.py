@@ -10,12 +10,14 @@ cell's first record (so `compare`, `check BASE HEAD` and `export` carry it).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import dataclasses
 from typing import Any
 
-from .. import counts, envinfo, results
+from .. import counts, envinfo
 from ..plan import plan
 from ..record import Status
+from ..records.run import Run
+from ..side import Side
 from ..spec import Cell
 from . import ab, selection
 from .ui import console as make_console
@@ -88,16 +90,14 @@ def run_against(args: argparse.Namespace) -> tuple[str, str]:
                 console.print(f"{cell.key}: skipped: {reason}", markup=False)
                 continue
             console.print(f"{cell.key}: counting (estimated {counts.estimate_s(cell) / 60:.1f} min)", markup=False)
-            pair = counts.count_pair(cell, (counts.Side(tree, cpus[0]), counts.Side(envinfo.REPO_ROOT, cpus[1])),
-                                     tuple(s.run_dir / "counts" / cell.key for s in sides), timeout)
+            pinned = tuple(dataclasses.replace(s, cpu=c) for s, c in zip(sides, cpus))
+            pair = counts.count_pair(cell, pinned, tuple(s.run.counts_dir(cell.key) for s in sides), timeout)
             for side, got in zip(sides, pair):
-                results.write_record(side.run_dir, counts.counts_record(cell, side.manifest["run_id"], got))
+                side.run.file(counts.counts_record(cell, side.run.run_id, got), 0, "full")
                 console.print(f"  {side.name}: {_line(got)}", markup=False)
             counted += all(g.get("status") == "ok" for g in pair)
         for side in sides:
-            side.manifest["status"] = "done"
-            side.manifest["counts"] = {"counted_steps": counts.COUNTED_STEPS, "warmup_steps": counts.WARMUP_STEPS}
-            results.write_manifest(side.run_dir, side.manifest)
+            side.run.counted(counts.COUNTED_STEPS, counts.WARMUP_STEPS)
     if not counted:
         raise NothingCounted("counts: no cell was counted on both sides (see the lines above)")
     if not args.gate:
@@ -112,7 +112,7 @@ def _line(got: dict[str, Any]) -> str:
             f"kernel {got['kernel']}, CPU features seen: {' '.join(got['cpu_features_seen'])})")
 
 
-def add_to_run(run_dir: Path, cells: list[Cell], args: argparse.Namespace, console: Any,
+def add_to_run(run: Run, cells: list[Cell], args: argparse.Namespace, console: Any,
                data_path: str | None) -> None:
     """run --counts: count each cell whose first record is ok, and add the figure to that record
     (a skipped or failed count is kept there too, with its reason)."""
@@ -123,11 +123,8 @@ def add_to_run(run_dir: Path, cells: list[Cell], args: argparse.Namespace, conso
         console.print(str(e), markup=False)
         return
     for cell in cells:
-        path = results.cell_path(run_dir, cell.key)
-        if not path.is_file():
-            continue
-        rec = results.read_json(path, results.RECORD_SCHEMA)
-        if rec.get("status") != Status.OK:
+        rec = run.record(cell.key)
+        if rec is None or rec.get("status") != Status.OK:
             continue
         reason = counts.skip_reason(cell, budget_s)
         if reason:
@@ -136,11 +133,10 @@ def add_to_run(run_dir: Path, cells: list[Cell], args: argparse.Namespace, conso
         else:
             console.print(f"{cell.key}: counting under valgrind (estimated {counts.estimate_s(cell) / 60:.1f} min)",
                           markup=False)
-            got = counts.count(cell, counts.Side(envinfo.REPO_ROOT), run_dir / "counts" / cell.key,
+            got = counts.count(cell, Side(code_root=envinfo.REPO_ROOT), run.counts_dir(cell.key),
                                args.timeout or 4 * budget_s, data_path)
             console.print(f"  {_line(got)}", markup=False)
-        rec["counts"] = got
-        results.write_record(run_dir, rec)
+        run.file({**rec, "counts": got}, 0, "full", tuple(rec.get("cpus") or ()))
 
 
 def check_flags(args: argparse.Namespace) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import contention, data, envinfo, limits, measure, results, runlock, schedule
-from ..plan import Selection, plan
+from ..plan import plan
+from ..records.run import Run
 from . import counts as counts_cmd, selection
 from .ui import RunUI, console as make_console
 from .usage import EXIT_USAGE, UsageError
@@ -46,18 +47,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             run_dir = results.inside(results_dir, results.resolve_run(args.resume, results_dir))
             if not args.dry_run:
                 lock.enter_context(runlock.hold(run_dir))
-            manifest = results.read_manifest(run_dir)
-            cells = schedule.cells_from_manifest(manifest)
-            r = manifest.get("rounds") or {}
+            run = Run.open(run_dir)
+            cells = run.manifest.planned_cells()
+            r = run.manifest.rounds or {}
             rounds = schedule.Rounds(full=int(r.get("full", 1)), memory=int(r.get("memory", 0)),
                                      memory_jobs=int(r.get("memory_jobs", 1)))  # a run from before: one at a time
-            todo = schedule.remaining(run_dir, cells, args.retry_failed, rounds, retry_busy=args.retry_suspect,
+            todo = schedule.remaining(run, cells, args.retry_failed, rounds, retry_busy=args.retry_suspect,
                                       dry_run=args.dry_run)
-            data_path = manifest.get("data")
-            console.print(f"resuming {manifest['run_id']}: {len(cells) - len(todo)} of {len(cells)} cells already done")
-            run_id = manifest["run_id"]
+            data_path = run.manifest.data
+            run_id = run.run_id
+            console.print(f"resuming {run_id}: {len(cells) - len(todo)} of {len(cells)} cells already done")
         else:
-            sel: Selection | None = None
             extra: dict[str, Any] = {}
             if conf is not None:
                 cells, label = conf_cells, conf.label
@@ -67,6 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 sel = selection.from_args(args)
                 cells = plan(sel)
                 label = sel.profile
+                extra = {"profile": sel.profile}
             if not cells:
                 raise UsageError("the selection is empty")
             if args.rounds < 1 or args.memory_rounds < 0:
@@ -76,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             rounds = schedule.Rounds(full=args.rounds, memory=args.memory_rounds,
                                      memory_jobs=args.memory_jobs or default_memory_jobs())
             run_id = results.check_run_id(args.run_id) if args.run_id else schedule.new_run_id(label)
-            run_dir = results.run_dir(results_dir, run_id)
+            results.run_dir(results_dir, run_id)  # an id, whose directory lies inside the results directory
+            run_dir = results_dir / run_id
             if (run_dir / "manifest.json").exists():
                 raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
             todo = cells
@@ -113,25 +115,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             lock.enter_context(runlock.hold(run_dir))  # two runs given one --run-id at once: one wins
             if (run_dir / "manifest.json").exists():
                 raise UsageError(f"run {run_id} already exists in {results_dir}: use --resume {run_id}")
-            manifest = schedule.start_manifest(run_dir, run_id, cells, sel, sys.argv[1:], data_path,
-                                               {"full": rounds.full, "memory": rounds.memory,
-                                                "memory_jobs": rounds.memory_jobs}, extra)
+            run = Run.create(run_dir, run_id, cells, sys.argv[1:], data=data_path,
+                             rounds={"full": rounds.full, "memory": rounds.memory, "memory_jobs": rounds.memory_jobs},
+                             **extra)
         try:
-            return _execute(args, console, run_dir, run_id, manifest, cells, todo, data_path, rounds, est, cluster)
+            return _execute(args, console, run, cells, todo, data_path, rounds, est, cluster)
         except OSError as e:  # the results disk failed mid-run: what was filed stays, the run can resume
-            manifest["status"] = "failed"
-            with contextlib.suppress(OSError):  # where the disk still takes it
-                results.write_manifest(run_dir, manifest)
+            run.finish("failed")  # where the disk still takes it
             raise results.ResultsError(f"{results.os_error_line(e)}; the run stopped (records filed so far are "
                                        f"kept: {args.prog} run --resume {run_id} once fixed)") from None
 
 
-def _execute(args: argparse.Namespace, console: Any, run_dir: Path, run_id: str, manifest: dict[str, Any],
-             cells: list, todo: list, data_path: str | None, rounds: Any, est: Any, cluster: Any) -> int:
-    """Run the planned cells into `run_dir` (its lock held), print the table; the exit status."""
-    manifest["estimate_s"] = round(est.seconds, 1)  # kept, so the estimate can be checked against the run
-    manifest["executor"] = args.executor
-    results.write_manifest(run_dir, manifest)
+def _execute(args: argparse.Namespace, console: Any, run: Run, cells: list, todo: list, data_path: str | None,
+             rounds: Any, est: Any, cluster: Any) -> int:
+    """Run the planned cells into `run` (its lock held), print the table; the exit status."""
+    run.planned(est.seconds, args.executor)  # the estimate kept, so it can be checked against the run
+    run_dir, run_id = run.directory, run.run_id
     timeout_s = args.timeout or schedule.DEFAULT_TIMEOUT_S.get(todo[0].profile if todo else "quick", 1800)
     if cluster is not None:
         from .. import ray_executor
@@ -140,17 +139,16 @@ def _execute(args: argparse.Namespace, console: Any, run_dir: Path, run_id: str,
             console.print("[yellow]note[/]: --start fork is for the local executor; Ray tasks start each cell's "
                           "worker cold (records say start: spawn)")
         t_run0 = time.monotonic()
-        code = ray_executor.execute(cluster, run_dir, manifest, todo, data_path, timeout_s,
-                                    RunUI(console, quiet=args.quiet), rounds)
+        code = ray_executor.execute(cluster, run, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet),
+                                    rounds)
     else:
         t_run0 = time.monotonic()
-        code = schedule.execute(run_dir, manifest, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet),
-                                rounds, args.start)
+        code = schedule.execute(run, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet), rounds, args.start)
     if args.counts and code != 130:
-        counts_cmd.add_to_run(run_dir, todo, args, console, data_path)
+        counts_cmd.add_to_run(run, todo, args, console, data_path)
     from .. import report
 
-    recs = results.read_records(run_dir)
+    recs = run.pooled()
     report.print_report(recs, f"lstm-bench run {run_id}", console)
     if code == 130:
         console.print(f"[yellow]interrupted[/]: {len(recs)} of {len(cells)} cells kept; "
@@ -165,7 +163,7 @@ def _execute(args: argparse.Namespace, console: Any, run_dir: Path, run_id: str,
     # A resumed run with nothing left to do has no estimate to compare against.
     off = f" ({100.0 * (took_s - est.seconds) / est.seconds:+.0f}%)" if est.seconds > 0 else ""
     console.print(f"took {took_s / 60:.1f} min, estimated {est.seconds / 60:.1f} min{off}; records: {run_dir}")
-    broken = [r for r in results.read_rounds(run_dir) if r["status"] in BROKEN]
+    broken = [r for r in run.rounds() if r["status"] in BROKEN]
     if broken:  # kept, and said in the exit status: a script must not read a run of crashes as a success
         kinds = ", ".join(f"{n} {s}" for s, n in sorted(collections.Counter(r["status"] for r in broken).items()))
         console.print(f"[red]{len(broken)} process(es) of {len({r['key'] for r in broken})} cell(s) did not measure[/] "

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import analytic, process, record
+from ..side import Side
 from ..spec import Cell
 
 INSTALL_HINT = "apt-get install valgrind"
@@ -186,16 +186,6 @@ def skip_reason(cell: Cell, budget_s: float) -> str | None:
 
 # ---------------------------------------------------------------------------------------------
 # One counts process.
-@dataclass(frozen=True)
-class Side:
-    """Where one counts process runs: the code under test, the CPU it is pinned to (None: any),
-    and variables added to its environment (the power benchmark's injected work)."""
-
-    code_root: Path
-    cpu: int | None = None
-    env: tuple[tuple[str, str], ...] = ()
-
-
 def count(cell: Cell, side: Side, work_dir: Path, timeout_s: float, data_path: str | None = None,
           warmup: int = WARMUP_STEPS, counted: int = COUNTED_STEPS) -> dict[str, Any]:
     """Run one counts process; return the record's `counts` section with `status` ok, or failed /
@@ -222,11 +212,11 @@ def count(cell: Cell, side: Side, work_dir: Path, timeout_s: float, data_path: s
                 os.sched_setaffinity(proc.pid, {side.cpu})  # before its threads start: they inherit it
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill(proc)
+            process.kill(proc)
             return {"status": "timeout", "reason": f"no count after the {timeout_s:.0f} s timeout",
                     "wall_s": time.monotonic() - t0}
         except BaseException:  # Ctrl-C: the process runs in its own session, nothing else stops it
-            _kill(proc)
+            process.kill(proc)
             raise
     wall_s = time.monotonic() - t0
     if not out_json.is_file():
@@ -252,14 +242,6 @@ def count(cell: Cell, side: Side, work_dir: Path, timeout_s: float, data_path: s
             "cpu_features_native": native_features(), "kernel": child["kernel"],
             "framework_versions": child["framework_versions"], "wall_s": wall_s,
             "startup_s": child["import_build_s"], "warmup_s": child["warmup_s"], "counted_s": child["counted_s"]}
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def count_pair(cell: Cell, sides: tuple[Side, Side], work_dirs: tuple[Path, Path], timeout_s: float,

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import compare, counts  # noqa: E402
+from bench.side import Side  # noqa: E402
 from bench.plan import Selection, plan  # noqa: E402
 
 LEVELS = json.loads((Path(__file__).with_name("levels.json")).read_text())  # "1" -> matmul N for +1%
@@ -60,7 +61,7 @@ def collect(args: argparse.Namespace) -> int:
     while time.monotonic() + args.pair_s < t_end:
         level = plan_[(i - start) % len(plan_)]
         env = () if level == "0" else (("LSTM_BENCH_FAULT", f"work:{args.model}:{LEVELS[level]}"),)
-        sides = (counts.Side(ROOT, cpus[0]), counts.Side(ROOT, cpus[1], env))
+        sides = (Side(code_root=ROOT, cpu=cpus[0]), Side(code_root=ROOT, cpu=cpus[1], env=env))
         t0 = time.time()
         a, b = counts.count_pair(cell, sides, (out / f"p{i}a", out / f"p{i}b"), args.timeout_s)
         with open(out / "pool.jsonl", "a") as f:
@@ -98,7 +99,7 @@ def one(args: argparse.Namespace) -> int:
                                  batch_sizes=(args.batch,), threads=1))
         t0 = time.time()
         got[i] = {"label": args.side[i], "cell": cell.key, "t_start": t0, **counts.count(
-            cell, counts.Side(root, cpus[(i + args.first_cpu) % 2]), out / f"{args.name}-{i}", timeout_s)}
+            cell, Side(code_root=root, cpu=cpus[(i + args.first_cpu) % 2]), out / f"{args.name}-{i}", timeout_s)}
         print(f"{args.side[i]}: {got[i].get('status')} {got[i].get('instructions_per_step')} "
               f"({got[i].get('wall_s', 0):.0f} s)", flush=True)
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from bench import reference, registry
+from bench.side import Side  # noqa: E402
 from bench.envinfo import REPO_ROOT as ROOT
 from bench.spec import TrainSpec, get_model
 
@@ -101,7 +102,7 @@ def instruction_counts(framework: str, model: Any, request: pytest.FixtureReques
     if reason:
         return {"counts_skipped": reason}
     work = request.config.cache.mkdir(f"lstm-counts-{framework}-{model.name}")
-    got = counts.count(cell, counts.Side(ROOT), work, timeout_s=4 * counts.BUDGET_S)
+    got = counts.count(cell, Side(code_root=ROOT), work, timeout_s=4 * counts.BUDGET_S)
     if got["status"] != "ok":
         return {"counts_skipped": f"{got['status']}: {got.get('reason')}"}
     return {k: got[k] for k in ("instructions_per_step", "counted_steps", "valgrind_version", "cpu_features_seen")}

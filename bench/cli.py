@@ -14,7 +14,8 @@ import sys
 import threading
 from typing import Iterator, Sequence
 
-from . import data, registry, results
+from . import data, registry
+from .records import results
 from .commands.parser import PROG, build_parser
 from .commands.usage import EXIT_USAGE, UsageError
 from .spec import SpecError

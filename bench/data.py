@@ -177,7 +177,7 @@ def _stamp(p: Path) -> tuple[int, int]:
 
 
 def preload() -> None:
-    """Read and verify the vendored set once, for a warm parent's children (bench.zygote)."""
+    """Read and verify the vendored set once, for a warm parent's children (bench.workers.zygote)."""
     global _PRELOADED
     ds = load(None)
     for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):

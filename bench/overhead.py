@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import data, envinfo, measure, reference, registry, results, stats
-from .process import worker_env
+from . import data, envinfo, measure, reference, registry
+from .records import results
+from .decide import stats
+from .workers.process import worker_env
 from .spec import Cell, Protocol, TrainSpec, get_model
 
 

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from . import analytic, contention, data, faults, handshake, measure, nvml, record, reference, registry, results
-from .job import EXIT_REFUSED, PROGRESS, REFUSED, Job, JobRefused
+from . import analytic, data, faults, measure, nvml, reference, registry
+from .workers import contention, handshake
+from .records import record, results
+from .workers.job import EXIT_REFUSED, PROGRESS, REFUSED, Job, JobRefused
 from .spec import Cell
 
 if TYPE_CHECKING:  # for the annotations only
@@ -148,7 +150,7 @@ def staged_chunks(trainer: Trainer, x: np.ndarray, y: np.ndarray, B: int) -> lis
 
 
 class Pace:
-    """Before each timed training repeat: the duet handshake (bench/handshake.py) when the job has a
+    """Before each timed training repeat: the duet handshake (bench/workers/handshake.py) when the job has a
     sync directory, and the wall-clock start of every repeat in duet rounds, so a reader can see
     how far the two sides' windows were apart."""
 

@@ -10,7 +10,7 @@ collect: makes temporary git worktrees of a commit: the base, an unchanged copy 
   is up, and appends every round (base and head per-process medians, per-repeat values, wall
   time, load average) to DIR/pool.jsonl.
 
-report: replays the check's own decision rule (bench.stats.sequential_decide: a plan of n_max
+report: replays the check's own decision rule (bench.decide.stats.sequential_decide: a plan of n_max
   rounds fixed from the time the first rounds took, a look after every round from min rounds on,
   each at its repeated interval, until decided or the plan or time budget is spent) over each
   level's rounds in time order, each simulated check taking the next unused rounds, so the checks are disjoint and
@@ -56,8 +56,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import compare, envinfo, sequential, stats  # noqa: E402
-from bench.record import Status, Verdict  # noqa: E402
+from bench.decide import compare, sequential, stats  # noqa: E402
+from bench.runner import gitref  # noqa: E402
+from bench import envinfo  # noqa: E402
+from bench.records.record import Status, Verdict  # noqa: E402
 
 LEVELS_PCT = (0, 5, 10, 20)
 # The rounds each level needs for issue 26's counts (>= 100 A/A checks, >= 30 per level): an A/A
@@ -166,12 +168,7 @@ def collect(args: argparse.Namespace) -> int:
         return 2
     out.mkdir(parents=True, exist_ok=True)
     commit = git("rev-parse", args.commit)
-    work = Path(tempfile.mkdtemp(prefix="power-trees-"))
-    trees: dict[int, Path] = {}
-    try:
-        for level in LEVELS_PCT:
-            trees[level] = work / f"head{level}"
-            git("worktree", "add", "--detach", str(trees[level]), commit)
+    with gitref.worktrees({level: commit for level in LEVELS_PCT}) as trees:
         step_ms, mm_ms = calibrate(trees[0], args.threads)
         ks = {lvl: max(1, round(lvl / 100 * step_ms / mm_ms)) for lvl in LEVELS_PCT if lvl}
         for lvl, k in ks.items():
@@ -208,10 +205,6 @@ def collect(args: argparse.Namespace) -> int:
             if not args.keep_runs:
                 shutil.rmtree(rd, ignore_errors=True)
             batch += 1
-    finally:
-        for t in trees.values():
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(t)], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

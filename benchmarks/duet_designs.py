@@ -27,16 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import check_power  # noqa: E402  (the injection, calibration and worktrees of the power benchmark)
+import check_power  # noqa: E402  (the injection, calibration and rounds of the power benchmark)
+from bench.runner import gitref  # noqa: E402
 
 ROOT = check_power.ROOT
 DESIGNS = check_power.DESIGNS
@@ -59,12 +58,7 @@ def collect(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: unknown design(s) {unknown}; known: {', '.join(DESIGNS)}", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="designs-trees-"))
-    trees: dict[int, Path] = {}
-    try:
-        for level in [0, *levels]:
-            trees[level] = work / f"head{level}"
-            check_power.git("worktree", "add", "--detach", str(trees[level]), commit)
+    with gitref.worktrees({level: commit for level in [0, *levels]}) as trees:
         step_ms, mm_ms = check_power.calibrate(trees[0], args.threads)
         ks = {lvl: max(1, round(lvl / 100 * step_ms / mm_ms)) for lvl in levels}
         for lvl, k in ks.items():
@@ -100,10 +94,6 @@ def collect(args: argparse.Namespace) -> int:
             print(f"batch {batch} {design} {level}%: {wall:.0f} s, exit {p.returncode}", flush=True)
             shutil.rmtree(rd, ignore_errors=True)
             batch += 1
-    finally:
-        for t in trees.values():
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(t)], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -8,7 +8,7 @@ A benchmark of the harness, run by hand and published (never a test).
 collect: per repetition, each measure once per side, the side order alternating (A B, then B A):
   run    `run --all -q` into a scratch results directory; its wall time, the estimate it printed,
          the claim's verdict lines and each cell's tensor-level memory (read back with this
-         checkout's bench.claim, so both sides are judged by one reader);
+         checkout's bench.decide.claim, so both sides are judged by one reader);
   check  `check --against HEAD -f torch -m lstm128` of R1 and then R2 fixed rounds (default 2 and
          8): seconds per round = (wall(R2) - wall(R1)) / (R2 - R1), the fixed start-up apart;
   suite  `python -m pytest -q` in the worktree: the README's test command without the install.
@@ -51,7 +51,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import check_power  # noqa: E402  (the benchmarks' shared report plumbing)
-from bench import claim, envinfo, pool, results  # noqa: E402  (imports no framework)
+from bench.decide import claim  # noqa: E402  (imports no framework)
+from bench.runner import gitref  # noqa: E402
+from bench import envinfo  # noqa: E402
+from bench.records import pool, results  # noqa: E402
 
 MEASURES = ("run", "check", "suite")
 TARGETS = {"run": 0.40, "check": 0.40, "suite": 0.60}  # after/before, issue 25 item 3
@@ -140,14 +143,11 @@ def collect(args: argparse.Namespace) -> int:
             print(f"error: --variant {v!r}: NAME=FLAGS with a new name (not before/after)", file=sys.stderr)
             return 2
         commits[name], flags[name] = commits["after"], shlex.split(fl)
-    work = Path(tempfile.mkdtemp(prefix="cost-trees-"))
-    trees = {side: work / side for side in ("before", "after")}
-    trees.update({side: trees["after"] for side in commits if side not in trees})
     prior = [json.loads(ln) for ln in (out / "cost.jsonl").read_text().splitlines()] if (out / "cost.jsonl").exists() else []
     rep0 = 1 + max((r["rep"] for r in prior), default=-1)  # a later collect into DIR goes on counting
-    try:
-        for side in ("before", "after"):
-            git("worktree", "add", "--detach", str(trees[side]), commits[side])
+    with gitref.worktrees({side: commits[side] for side in ("before", "after")}) as trees:
+        # A --variant side runs in the after side's tree, with its own flags.
+        trees.update({side: trees["after"] for side in commits if side not in trees})
         for rep in range(rep0, rep0 + args.reps):
             order = list(commits) if rep % 2 == 0 else list(commits)[::-1]
             for m in what:
@@ -169,10 +169,6 @@ def collect(args: argparse.Namespace) -> int:
                     w = row.get("wall_s")
                     print(f"rep {rep} {m} {side}: {f'{w:.1f} s' if w is not None else 'failed'} (exit {row['exit']})",
                           flush=True)
-    finally:
-        for t in trees.values():
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(t)], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import claim, results  # noqa: E402
-from bench.record import MB, Record, Status, cell_label  # noqa: E402
+from bench.decide import claim  # noqa: E402
+from bench.records import results
+from bench.records.record import MB, Record, Status, cell_label  # noqa: E402
 
 
 def main() -> int:

@@ -5,15 +5,15 @@ A benchmark of the harness, run by hand (never a test).
 collect: for each cell in turn (round robin, so every cell gets its share of a time budget and of
   the host's slow drift), runs a block of four processes F S S F or S F F S (alternating, so
   neither start method always goes first), each a full measurement through the runner's own path
-  (bench.process.run_cell), forked children from the runner's warm parents (a fresh parent every
-  bench.warm.REFORK_EVERY children, as in a real run). Every process is appended to
+  (bench.workers.process.run_cell), forked children from the runner's warm parents (a fresh parent every
+  bench.workers.warm.REFORK_EVERY children, as in a real run). Every process is appended to
   DIR/pool.jsonl as soon as it ends, so a crash loses one process and a later collect adds to
   the pool (each listed in DIR/runs.jsonl): the +-3% interval needs ~100 pairs per cell, more
   than one session holds the machine.
 
 report: per cell (and per run, so a second run can be read against the first):
   - train samples/s fork/spawn with its 95% interval: paired over the F/S neighbours of each
-    half-block (bench.stats.ratio_ci), and unpaired (Welch) beside it; pairs with a process the
+    half-block (bench.decide.stats.ratio_ci), and unpaired (Welch) beside it; pairs with a process the
     contention guard marked busy are left out, as `run` and `check` would;
   - whether the tensor-level memory figures are identical, and how the RSS figures move;
   - wall time per process for each start method (a parent's first child, which waits for the
@@ -38,9 +38,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import envinfo, plan, process, results, stats  # noqa: E402  (imports no framework)
+from bench import envinfo  # noqa: E402  (imports no framework)
+from bench.runner import plan
+from bench.workers import process
+from bench.records import results
+from bench.decide import stats
 from bench.records.run import Run
-from bench.job import Job  # noqa: E402
+from bench.workers.job import Job  # noqa: E402
 
 BLOCKS = (("fork", "spawn", "spawn", "fork"), ("spawn", "fork", "fork", "spawn"))
 STARTS = ("fork", "spawn")

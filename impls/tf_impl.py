@@ -511,7 +511,7 @@ _SINGLE_THREADED = "SINGLE_THREADED_EXECUTOR"
 # Instantiations of a graph-mode step for its tensor-level peak (see tensor_memory). About half
 # of cnn_tutorial's read the least figure on an idle machine, so the least of 8 misses it about
 # once in 250; with a core busy about a quarter do (1 in 10). A cell pools its processes by
-# their least (bench/pool.py), so its figure misses the least about once in 10,000.
+# their least (bench/records/pool.py), so its figure misses the least about once in 10,000.
 _ORDERS = 8
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.records.run import Run
-from bench.side import Side
+from bench.runner.side import Side
 from bench.spec import Cell
 
 

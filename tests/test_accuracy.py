@@ -7,7 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import accuracy, plan, report, worker
+from bench.decide import accuracy
+from bench.runner import plan
+from bench.show import report
+from bench import worker
 from bench.commands import selection
 from bench.commands.usage import UsageError
 from bench.spec import Cell, Protocol, TrainSpec, get_model

@@ -15,9 +15,11 @@ import types
 import numpy as np
 import pytest
 
-from bench import cli, compare, results, sequential, stats
+from bench import cli
+from bench.decide import compare, sequential, stats
+from bench.records import results
 from bench.commands import check
-from bench.record import Verdict
+from bench.records.record import Verdict
 from helpers import new_side
 from test_compare import proc, write_run
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cli, envinfo, registry, results
+from bench import cli, envinfo, registry
+from bench.records import results
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = {registry.TEST_FRAMEWORKS_VARIABLE: "1"}  # a child `bench` lists the `fake` framework

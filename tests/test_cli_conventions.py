@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, results
+from bench import cli
+from bench.records import results
 from bench.commands import parser as cli_parser
 from test_cli import FAKE, ROOT
 from test_compare import base_worktrees
@@ -183,7 +184,7 @@ def test_plot_without_matplotlib_names_the_plot_extra(tmp_path, capsys, monkeypa
 def test_parquet_without_pyarrow_names_the_parquet_extra(monkeypatch):
     import pandas as pd
 
-    from bench import tidy
+    from bench.show import tidy
 
     refuse_import(monkeypatch, "pyarrow")
     with pytest.raises(results.ResultsError, match=r"pip install 'lstm-bench\[parquet\]'"):

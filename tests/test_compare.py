@@ -9,8 +9,11 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from bench import cli, compare, measure, results, schedule, stats
-from bench.pool import pool_records
+from bench import cli, measure
+from bench.decide import compare, stats
+from bench.records import results
+from bench.runner import schedule
+from bench.records.pool import pool_records
 from test_cli import FAKE, bench
 
 

@@ -8,7 +8,10 @@ import re
 
 import pytest
 
-from bench import cli, compare, config, results
+from bench import cli
+from bench.runner import config
+from bench.decide import compare
+from bench.records import results
 from bench.spec import PROFILES, ZOO, Cell, ModelSpec, TrainSpec
 from test_cli import ROOT, bench
 from test_compare import proc, write_run

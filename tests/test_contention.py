@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import contention as ct
+from bench.workers import contention as ct
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,7 +96,8 @@ def test_a_process_burning_the_same_cpu_is_seen():
 
 
 def _run_fake_cell(rdir: Path, run_id: str) -> tuple[dict, str]:
-    from bench import registry, results
+    from bench import registry
+    from bench.records import results
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), **{registry.TEST_FRAMEWORKS_VARIABLE: "1"})
     p = subprocess.run([sys.executable, "-m", "bench", "--results-dir", str(rdir), "run", "-f", "fake", "-m", "lstm128",
@@ -144,10 +145,10 @@ def test_a_busy_record_is_logged_ok_question_mark_with_its_reason(tmp_path):
 
     from rich.console import Console
 
-    from bench import process
+    from bench.workers import process
     from bench.commands.ui import RunUI
-    from bench.job import Job
-    from bench.plan import Selection, plan
+    from bench.workers.job import Job
+    from bench.runner.plan import Selection, plan
     from bench.records.run import Run
 
     (cell,) = plan(Selection(frameworks=("torch",), models=("lstm128",), devices=("cpu",), threads=2))

@@ -8,8 +8,10 @@ import shutil
 
 import pytest
 
-from bench import compare, counts, results
-from bench.side import Side
+from bench.decide import compare
+from bench import counts
+from bench.records import results
+from bench.runner.side import Side
 from bench.spec import ZOO, Cell, TrainSpec
 from test_cli import FAKE, ROOT, bench
 

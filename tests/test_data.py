@@ -115,7 +115,7 @@ def test_a_preloaded_set_is_given_read_only_and_read_again_once_its_file_changes
 
 
 def test_a_warm_parent_preloads_the_data_and_leaves_a_bad_file_to_its_children(monkeypatch):
-    from bench import zygote
+    from bench.workers import zygote
 
     monkeypatch.setattr(data, "_PRELOADED", None)
     assert zygote.preload_data() == [] and data._PRELOADED is not None

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import process, schedule
-from bench.plan import Selection, plan
-from bench.side import Side
+from bench.workers import process
+from bench.runner import schedule
+from bench.runner.plan import Selection, plan
+from bench.runner.side import Side
 from helpers import new_side
 
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench import estimate, results
-from bench.plan import Selection, plan
+from bench.runner import estimate
+from bench.records import results
+from bench.runner.plan import Selection, plan
 
 
 def record(model="lstm128", batch=128, step_ms=20.0, infer=10_000.0, steps=300, test=10_000, wall=30.0,

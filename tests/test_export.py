@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, export, results
+from bench import cli
+from bench.show import export
+from bench.records import results
 from bench.commands.usage import Parser, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent

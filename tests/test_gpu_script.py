@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import results
+from bench.records import results
 from bench.cli import main as bench_main
 
 ROOT = Path(__file__).resolve().parent.parent

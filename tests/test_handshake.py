@@ -1,4 +1,4 @@
-"""The duet handshake (bench/handshake.py): before each timed training repeat both sides of a
+"""The duet handshake (bench/workers/handshake.py): before each timed training repeat both sides of a
 round wait for each other through the runner, so their windows start together; a side that ends
 releases the other; code without the handshake is detected, not waited for. The end-to-end test
 runs two real workers of the numpy test double (tests/fake_impl.py), one with four times the
@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from bench import handshake, process, registry, results
+from bench.workers import handshake, process
+from bench import registry
+from bench.records import results
 from bench.records.run import Run
-from bench.job import Job
+from bench.workers.job import Job
 from bench.spec import ZOO, Cell, Protocol, TrainSpec
-from bench.side import Side
+from bench.runner.side import Side
 from helpers import new_side
 
 ROOT = Path(__file__).resolve().parent.parent

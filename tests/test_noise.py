@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import compare, noise, stats
+from bench.decide import compare, noise, stats
 from test_compare import proc
 
 
@@ -37,7 +37,7 @@ def test_a_metric_with_fewer_than_two_paired_rounds_is_left_out():
 def test_detectable_is_read_at_the_checks_last_look():
     """With the check's first look given, the smallest detectable slowdown is for the level a
     check of that many rounds reads its last look at: wider than one look's 95%."""
-    from bench import sequential
+    from bench.decide import sequential
 
     a = [proc("c1", i, v) for i, v in enumerate([1000, 1100, 900, 1000, 1050])]
     b = [proc("c1", i, v) for i, v in enumerate([1010, 1080, 910, 990, 1000])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import registry
-from bench.plan import Selection, default_selection, plan
+from bench.runner.plan import Selection, default_selection, plan
 from bench.spec import SpecError
 
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import analytic, cli, results
+from bench import analytic, cli
+from bench.records import results
 from bench.spec import ZOO
 
 mpl = pytest.importorskip("matplotlib")
 mpl.use("Agg")
 from matplotlib.text import Text  # noqa: E402
 
-from bench import plot  # noqa: E402
+from bench.show import plot  # noqa: E402
 
 BATCHES = (16, 64, 256, 1024)
 RNNS = ("lstm128", "lstm512", "bilstm512", "lstm3x256")

@@ -1,4 +1,4 @@
-"""bench.pool: a cell's process records pooled over processes (never over repeats thrown
+"""bench.records.pool: a cell's process records pooled over processes (never over repeats thrown
 together), on records whose pooled figures are known by hand."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench import pool
+from bench.records import pool
 
 
 def proc(round_: int, rate: float, acc: float, rss: float | None, tensor: int | None, mode: str = "full",

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import envinfo, process, registry, results
+from bench import envinfo, registry
+from bench.workers import process
+from bench.records import results
 from bench.records.run import Run
-from bench.job import EXIT_REFUSED, JOB_VERSION, REFUSED, Job, JobRefused
+from bench.workers.job import EXIT_REFUSED, JOB_VERSION, REFUSED, Job, JobRefused
 from bench.spec import ZOO, Cell, Protocol, TrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,9 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from bench import claim, cli, compare, process, report, results, schedule
-from bench.job import Job
-from bench.plan import Selection, plan
+from bench.decide import claim, compare
+from bench import cli
+from bench.workers import process
+from bench.show import report
+from bench.records import results
+from bench.runner import schedule
+from bench.workers.job import Job
+from bench.runner.plan import Selection, plan
 from helpers import new_run
 from test_cli import ROOT, _workers, bench
 from test_compare import proc, write_run

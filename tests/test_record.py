@@ -1,10 +1,10 @@
-"""bench.record: the typed view reads what the dotted paths read, labels, and the enums write
+"""bench.records.record: the typed view reads what the dotted paths read, labels, and the enums write
 the same JSON as bare strings."""
 from __future__ import annotations
 
 import json
 
-from bench.record import MB, Record, Status, Verdict, by_node, cell_label, framework_label, node_of, seed_of
+from bench.records.record import MB, Record, Status, Verdict, by_node, cell_label, framework_label, node_of, seed_of
 
 
 def rec(**over):

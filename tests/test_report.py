@@ -1,5 +1,6 @@
 """The RNN-vs-CNN verdict and the tables, on fabricated records."""
-from bench import claim, report
+from bench.decide import claim
+from bench.show import report
 
 
 def rec(model, family, rate, mem, fw="torch", device="cpu", batch=128, status="ok", source="tensor-level",
@@ -55,7 +56,7 @@ def test_plot_writes_a_png(tmp_path):
     import pytest
 
     pytest.importorskip("matplotlib")
-    from bench import plot
+    from bench.show import plot
 
     recs = [rec("cnn_tutorial", "cnn", 1000, 200e6), rec("lstm128", "rnn", 500, 100e6, fw="jax")]
     for r in recs:

@@ -1,4 +1,4 @@
-"""bench.results: atomic writes leave the whole file or none, a corrupt or foreign file is a
+"""bench.records.results: atomic writes leave the whole file or none, a corrupt or foreign file is a
 ResultsError (one line for the user), record files are named by key, round and mode, and
 --resume sees exactly the cells whose first full measurement is on disk."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import results
+from bench.records import results
 
 ROOT = Path(__file__).resolve().parent.parent
 

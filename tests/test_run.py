@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import results, schedule
-from bench.plan import Selection, plan
+from bench.records import results
+from bench.runner import schedule
+from bench.runner.plan import Selection, plan
 from bench.records.run import Manifest, Run
 from helpers import new_run
 

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, gitref, limits, measure, owned, registry, results, runlock
+from bench import cli, measure, registry
+from bench.runner import gitref, limits
+from bench.workers import owned
+from bench.records import results, runlock
 from bench.spec import ModelSpec, TrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import process, results, schedule
-from bench.plan import Selection, plan
-from bench.side import Side
+from bench.workers import process
+from bench.records import results
+from bench.runner import schedule
+from bench.runner.plan import Selection, plan
+from bench.runner.side import Side
 from helpers import new_side
 
 CELLS = plan(Selection(frameworks=("torch",), models=("lstm128", "cnn_small", "lstm512"), devices=("cpu",),

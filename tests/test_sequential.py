@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from bench import sequential as sq
+from bench.decide import sequential as sq
 
 
 def test_pocock_type_boundaries_match_the_published_table():

@@ -3,8 +3,7 @@ import json
 
 import pytest
 
-from bench.spec import (DEFAULT_MODELS, PROFILES, ZOO, Cell, ModelSpec, Protocol, SpecError, TrainSpec,
-                        get_model, get_profile)
+from bench.spec import DEFAULT_MODELS, PROFILES, ZOO, Cell, ModelSpec, Protocol, SpecError, TrainSpec, get_model, get_profile
 
 
 @pytest.mark.parametrize("kwargs, msg", [

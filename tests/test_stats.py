@@ -1,4 +1,4 @@
-"""bench.stats on synthetic numbers whose answers are known: the intervals against the t
+"""bench.decide.stats on synthetic numbers whose answers are known: the intervals against the t
 formulas worked by hand (quantiles t(0.975; 3) = 3.18245, t(0.975; 9) = 2.26216, z(0.95) =
 1.64485), the floor rule's four verdicts in both directions, and the words it prints."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from bench import stats
-from bench.record import Verdict
+from bench.decide import stats
+from bench.records.record import Verdict
 
 
 def est(ratio, lo, hi, sd_log=0.05, paired=True, n=6):
@@ -129,7 +129,7 @@ def test_the_paired_interval_is_scipys_and_the_sequential_multiplier():
     import numpy as np
     from scipy import stats as st
 
-    from bench import sequential
+    from bench.decide import sequential
 
     d = np.log([0.91, 0.97, 0.88, 1.02, 0.93, 0.95, 0.90])
     for confidence in (0.95, 0.99, 0.9991):

@@ -165,7 +165,7 @@ def test_tf_graph_mode_keeps_the_least_of_its_op_orders():
     and cnn_tutorial's b128 step transient moves between them: 35.3-36.0 MB in about half of
     them on an idle 2-core VM, 41.5-42.0, 51.5-52.7, 59.1 and 65.1 MB in the others; with a
     core busy only about a quarter read the least. tensor_memory instantiates graph mode
-    _ORDERS times and keeps the least, and a cell pools its processes by their least (bench/pool.py).
+    _ORDERS times and keeps the least, and a cell pools its processes by their least (bench/records/pool.py).
     Two cells of three calls (24 instantiations each) must agree within 1.5% (the least
     class spans 0.7 MB of 75); at a quarter that fails about once in 500 runs, idle about
     once in 10^7. One call alone (8) misses the least about 1 time in 10 on a busy machine,

@@ -11,7 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import cli, results, tidy
+from bench import cli
+from bench.records import results
+from bench.show import tidy
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "results" / "baselines" / "cpu-2core-quick"

@@ -1,4 +1,4 @@
-"""Warm workers (bench/warm.py, bench/zygote.py): a cell forked from a warm parent is recorded
+"""Warm workers (bench/workers/warm.py, bench/workers/zygote.py): a cell forked from a warm parent is recorded
 as a cold one is, says it was forked, and stays the unit of isolation (a crash or a timeout
 ends the child, not the parent). Real forks of the numpy test double (tests/fake_impl.py)."""
 from __future__ import annotations
@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import process, registry, results, warm
+from bench.workers import process, warm
+from bench import registry
+from bench.records import results
 from bench.records.run import Run
-from bench.job import Job
+from bench.workers.job import Job
 from bench.spec import ZOO, Cell, Protocol, TrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +114,7 @@ def test_a_parent_is_replaced_after_refork_every_children_and_records_say_which(
 def test_a_fork_aware_thread_is_counted_apart_and_any_other_thread_refuses_the_parent():
     import threading
 
-    from bench import zygote
+    from bench.workers import zygote
 
     named, stop = threading.Event(), threading.Event()
 
@@ -143,8 +145,8 @@ def test_a_parent_whose_preload_failed_is_read_whole():
     parent reads "bench.data: DataError"): the other fields still parse and the list stays whole."""
     import json
 
-    from bench.warm import ready_fields
-    from bench.zygote import READY
+    from bench.workers.warm import ready_fields
+    from bench.workers.zygote import READY
 
     failed = ["torch._dynamo: ImportError", "bench.data: DataError"]
     fields = ready_fields(f"{READY} threads=3 after_numpy=3 fork_aware=1 failed={json.dumps(failed)}")

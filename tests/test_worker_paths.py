@@ -3,9 +3,10 @@
 a missing fast path fails a strict cell, a framework that sees no GPU skips the cell."""
 import pytest
 
-from bench import pool, registry, worker
-from bench.contention import BUSY_PREFIX
-from bench.job import Job
+from bench.records import pool
+from bench import registry, worker
+from bench.records.record import BUSY_PREFIX
+from bench.workers.job import Job
 from bench.spec import ZOO, Cell, Protocol, TrainSpec
 
 import fake_impl

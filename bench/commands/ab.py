@@ -9,10 +9,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import envinfo, gitref, handshake, measure, results, runlock, schedule
-from ..plan import Selection
+from .. import envinfo, measure
+from ..runner import gitref, schedule
+from ..workers import handshake
+from ..records import results, runlock
+from ..runner.plan import Selection
 from ..records.run import Run
-from ..side import Side
+from ..runner.side import Side
 from ..spec import Cell
 from .usage import UsageError
 
@@ -35,7 +38,7 @@ def worktree(ref: str) -> Iterator[Path]:
 
 
 def rules(args: argparse.Namespace):
-    from .. import compare
+    from ..decide import compare
 
     try:
         return compare.parse_rules(args.fail_on), compare.parse_gate(getattr(args, "gate", None))
@@ -54,7 +57,7 @@ def confidence(args: argparse.Namespace) -> float:
 def sides(args: argparse.Namespace, sel: Selection, cells: list[Cell], base_root: Path, names: tuple[str, str],
           label: str) -> Iterator[tuple[Side, ...]]:
     """Make the two sides' run directories (paired by a shared check_id) under --results-dir, each
-    locked for as long as the block runs (bench.runlock: one runner per run)."""
+    locked for as long as the block runs (bench.records.runlock: one runner per run)."""
     run_id = schedule.new_run_id(sel.profile)
     results_dir = Path(args.results_dir)
     check_id = uuid.uuid4().hex[:12]
@@ -84,7 +87,7 @@ def choose_duet_cpus(args: argparse.Namespace, cells: list[Cell], sides: tuple[S
 
 def choose_handshake(args: argparse.Namespace, sides: tuple[Side, ...], duet: tuple[tuple[int, ...], ...],
                      console: Any) -> bool:
-    """Whether duet rounds start both sides' timed repeats together (bench/handshake.py): only with
+    """Whether duet rounds start both sides' timed repeats together (bench/workers/handshake.py): only with
     --handshake, and not where a side's code predates it (said: its rounds are then unsynchronised).
     Recorded in both sides' manifests."""
     synced = bool(duet) and getattr(args, "handshake", False)

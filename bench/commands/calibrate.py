@@ -1,13 +1,15 @@
 """`check --calibrate`: A/A rounds of this checkout against itself, through the same rounds (and
-duet) as a real check, then each metric's noise and the smallest detectable slowdown (bench.noise)."""
+duet) as a real check, then each metric's noise and the smallest detectable slowdown (bench.decide.noise)."""
 from __future__ import annotations
 
 import argparse
 import math
 import time
 
-from .. import envinfo, schedule, sequential
-from ..plan import plan
+from .. import envinfo
+from ..runner import schedule
+from ..decide import sequential
+from ..runner.plan import plan
 from . import ab, selection
 from .ui import RunUI, console as make_console
 from .usage import UsageError
@@ -19,7 +21,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .. import noise, stats
+    from ..decide import noise, stats
 
     if args.base or args.head or args.against:
         raise UsageError("check --calibrate runs this checkout against itself: give a selection, not BASE/HEAD/--against")

@@ -2,7 +2,7 @@
 interval; `check` exits 0 unchanged/improved, 1 regressed, 3 inconclusive. `check --against REF`
 first measures REF's code and this checkout's in rounds of fresh processes in this job, adding a
 round at a time and looking after each: the intervals are the repeated ones of a group-sequential
-plan fixed before the first look (bench.sequential), so the stated error holds over all looks."""
+plan fixed before the first look (bench.decide.sequential), so the stated error holds over all looks."""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import measure, results, schedule, sequential
-from ..plan import plan
+from .. import measure
+from ..records import results
+from ..runner import schedule
+from ..decide import sequential
+from ..runner.plan import plan
 from . import ab, calibrate, counts as counts_cmd, selection
 from .ui import RunUI, console as make_console
 from .usage import UsageError
@@ -24,7 +27,7 @@ def _rounds_of(ref: str, results_dir: Path) -> tuple[list[dict], dict]:
 
 # O'Brien-Fleming-type spending: almost nothing at the early looks, so the last look reads nearly
 # the fixed-sample interval and a check that runs its whole budget loses little power; only large
-# effects stop a check early (bench.sequential says why this design and not another).
+# effects stop a check early (bench.decide.sequential says why this design and not another).
 SPENDING = "obrien-fleming"
 
 
@@ -41,7 +44,7 @@ def designs_of(manifest: dict[str, Any], run: str) -> dict[str, sequential.Desig
 
 def _comparison(args: argparse.Namespace):
     """Two stored sets, refused (exit 2) when they differ in what makes figures comparable."""
-    from .. import compare
+    from ..decide import compare
 
     rules, gate = ab.rules(args)
     (base, mb), (head, mh) = (_rounds_of(args.base, Path(args.results_dir)),
@@ -65,7 +68,7 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
     for c in ("cell", "metric", "base", "head", "processes", "change", "verdict"):
         t.add_column(c, justify="right" if c in ("base", "head", "processes") else "left", overflow="fold")
     colour = {"regressed": "red", "improved": "green", "unchanged": "", "inconclusive": "yellow", "changed": "yellow"}
-    from ..compare import format_value
+    from ..decide.compare import format_value
 
     # Cells from several nodes (Ray runs): grouped by node, and each says where it ran.
     several = len(set(cmp.nodes.values())) > 1
@@ -109,7 +112,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def gated_rounds_rules(rules, gate) -> int:
     """How many of a cell's decisions are in the check's Holm family (gated, judged over rounds)."""
-    from .. import compare
+    from ..decide import compare
 
     return sum(r.kind == compare.Judge.ROUNDS and r.name in gate for r in rules)
 
@@ -120,7 +123,7 @@ def round_settles(args: argparse.Namespace, sides, cells, rules, gate, confidenc
     the rounds its budget allows, recorded in both manifests. At every look it judges the cells so
     far as the final table will (the repeated interval of each look; Holm's family counts the
     cells still to come), and stops the cell once each gated metric is decided or its plan spent."""
-    from .. import compare
+    from ..decide import compare
 
     designs: dict[str, sequential.Design] = {}
     family = len(cells) * gated_rounds_rules(rules, gate)
@@ -191,7 +194,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         args.base, args.head = _run_against(args)
     elif not (args.base and args.head):
         raise UsageError("check: give BASE HEAD (run ids or directories), or --against GIT_REF with a selection")
-    from .. import compare
+    from ..decide import compare
 
     cmp, diffs = _comparison(args)
     joined = len(cmp.rounds)

@@ -14,10 +14,10 @@ import dataclasses
 from typing import Any
 
 from .. import counts, envinfo
-from ..plan import plan
-from ..record import Status
+from ..runner.plan import plan
+from ..records.record import Status
 from ..records.run import Run
-from ..side import Side
+from ..runner.side import Side
 from ..spec import Cell
 from . import ab, selection
 from .ui import console as make_console

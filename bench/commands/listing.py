@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .. import envinfo, measure, registry, results
+from .. import envinfo, measure, registry
+from ..records import results
 from ..spec import DEFAULT_MODELS, PROFILES, ZOO
 from .ui import console as make_console
 

@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import contention, data, envinfo, limits, measure, results, runlock, schedule
-from ..plan import plan
+from ..workers import contention
+from .. import data, envinfo, measure
+from ..runner import limits, schedule
+from ..records import results, runlock
+from ..runner.plan import plan
 from ..records.run import Run
 from . import counts as counts_cmd, selection
 from .ui import RunUI, console as make_console
@@ -22,7 +25,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_executor(args)
     conf = None
     if args.config:  # checked whole before anything else, so a bad config leaves nothing behind
-        from .. import config
+        from ..runner import config
 
         try:
             conf = _config(args)
@@ -85,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.all and envinfo.gpu_absent_reason():
                 console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
         too_big = limits.refusals(todo, data_path)
-        from .. import estimate
+        from ..runner import estimate
 
         watch = contention.Watch()
         with watch:  # a low reading scales every record up (one read 136 GFLOP/s, its workers 169): busy, it must not
@@ -105,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(too_big[0] + (f" (and {len(too_big) - 1} more; see run --dry-run)" if len(too_big) > 1 else ""))
         cluster = None
         if args.executor == "ray" and todo:  # connected before the run is created: a failure leaves nothing
-            from .. import ray_executor
+            from ..runner import ray_executor
 
             try:
                 cluster = ray_executor.connect(args.address, args.ray_code)
@@ -133,9 +136,9 @@ def _execute(args: argparse.Namespace, console: Any, run: Run, cells: list, todo
     run_dir, run_id = run.directory, run.run_id
     timeout_s = args.timeout or schedule.DEFAULT_TIMEOUT_S.get(todo[0].profile if todo else "quick", 1800)
     if cluster is not None:
-        from .. import ray_executor
+        from ..runner import ray_executor
 
-        if args.start == "fork":  # a Ray task runs one cold worker on its node (bench/ray_executor.py)
+        if args.start == "fork":  # a Ray task runs one cold worker on its node (bench/runner/ray_executor.py)
             console.print("[yellow]note[/]: --start fork is for the local executor; Ray tasks start each cell's "
                           "worker cold (records say start: spawn)")
         t_run0 = time.monotonic()
@@ -146,7 +149,7 @@ def _execute(args: argparse.Namespace, console: Any, run: Run, cells: list, todo
         code = schedule.execute(run, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet), rounds, args.start)
     if args.counts and code != 130:
         counts_cmd.add_to_run(run, todo, args, console, data_path)
-    from .. import report
+    from ..show import report
 
     recs = run.pooled()
     report.print_report(recs, f"lstm-bench run {run_id}", console)
@@ -192,7 +195,7 @@ def _check_executor(args: argparse.Namespace) -> None:
         if args.address or args.ray_code != "upload":
             raise UsageError("--address and --ray-code go with --executor ray")
         return
-    from .. import ray_executor
+    from ..runner import ray_executor
 
     try:
         ray_executor.require()
@@ -214,7 +217,7 @@ _CONFIG_CONFLICTS = (("--all", "all", False), ("--framework", "framework", None)
 
 def _config(args: argparse.Namespace):
     """run --config: the flags that conflict with it (a usage error), then the parsed config."""
-    from .. import config
+    from ..runner import config
 
     if args.resume or args.retry_failed or args.retry_suspect:
         raise UsageError("give --config or --resume, not both (a run's manifest holds its config)")

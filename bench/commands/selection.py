@@ -7,7 +7,7 @@ import argparse
 from typing import Sequence
 
 from .. import registry
-from ..plan import Selection, default_selection
+from ..runner.plan import Selection, default_selection
 from ..spec import DEVICES, PRECISIONS, PROFILES, ZOO
 from .usage import UsageError
 

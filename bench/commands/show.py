@@ -1,5 +1,5 @@
 """`show`, `plot` and `export`: a stored run's table (or several runs as one tidy table), its
-charts, and its figures for other CI tools (bench.export)."""
+charts, and its figures for other CI tools (bench.show.export)."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import results
+from ..records import results
 from .ui import console as make_console
 from .usage import UsageError
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .. import report
+    from ..show import report
 
     if args.explain:
         for c in report.COLUMNS + (report.TTA_COLUMN,):
@@ -23,7 +23,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise UsageError("show: which run? give a run id (see results/) or a run directory")
     if args.out and args.format in ("table", "markdown", "records"):
         raise UsageError("--out is for the tidy formats (csv, parquet, json); redirect the table instead")
-    from .. import tidy
+    from ..show import tidy
 
     runs = tidy.read_runs(args.run, Path(args.results_dir))  # every run read (and checked) before any output
     if args.format in tidy.FORMATS:
@@ -40,7 +40,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .. import plot
+    from ..show import plot
 
     run_dir = results.resolve_run(args.run, Path(args.results_dir))
     out = Path(args.out) if args.out else run_dir / "plot.png"
@@ -79,6 +79,6 @@ def add_plot_and_export_parsers(sub: Any) -> None:
                          "accuracy-vs-time.png for a run with --target-accuracy or --eval-every")
     pl.set_defaults(func=cmd_plot)
 
-    from .. import export
+    from ..show import export
 
     export.add_parser(sub)

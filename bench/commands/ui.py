@@ -5,7 +5,7 @@ import sys
 import time
 from typing import Any
 
-from ..process import CellOutcome
+from ..workers.process import CellOutcome
 from ..spec import Cell
 
 

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import analytic, process, record
-from ..side import Side
+from .. import analytic
+from ..workers import process
+from ..records import record
+from ..runner.side import Side
 from ..spec import Cell
 
 INSTALL_HINT = "apt-get install valgrind"
@@ -44,7 +46,7 @@ WARMUP_STEPS = 2  # the first step compiles, the second settles allocator and ca
 COUNTED_STEPS = 1  # steps agree to 0.01% (the published note): one is enough, and each costs ~50 s
 BUDGET_S = 300.0  # a counts process (both sides run at once) estimated past this is skipped
 # Processes of identical code gave the same count to the instruction (the counts rule's floor in
-# bench.compare is 0.5%; results/published/counts-cpu-2core-2026-12-02.md).
+# bench.decide.compare is 0.5%; results/published/counts-cpu-2core-2026-12-02.md).
 FLOOR = 0.005
 
 

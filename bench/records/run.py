@@ -2,11 +2,11 @@
 
 Layout (nothing outside this module builds a path into a run):
     <run>/manifest.json              the plan and the run's state (`Manifest`)
-    <run>/cells/<key>[.rN|.mN].json  one record per process (bench.results.cell_path)
+    <run>/cells/<key>[.rN|.mN].json  one record per process (bench.records.results.cell_path)
     <run>/jobs/<stem>.json           the job each worker was given
     <run>/staging/<stem>/            where a worker writes its record before the runner files it
     <run>/counts/<key>/              a counts process's working files
-    <run>/.lock                      held by the one process writing the run (bench.runlock)
+    <run>/.lock                      held by the one process writing the run (bench.records.runlock)
 
 A Run is opened for reading anywhere; it is written only by the process holding its lock. Every
 manifest change is a named update that writes the manifest at once (atomically); every record
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from .. import envinfo, results, runlock
+from .. import envinfo
+from . import results, runlock
 from ..spec import Cell
 
 Key = tuple[str, int, str]  # (cell key, round, mode): one process of a cell
@@ -232,14 +233,14 @@ class Run:
 
     def rounds(self) -> list[dict[str, Any]]:
         """Every process record, in the manifest's planned order, then full before memory, then
-        by round (what bench.results.read_rounds gives)."""
+        by round (what bench.records.results.read_rounds gives)."""
         order = {c["key"]: i for i, c in enumerate(self.manifest.cells)}
         return sorted(self._cache().values(), key=lambda r: (order.get(r["key"], len(order)),
                                                              r.get("mode", "full") != "full", int(r.get("round", 0))))
 
     def pooled(self) -> list[dict[str, Any]]:
-        """One record per cell, its processes pooled (bench.pool)."""
-        from ..pool import pool_records
+        """One record per cell, its processes pooled (bench.records.pool)."""
+        from .pool import pool_records
 
         return pool_records(self.rounds())
 

@@ -13,7 +13,7 @@ collect: pairs of counts processes of torch lstm128 b128 (1 thread), the two of 
 
 report: the spread of instructions per step over the processes of identical code (side A of every
   pair and side B of the A/A pairs), and every pair judged by the check's own rule
-  (bench.compare, the `counts` rule: direct comparison against its floor): how many regressed per
+  (bench.decide.compare, the `counts` rule: direct comparison against its floor): how many regressed per
   level. The pairs are disjoint, so the checks are independent.
 
 one: two counts processes at once, each with its own code root, framework and model (the cost of
@@ -36,9 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import compare, counts  # noqa: E402
-from bench.side import Side  # noqa: E402
-from bench.plan import Selection, plan  # noqa: E402
+from bench.decide import compare  # noqa: E402
+from bench import counts
+from bench.runner.side import Side  # noqa: E402
+from bench.runner.plan import Selection, plan  # noqa: E402
 
 LEVELS = json.loads((Path(__file__).with_name("levels.json")).read_text())  # "1" -> matmul N for +1%
 

@@ -382,7 +382,7 @@ def _gpu_of(rec: dict[str, Any]) -> str:
 
 def why_slower(rec: dict[str, Any], probe_ms: float) -> list[str]:
     """What a record says that could explain a step slower than its probe."""
-    from bench.record import Record
+    from bench.records.record import Record
 
     r, out = Record(rec), []
     gpu = _gpu_of(rec)
@@ -411,7 +411,7 @@ def why_slower(rec: dict[str, Any], probe_ms: float) -> list[str]:
 
 def probe_rows(records: Iterable[dict[str, Any]], over: float = FLAG_OVER) -> list[dict[str, Any]]:
     """Each ok fp32 GPU record that has a probe: step ms, probe ms, ratio, flag, reasons."""
-    from bench.record import MB, Record
+    from bench.records.record import MB, Record
 
     rows = []
     for rec in records:
@@ -459,8 +459,8 @@ def probe_markdown(rows: list[dict[str, Any]]) -> str:
 
 # --- memory --------------------------------------------------------------------------------
 def memory_markdown(records: list[dict[str, Any]]) -> str:
-    from bench.claim import claim_rows
-    from bench.record import MB, Record, cell_label
+    from bench.decide.claim import claim_rows
+    from bench.records.record import MB, Record, cell_label
 
     gpu = [r for r in records if r.get("device") == "gpu" and r.get("status") == "ok"]
     lines = []
@@ -502,7 +502,8 @@ def memory_markdown(records: list[dict[str, Any]]) -> str:
 def read_runs(results_dir: Path, runs: Iterable[str]) -> list[tuple[str, list[dict[str, Any]]]]:
     """(run id, pooled records) of each run that exists; a missing one is left out (a step
     that failed before its run started)."""
-    from bench import results, tidy
+    from bench.records import results
+    from bench.show import tidy
 
     out = []
     for ref in runs:
@@ -524,7 +525,7 @@ def skipped_lines(records: list[dict[str, Any]]) -> list[str]:
 
 def build_report(results_dir: Path, runs: list[str], checks: dict[str, Any] | None = None,
                  summary: str | None = None, title: str | None = None) -> str:
-    from bench import report
+    from bench.show import report
 
     loaded = read_runs(results_dir, runs)
     records = [r for _, recs in loaded for r in recs]

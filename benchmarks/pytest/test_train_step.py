@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bench import reference, registry
-from bench.side import Side  # noqa: E402
+from bench.runner.side import Side  # noqa: E402
 from bench.envinfo import REPO_ROOT as ROOT
 from bench.spec import TrainSpec, get_model
 

@@ -20,8 +20,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench import defaults, pool, report, results  # noqa: E402
-from bench.record import Status  # noqa: E402
+from bench import defaults  # noqa: E402
+from bench.records import pool, results
+from bench.show import report
+from bench.records.record import Status  # noqa: E402
 from bench.spec import ZOO  # noqa: E402
 
 MODELS = ("lstm128", "lstm512", "bilstm512", "lstm3x256", "cnn_tutorial", "cnn_small")
@@ -143,10 +145,10 @@ def main() -> int:
 
 
 def _plot(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], path: Path, title: str) -> None:
-    """ms per sample and samples/s against batch size, min..max over processes: in bench.plot's
+    """ms per sample and samples/s against batch size, min..max over processes: in bench.show.plot's
     style (a framework's colour and lstm128's marker as in every other plot, ticks at the batch
     sizes, at most 1200 px wide), the run id at the foot."""
-    from bench import plot
+    from bench.show import plot
 
     with plot.style():
         fig, ((ax1, ax2),) = plot.new_figure(1, 2, 4.8)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .spec import Cell
+from ..spec import Cell
 
 JOB_VERSION = 1
 KNOWN_VERSIONS = (1,)
@@ -35,7 +35,7 @@ class Job:
     mode: str = "full"  # "full" measurement or "memory" only
     cpus: tuple[int, ...] = ()  # duet rounds: the CPUs the worker is pinned to (the record says so)
     # Duet rounds: where the runner signals that every side is ready for the next timed repeat
-    # (bench/handshake.py). An optional key: workers that predate it never get one.
+    # (bench/workers/handshake.py). An optional key: workers that predate it never get one.
     sync_dir: str | None = None
     version: int = JOB_VERSION
 

@@ -22,7 +22,7 @@ per framework and per code root (check --against runs base and head side by side
 child needs pipes of its own as stdout/stderr and a session of its own.
 
 Stdlib only and no relative imports: the runner loads this file by path into the parent (see
-bench/warm.py), so a base worktree of older code, which has no zygote of its own, gets a warm
+bench/workers/warm.py), so a base worktree of older code, which has no zygote of its own, gets a warm
 parent whose worker, harness and framework code all come from that worktree.
 
 Protocol on the Unix socket, one connection per child: the runner sends one JSON line

@@ -3,11 +3,11 @@ the record it wrote (or one that says how it died).
 
 A cell's worker is a fresh `python -m bench.worker JOB` ("spawn"), or with `--start fork` a child
 forked from a warm parent that has imported the harness and the framework but started no pool,
-backend or device (bench/warm.py; "fork"): either way no framework or CUDA state crosses cells,
+backend or device (bench/workers/warm.py; "fork"): either way no framework or CUDA state crosses cells,
 and the record says which ("start"). The worker runs in its own session so Ctrl-C reaches only
 the runner, which then stops the worker and keeps every finished record. Thread counts and allocator switches go into the
 worker's environment, because frameworks read them at import time. This module never imports the
-worker: the two meet only in the job file and the record (bench/job.py, bench/record.py).
+worker: the two meet only in the job file and the record (bench/workers/job.py, bench/records/record.py).
 """
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import envinfo, handshake, record, registry, results, warm
+from .. import envinfo, registry
+from . import handshake, warm
+from ..records import record, results
 from .job import PROGRESS, REFUSED, Job
-from .records.run import Run
-from .spec import Cell
+from ..records.run import Run
+from ..spec import Cell
 
 Progress = Callable[[str, str], None]  # (cell key, phase text)
 
@@ -101,7 +103,7 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
                preexec: Callable[[], None] | None = None) -> dict[str, Any]:
     """Start `python -m bench.worker JOB` (its record goes to the staging dir job.run_dir),
     follow its progress, enforce the timeout; return its record, or one that says how it died.
-    Shared by the local runner and the Ray task (bench.ray_executor), which runs it on a node.
+    Shared by the local runner and the Ray task (bench.runner.ray_executor), which runs it on a node.
     `preexec` runs in the child before the worker starts (spawn only); job.cpus pins the worker to
     those CPUs. watch.start "fork" forks the worker from a warm parent of this code root and
     environment, or starts it cold where no parent can be used (the record's "start" says which)."""
@@ -110,7 +112,7 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
     results.atomic_write_json(job_path, job.to_dict())
     proc: subprocess.Popen | warm.ChildProcess | None = None
     # The process's whole life as the runner sees it (interpreter start, imports, exit), which the
-    # worker's own wall_s leaves out: the run's estimate learns start-up from it (bench.estimate).
+    # worker's own wall_s leaves out: the run's estimate learns start-up from it (bench.runner.estimate).
     born = time.monotonic()
     if watch.start == "fork" and preexec is None:
         # A framework this process does not list (the tests' double) is imported by the child.

@@ -24,13 +24,14 @@ import os
 import time
 from dataclasses import dataclass
 
+from ..records.record import BUSY_PREFIX
+
 # A cell is suspect when other processes used more than this many cores, on average, while it
 # was timed. 0.10 = 10% of one core: room for the harness's own parent (its reader threads and
 # the progress display share the cell's CPUs) and the OS, which together read 0.00-0.05 cores in
 # 8 torch/JAX `ci` processes on the idle development machine (2026-12-02), and far below the
 # 0.9-1.0 cores of the program that went unnoticed.
 BUSY_THRESHOLD_CORES = 0.10
-BUSY_PREFIX = "machine busy:"  # how a busy reason starts, so records can be searched for it
 _STAT = "/proc/stat"
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 

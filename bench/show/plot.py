@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .claim import CLAIM_BAND, CLAIM_CNN, claim_rows
-from .record import Record, Status, framework_label, node_of, seed_of
+from ..decide.claim import CLAIM_BAND, CLAIM_CNN, claim_rows
+from ..records.record import Record, Status, framework_label, node_of, seed_of
 
 DPI = 100
 MAX_WIDTH_PX = 1200  # GitHub shows a README image at most ~1000 px wide: wider shrinks its text

@@ -4,8 +4,8 @@ and the activations backprop keeps) exceeds this machine's memory. `run --dry-ru
 `run` refuses them (one line, exit 2) instead of spending a worker on a certain failure."""
 from __future__ import annotations
 
-from .analytic import cost
-from .spec import Cell
+from ..analytic import cost
+from ..spec import Cell
 
 GB = 1e9
 
@@ -28,7 +28,7 @@ def refusals(cells: list[Cell], data_path: str | None, memory_bytes: int | None 
     if memory_bytes == -1:
         memory_bytes = machine_memory_bytes()
     if n_train is None:
-        from . import data
+        from .. import data
 
         n_train = data.load(data_path).n_train
     out = []

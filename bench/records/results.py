@@ -1,4 +1,4 @@
-"""Records on disk: schema, atomic writes, reading runs back (flattened for the tidy tables, bench.tidy).
+"""Records on disk: schema, atomic writes, reading runs back (flattened for the tidy tables, bench.show.tidy).
 
 Layout: results/<run-id>/manifest.json  (the plan: every cell's spec and key)
         results/<run-id>/cells/<key>.json  (one record per finished cell)
@@ -217,7 +217,7 @@ def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
 
 def read_records(run_dir: Path) -> list[dict[str, Any]]:
     """One record per cell: a cell measured in several processes (rounds) is pooled, its
-    figures taken over per-process values (bench.pool)."""
+    figures taken over per-process values (bench.records.pool)."""
     from .pool import pool_records
 
     return pool_records(read_rounds(run_dir))

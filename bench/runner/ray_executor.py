@@ -24,11 +24,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import envinfo, process, registry, schedule
-from .job import Job
-from .records.run import Run
+from .. import envinfo, registry
+from ..workers import process
+from . import schedule
+from ..workers.job import Job
+from ..records.run import Run
 from .side import Side
-from .spec import Cell
+from ..spec import Cell
 
 INSTALL_HINT = "pip install 'lstm-bench[ray]'"
 # What the working_dir upload leaves behind (gitignore patterns, anchored at the repo root).

@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .record import Record, Status, TextEnum, cell_label, framework_label, seed_of
+from ..records.record import Record, Status, TextEnum, cell_label, framework_label, seed_of
 
 # Without dropout, two frameworks' accuracies for one seed must be within this many points
 # (0.1 = 10 of 10,000 test images). Measured here: see results/published (the gap was <= 0.03

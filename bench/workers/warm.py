@@ -5,7 +5,7 @@ One parent per code root and per worker environment: the environment is the cell
 worker_env, so every variable a framework or BLAS library reads at import time (thread counts,
 allocator switches) is the one a cold worker of that cell would have imported with, and the
 child differs from a cold worker only in not having paid for the imports. The parent itself is
-bench/zygote.py, loaded by path so a base worktree of older code gets one too.
+bench/workers/zygote.py, loaded by path so a base worktree of older code gets one too.
 
 Where a parent cannot be used (it did not start, it holds more than one thread after its
 imports, it died), the runner starts that cell and the remaining ones of that parent cold, and
@@ -52,7 +52,7 @@ HARNESS_MODULES = ("bench.worker",)
 REFORK_EVERY = 5
 START_TIMEOUT_S = 300.0  # a parent still importing after this is given up (cold start instead)
 
-# The boot line of a parent: load bench/zygote.py by path (not as bench.zygote, which would be
+# The boot line of a parent: load bench/workers/zygote.py by path (not as bench.workers.zygote, which would be
 # the code root's bench) and serve. sys.path[0] is '' (the cwd = code root), as under `-m`.
 BOOT = ("import importlib.util as u, sys; s = u.spec_from_file_location('lstm_bench_zygote', sys.argv[1]); "
         "m = u.module_from_spec(s); s.loader.exec_module(m); sys.exit(m.serve(sys.argv[2], sys.argv[3:]))")

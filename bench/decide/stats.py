@@ -26,7 +26,7 @@ is X = 100 (base/head throughput - 1), the step-time increase.
   inconclusive anything else (with an estimate of the rounds that would settle it).
 
 A check that looks after every round reads each look's interval at the level its repeated
-confidence interval needs (bench.sequential, `sequential_decide`), so the stated error holds over
+confidence interval needs (bench.decide.sequential, `sequential_decide`), so the stated error holds over
 all its looks; two finished sets compared once read the fixed-sample interval.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
-from .record import Verdict
+from ..records.record import Verdict
 from .sequential import Design
 
 DEFAULT_CONFIDENCE = 0.95
@@ -168,7 +168,7 @@ def sequential_decide(base: Sequence[float], head: Sequence[float], design: Desi
                       max_rounds: int = 200) -> tuple[RatioEstimate, Decision]:
     """The check's rule on paired rounds in the order they ran: a look after every round from
     design.min_rounds on, each reading its repeated confidence interval at two-sided error
-    `alpha` (bench.sequential); the first look whose interval decides settles the metric (the
+    `alpha` (bench.decide.sequential); the first look whose interval decides settles the metric (the
     check stopped there: a later round cannot undo it), else the last look's, inconclusive.
     Rounds past design.n_max are not read (the check never takes them).
     The check's loop calls this on the rounds so far after every round, and its final table on

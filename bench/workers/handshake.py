@@ -76,4 +76,5 @@ def wait_for_go(directory: str, repeat: int, timeout_s: float = WAIT_TIMEOUT_S) 
 def supported(code_root: Path) -> bool:
     """Whether the worker of the code at `code_root` takes part in the handshake. Read from its
     files, not by importing it: an editable install would lend it this checkout's module."""
-    return (code_root / "bench" / "handshake.py").is_file()
+    # Where the module lay in the flat layout (commits before the layer packages) and where it lies now.
+    return any((code_root / "bench" / sub / "handshake.py").is_file() for sub in ("", "workers"))

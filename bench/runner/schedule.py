@@ -15,13 +15,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import envinfo, handshake, owned, process
-from .job import Job
-from .process import CellOutcome
-from .record import Record
-from .records.run import Run
+from .. import envinfo
+from ..workers import handshake, owned, process
+from ..workers.job import Job
+from ..workers.process import CellOutcome
+from ..records.record import Record
+from ..records.run import Run
 from .side import Side
-from .spec import Cell
+from ..spec import Cell
 
 DEFAULT_TIMEOUT_S = {"smoke": 300, "ci": 600, "claim": 900, "quick": 900, "full": 7200}
 
@@ -53,7 +54,7 @@ class Rounds:
     # cells only; empty = one side after the other.
     duet_cpus: tuple[tuple[int, ...], ...] = ()
     # Duet rounds whose two sides wait for each other before every timed training repeat, so
-    # their windows start together (bench/handshake.py); off where a side's code predates it.
+    # their windows start together (bench/workers/handshake.py); off where a side's code predates it.
     handshake: bool = False
     # Memory-only processes of CPU cells run this many at once, after every timed process has
     # finished: nothing in them is timed and their figures are per process (RSS, the tensor-level
@@ -71,7 +72,7 @@ class RunContext:
     ui: Any  # the run UI: cell_started / cell_progress / cell_finished / advance / add_total
     stop: threading.Event  # set on Ctrl-C or when one side of a duet round stops: every worker stops
     tag: bool  # several sides: outcomes say which side they come from
-    start: str = "spawn"  # how each worker starts: a cold interpreter, or forked warm (bench/warm.py)
+    start: str = "spawn"  # how each worker starts: a cold interpreter, or forked warm (bench/workers/warm.py)
 
     @property
     def watch(self) -> process.Watch:
@@ -80,7 +81,7 @@ class RunContext:
 
 def new_run_id(profile: str) -> str:
     """time + label + 4 random hex digits; the label (a profile, or a config's name) is cut down to
-    what a run id may hold (bench.results.RUN_ID_RE)."""
+    what a run id may hold (bench.records.results.RUN_ID_RE)."""
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", profile).strip(".-")[:64] or "run"
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{label}-{uuid.uuid4().hex[:4]}"
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import analytic, results
-from .spec import Cell
+from .. import analytic
+from ..records import results
+from ..spec import Cell
 
 GPU_GFLOPS = 20_000.0
 # One host reads its sgemm up to ~10% apart from one process to the next: the run's own reading
@@ -197,7 +198,7 @@ def estimate(cells: list[Cell], gflops: float, priors_: dict[tuple, list[Prior]]
              memory_processes: int = 0, memory_jobs: int = 1, sgemm_busy: str | None = None) -> Estimate:
     """Seconds for `full_rounds` full processes and `memory_processes` memory-only processes
     per cell (the evaluations every K steps for time-to-accuracy included). A CPU cell's
-    memory-only processes run `memory_jobs` at once (bench.schedule.Rounds): their time is
+    memory-only processes run `memory_jobs` at once (bench.runner.schedule.Rounds): their time is
     divided among them. Records of processes that ran two at once already carry the slowdown of
     sharing the cores, and divided so they matched the memory phase's wall time (13.7/2 min
     against 7.0 min measured); records of processes that ran alone make it read short."""

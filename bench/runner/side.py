@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import envinfo
-from .records.run import Run
+from .. import envinfo
+from ..records.run import Run
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
 
-from . import envinfo
-from .contention import BUSY_PREFIX
-from .spec import Cell
+from .. import envinfo
+from ..spec import Cell
 
+
+# How a busy-machine self-check reason starts (bench.workers.contention writes it), so records
+# can be searched for it: part of what a record says, so it lives here.
+BUSY_PREFIX = "machine busy:"
 
 def base_record(cell: Cell, run_id: str | None, round_: int = 0, mode: str = "full") -> dict[str, Any]:
     """What every record of a cell says, however its process ended: the worker starts its record
@@ -135,7 +138,7 @@ class Record:
 
     @property
     def machine_busy(self) -> bool:
-        """Other programs used the cell's CPUs while it was timed (bench.contention)."""
+        """Other programs used the cell's CPUs while it was timed (bench.workers.contention)."""
         return any(r.startswith(BUSY_PREFIX) for r in self.self_check_reasons)
 
     @property

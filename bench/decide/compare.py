@@ -1,5 +1,5 @@
 """Joins two result sets and decides, per cell and metric: regressed, improved, unchanged or
-inconclusive, from an effect size with a confidence interval (bench.stats).
+inconclusive, from an effect size with a confidence interval (bench.decide.stats).
 
 The sample is the process. A set whose cells ran in several fresh processes (rounds) gives
 one value per process and metric: the median of that process's repeats. `check --against`
@@ -11,8 +11,8 @@ between processes, so its speed and RSS verdicts are `inconclusive`, never a fal
 Metrics and how each is judged:
 - train, infer (samples/s, higher is better) and rss (RSS growth, lower is better): rounds,
   a t interval on log ratios, against an effect floor (3%, 3%, 10%) that is a band symmetric on
-  the log scale (bench.stats.band: train:10% = a step 10% slower); rounds a check added one at a
-  time read the repeated interval of their last look (bench.sequential), and one check's gated
+  the log scale (bench.decide.stats.band: train:10% = a step 10% slower); rounds a check added one at a
+  time read the repeated interval of their last look (bench.decide.sequential), and one check's gated
   rounds decisions share its error by Holm's step-down (stats.holm);
 - memory: the tensor-level figure on CPU, the allocator peak on GPU. It is deterministic for
   identical code, so it is compared directly (floor 1%), after checking that each side's
@@ -33,10 +33,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from . import stats
-from .pool import group_rounds, measured_memory
-from .record import Record, Status, TextEnum, Verdict, node_of
+from ..records.pool import group_rounds, measured_memory
+from ..records.record import Record, Status, TextEnum, Verdict, node_of
 from .sequential import Design
-from .spec import ModelSpec
+from ..spec import ModelSpec
 
 DETERMINISTIC_TOLERANCE = 0.005  # processes of one side may differ this much on a "deterministic" figure
 
@@ -49,7 +49,7 @@ class Judge(TextEnum):
 
 
 def judged_memory(rec: Record) -> float | None:
-    """The memory figure the memory rule judges: bench.pool.measured_memory, but on CPU only the
+    """The memory figure the memory rule judges: bench.records.pool.measured_memory, but on CPU only the
     tensor-level figure (it is deterministic; RSS growth has its own rule)."""
     v, _ = measured_memory(rec.raw)
     if rec.raw.get("device") == "cpu" and rec.tensor_peak_bytes is None:
@@ -363,7 +363,7 @@ class Comparison:
     family: int = 0  # m: the gated rounds decisions Holm shared alpha over
     designs: dict[str, Design] = field(default_factory=dict)  # key -> its check's sequential plan
     # key -> paired rounds left out because either side was timed while other programs used its
-    # CPUs (bench.contention): a busy machine slows one side of a round, not the code.
+    # CPUs (bench.workers.contention): a busy machine slows one side of a round, not the code.
     dropped_busy: dict[str, int] = field(default_factory=dict)
 
     @property

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from . import envinfo, measure, registry
-from .spec import DEFAULT_MODELS, Cell, ModelSpec, Profile, Protocol, SpecError, TrainSpec, get_model, get_profile
+from .. import envinfo, measure, registry
+from ..spec import DEFAULT_MODELS, Cell, ModelSpec, Profile, Protocol, SpecError, TrainSpec, get_model, get_profile
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import results
-from .pool import measured_memory
-from .record import MB, Record, Status, cell_label
+from ..records import results
+from ..records.pool import measured_memory
+from ..records.record import MB, Record, Status, cell_label
 
 FORMATS = ("github-action-benchmark",)
 
@@ -88,7 +88,7 @@ def _memory_entries(rec: dict[str, Any], label: str) -> list[dict[str, Any]]:
     r = Record(rec)
     value = r.measured_memory_bytes
     source = r.measured_memory_source()
-    if not source:  # a record older than measured_memory_source: derive both as bench.pool does
+    if not source:  # a record older than measured_memory_source: derive both as bench.records.pool does
         value, source = measured_memory(rec)
     if _finite(value):
         by_source[source] = value
@@ -141,7 +141,7 @@ def _counts_entries(rec: dict[str, Any], label: str) -> list[dict[str, Any]]:
 
 
 def github_action_benchmark(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Records (pooled, one per cell: bench.results.read_records) -> {"bigger": [...], "smaller": [...]},
+    """Records (pooled, one per cell: bench.records.results.read_records) -> {"bigger": [...], "smaller": [...]},
     the entry lists for customBiggerIsBetter and customSmallerIsBetter, in record order."""
     out: dict[str, list[dict[str, Any]]] = {"bigger": [], "smaller": []}
     for rec in records:

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .measure import summarize
+from ..measure import summarize
 from .record import Status
 
 _PER_PROCESS_STATS = ("train_samples_per_s", "infer_samples_per_s", "step_ms")

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .record import Record, Status, TextEnum, by_node, node_of, seed_of
+from ..records.record import Record, Status, TextEnum, by_node, node_of, seed_of
 
 CLAIM_CNN = "cnn_tutorial"
 # Within +-5% counts as "the same": RSS and allocator peaks move by a few MB between runs, and a
@@ -20,7 +20,7 @@ CLAIM_BAND = 0.05
 # cnn_tutorial 602 / 762 / 891), partly whole-run drift that cancels in a ratio; the RNN/CNN
 # ratio itself moved by up to 27% (jax lstm512 vs cnn_tutorial: 0.84 / 1.07 / 0.99). So with one
 # process per cell a speed ratio inside 1/1.3..1.3 decides nothing. With >= SPEED_ROUNDS timing
-# processes per cell the ratio gets a t interval over processes (bench.stats) and the +-5% band.
+# processes per cell the ratio gets a t interval over processes (bench.decide.stats) and the +-5% band.
 SINGLE_PROCESS_SPEED_BAND = 0.30
 SPEED_ROUNDS = 3
 

@@ -1,7 +1,7 @@
 """Tidy exports: one flat row per cell with every metric, for pandas and notebooks.
 
 `bench show RUN [RUN ...] --format csv|parquet|json` concatenates the pooled records of the
-runs (bench.results.read_records: one record per cell, figures over per-process values) into
+runs (bench.records.results.read_records: one record per cell, figures over per-process values) into
 one table. A row says where it came from (run_id, node, machine_id, commit) and what was
 measured (the cell's fields, the full model spec as `spec.*` so a user's own model is
 self-describing), then every scalar figure under its record path with the unit in the name:
@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import results
-from .record import node_of  # the Ray executor records the host; a local run's records are "local"
+from ..records import results
+from ..records.record import node_of  # the Ray executor records the host; a local run's records are "local"
 
 # Columns first in every export, in this order (the rest follow in record order).
 IDENTITY = ("run_id", "node", "machine_id", "commit", "key", "framework", "variant", "model", "device",
@@ -81,7 +81,7 @@ def read_runs(refs: Iterable[str], results_dir: Path) -> list[tuple[str, list[di
 
 
 def load(*refs: str, results_dir: str | Path = "results"):
-    """The tidy table of one or more runs, for a notebook: `bench.tidy.load("RUN1", "RUN2")`."""
+    """The tidy table of one or more runs, for a notebook: `bench.show.tidy.load("RUN1", "RUN2")`."""
     return frame(read_runs(refs, Path(results_dir)))
 
 

@@ -1,5 +1,5 @@
-"""Tables (rich, markdown, json) from records, with the RNN-vs-CNN verdict (bench.claim) and the
-accuracy notes (bench.accuracy) beneath them."""
+"""Tables (rich, markdown, json) from records, with the RNN-vs-CNN verdict (bench.decide.claim) and the
+accuracy notes (bench.decide.accuracy) beneath them."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from . import accuracy
-from .claim import CLAIM_HEADER, claim_table, flip_points, verdict_lines
-from .record import MB, Record, Status, by_node, cell_label, node_of
+from ..decide import accuracy
+from ..decide.claim import CLAIM_HEADER, claim_table, flip_points, verdict_lines
+from ..records.record import MB, Record, Status, by_node, cell_label, node_of
 
 
 def _fmt(v: Any, spec: str, unit: str = "") -> str:

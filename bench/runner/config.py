@@ -21,9 +21,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (pyproject pulls in tomli there)
     import tomli as tomllib
 
-from . import registry
+from .. import registry
 from .plan import Selection, plan
-from .spec import DEVICES, PRECISIONS, PROFILES, ZOO, Cell, ModelSpec, Profile, ProfileEntry, Protocol, SpecError
+from ..spec import DEVICES, PRECISIONS, PROFILES, ZOO, Cell, ModelSpec, Profile, ProfileEntry, Protocol, SpecError
 
 # Value kinds a key may have, and how an error names them.
 _KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",

@@ -2,15 +2,18 @@
 a detached checkout of REF, removed when the check ends, and by the next check when a `kill -9`
 left it behind.
 
-Layout: <tmp>/lstm-bench-base-XXXX/ holds the owner file (bench.owned: pid and start time of the
+Layout: <tmp>/lstm-bench-base-XXXX/ holds the owner file (bench.workers.owned: pid and start time of the
 check) and tree/, the worktree itself (git wants that directory empty, so the owner file sits
 beside it)."""
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
+from typing import Hashable, Iterator, Mapping, TypeVar
 
-from . import envinfo, owned
+from .. import envinfo
+from ..workers import owned
 
 PREFIX = "lstm-bench-base-"
 
@@ -39,6 +42,23 @@ def remove_worktree(path: Path) -> None:
     _git("worktree", "remove", "--force", str(path))
     if path.name == "tree":
         owned.remove(path.parent)
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+@contextlib.contextmanager
+def worktrees(refs: Mapping[K, str]) -> Iterator[dict[K, Path]]:
+    """One detached worktree per name (of its ref) for the block's length, every one removed
+    after, however the block ends (the benchmarks' A/B trees; check --against's one)."""
+    made: dict[K, Path] = {}
+    try:
+        for name, ref in refs.items():
+            made[name] = add_worktree(ref)
+        yield made
+    finally:
+        for tree in made.values():
+            remove_worktree(tree)
 
 
 def prune_stale() -> list[Path]:

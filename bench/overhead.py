@@ -13,7 +13,6 @@ itself rather than a choice between variants.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any, Callable
 from . import data, envinfo, measure, reference, registry
 from .records import results
 from .decide import stats
+from .workers.job import EXIT_REFUSED, REFUSED, JobRefused, read_child_job, read_result, write_child_job, write_result
 from .workers.process import worker_env
 from .spec import Cell, Protocol, TrainSpec, get_model
 
@@ -146,9 +146,14 @@ def summarize_framework(framework: str, model: str, per_process: list[dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    job = json.loads(Path(argv[0]).read_text())
-    res = measure_overhead(job.pop("framework"), Setup(**job))
-    print("@result " + json.dumps(res.to_dict()), flush=True)
+    try:
+        job = read_child_job(Path(argv[0]), "overhead")
+    except JobRefused as e:
+        print(f"{REFUSED} {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    fields = {k: v for k, v in job.items() if k not in ("job_version", "kind", "out")}
+    res = measure_overhead(fields.pop("framework"), Setup(**fields))
+    write_result(job, res.to_dict())
     return 0
 
 
@@ -165,25 +170,23 @@ def run_all(frameworks: tuple[str, ...], setup: Setup, out_dir: Path, processes:
             continue
         cell = Cell(fw, get_model(model), TrainSpec(batch_size=setup.batch_size, steps=10_000), threads=threads,
                     protocol=Protocol(), variant=variant)
-        job = {"framework": fw, **asdict(setup)}
         per_process: list[dict[str, Any]] = []
         failed = ""
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(job, f)  # the same job for every process of this framework
-        try:
+        with tempfile.TemporaryDirectory(prefix="lstm-bench-overhead-") as tmp:
+            job_path, out = Path(tmp) / "job.json", Path(tmp) / "result.json"
+            write_child_job(job_path, "overhead", {"framework": fw, **asdict(setup)}, out)  # the same for each process
             for i in range(processes):
                 if progress is not None:
                     progress(fw, i, processes)
-                p = subprocess.run([sys.executable, "-m", "bench.overhead", f.name], env=worker_env(cell),
+                out.unlink(missing_ok=True)
+                p = subprocess.run([sys.executable, "-m", "bench.overhead", str(job_path)], env=worker_env(cell),
                                    capture_output=True, text=True)
-                line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@result ")), None)
-                if p.returncode != 0 or line is None:
+                res = read_result(out)
+                if p.returncode != 0 or res is None:
                     tail = [ln for ln in p.stderr.splitlines() if ln.strip()][-3:]
                     failed = " | ".join(tail) or f"exit {p.returncode}"
                     break
-                per_process.append(json.loads(line[len("@result "):]))
-        finally:
-            Path(f.name).unlink(missing_ok=True)
+                per_process.append(res)
         if failed:
             out.append({"framework": fw, "model": model, "failed": failed})
         else:

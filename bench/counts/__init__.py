@@ -16,7 +16,6 @@ passes the budget, the cell is skipped with one line that says why and what to i
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -33,6 +32,7 @@ from .. import analytic
 from ..workers import process
 from ..records import record
 from ..runner.side import Side
+from ..workers.job import read_result, write_child_job
 from ..spec import Cell
 
 INSTALL_HINT = "apt-get install valgrind"
@@ -197,9 +197,8 @@ def count(cell: Cell, side: Side, work_dir: Path, timeout_s: float, data_path: s
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     out_json = work_dir / "child.json"
-    job = {"cell": cell.to_dict(), "shim": str(shim), "warmup_steps": warmup, "counted_steps": counted,
-           "data": data_path, "out": str(out_json)}
-    (work_dir / "job.json").write_text(json.dumps(job))
+    write_child_job(work_dir / "job.json", "counts", {"cell": cell.to_dict(), "shim": str(shim), "warmup_steps": warmup,
+                                                      "counted_steps": counted, "data": data_path}, out_json)
     # A fixed hash seed: randomized string hashes lay dicts out differently in every process,
     # which moves the interpreter's share of the count.
     env = {**process.worker_env(cell, side.code_root), "PYTHONHASHSEED": "0", **dict(side.env)}
@@ -221,11 +220,11 @@ def count(cell: Cell, side: Side, work_dir: Path, timeout_s: float, data_path: s
             process.kill(proc)
             raise
     wall_s = time.monotonic() - t0
-    if not out_json.is_file():
+    child = read_result(out_json)
+    if child is None:
         tail = (work_dir / "valgrind.log").read_text(errors="replace").strip().splitlines()[-15:]
         return {"status": "failed", "reason": f"valgrind exited with code {proc.returncode} without a count",
                 "error_tail": tail, "wall_s": wall_s}
-    child = json.loads(out_json.read_text())
     if child.get("status") != "ok":
         return {**child, "wall_s": wall_s}
     if not child.get("on_valgrind"):

@@ -67,9 +67,17 @@ def measure(job: dict) -> dict:
             "import_build_s": t1 - t0, "warmup_s": t2 - t1, "counted_s": t3 - t2, "counted_step_s": step_s}
 
 
+# The child protocol (bench/workers/job.py), read here with its own lines: started by path in a code
+# root that may be an older commit's, this file imports nothing of the checkout that started it.
+KNOWN_VERSIONS = (1,)
+
+
 def main() -> int:
     job = json.loads(Path(sys.argv[1]).read_text())
     try:
+        if job.get("job_version", 1) not in KNOWN_VERSIONS or job.get("kind", "counts") != "counts":
+            raise ValueError(f"job version {job.get('job_version')!r} kind {job.get('kind')!r} is not a counts "
+                             f"job this child reads")
         out = measure(job)
     except Exception as e:  # the parent's record must say what broke, whatever broke
         lines = traceback.format_exc().strip().splitlines()

@@ -1,16 +1,28 @@
-"""The job a runner hands to `python -m bench.worker JOB.json`: one cell, where to write its record.
+"""The one child protocol: every process the harness starts to measure something is given a
+versioned job file (JSON: `job_version`, `kind`, the kind's fields) and leaves one result (JSON,
+written atomically). Three kinds:
+- "cell": `python -m bench.worker JOB.json`, one cell (`Job`); its result is the record, written
+  into the job's `run_dir` (its staging directory), as every version's worker has written it.
+- "overhead": `python -m bench.overhead JOB.json`; its result goes to the job's `out`.
+- "counts": `bench/counts/child.py JOB.json` under valgrind; its result goes to the job's `out`.
+  Started by path in a code root that may be an older commit's, it cannot import this module:
+  it checks the version and kind with its own few lines.
 
-The job file is the contract between two versions of the code: `check --against REF` runs REF's
-own worker on a job written by this checkout's runner. So the JSON keys stay those every worker
-so far reads (cell, run_dir, run_id, data, round, mode), and `job_version` says which format this
-is: a worker that does not know the version refuses the job in one line (REFUSED on stdout,
-exit 2), which the runner files as a failed cell with that line as its reason.
+The cell job is the contract between two versions of the code: `check --against REF` runs REF's
+own worker on a job written by this checkout's runner. So its JSON keys stay those every worker
+so far reads (cell, run_dir, run_id, data, round, mode); a key a worker does not know (`kind`) is
+ignored by it, and `job_version` says which format this is: a worker that does not know the
+version refuses the job in one line (REFUSED on stdout, exit 2), which the runner files as a
+failed cell with that line as its reason.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ..records import results
 from ..spec import Cell
 
 JOB_VERSION = 1
@@ -21,8 +33,41 @@ REFUSED = "@refused"
 EXIT_REFUSED = 2
 
 
+KINDS = ("cell", "overhead", "counts")
+
+
 class JobRefused(ValueError):
     """A job this worker cannot read: its one-line reason."""
+
+
+def write_child_job(path: Path, kind: str, fields: dict[str, Any], out: Path) -> None:
+    """An overhead or counts job: its fields, where its one result goes, the version and kind."""
+    assert kind in KINDS and kind != "cell"
+    results.atomic_write_json(Path(path), {"job_version": JOB_VERSION, "kind": kind, "out": str(out), **fields})
+
+
+def read_child_job(path: Path, kind: str) -> dict[str, Any]:
+    """A job file of `kind` (JobRefused: another version or kind, said in one line)."""
+    d = json.loads(Path(path).read_text())
+    version, got = d.get("job_version", 1), d.get("kind", kind)
+    if version not in KNOWN_VERSIONS:
+        raise JobRefused(f"job version {version!r} is unknown to this child (it reads "
+                         f"{', '.join(map(str, KNOWN_VERSIONS))})")
+    if got != kind:
+        raise JobRefused(f"a {got!r} job given to the {kind} child")
+    return d
+
+
+def write_result(job: dict[str, Any], result: dict[str, Any]) -> None:
+    results.atomic_write_json(Path(job["out"]), result)
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """A child's one result, or None when it left none (it died first)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -40,7 +85,7 @@ class Job:
     version: int = JOB_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"job_version": self.version, "round": self.round, "mode": self.mode,
+        out: dict[str, Any] = {"job_version": self.version, "kind": "cell", "round": self.round, "mode": self.mode,
                                "cell": self.cell.to_dict(), "run_dir": self.run_dir, "run_id": self.run_id,
                                "data": self.data}
         if self.cpus:

@@ -153,7 +153,8 @@ def test_the_loop_and_the_final_table_read_the_same_look(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     train = next(x for x in doc["decisions"] if x["metric"] == "train")
     assert (doc["result"], doc["exit_code"], doc["holm_family"]) == ("regressed", 1, 1)
-    assert doc["sequential"] == {"c1": {"n_max": 14, "min_rounds": MIN_ROUNDS, "spending": check.SPENDING}}
+    assert doc["sequential"] == {"c1": {"n_max": 14, "min_rounds": MIN_ROUNDS, "spending": check.SPENDING,
+                                        "skew_allowance": sequential.SKEW_ALLOWANCE}}
     assert train["verdict"] == "regressed" and train["rounds"] == stopped and train["n_max"] == 14
     assert train["alpha"] == pytest.approx(0.05)
     assert train["interval"]["confidence"] == pytest.approx(design.confidence(stopped, 0.05))

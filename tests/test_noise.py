@@ -44,6 +44,8 @@ def test_detectable_is_read_at_the_checks_last_look():
     one = noise.aa_noise(a, b, compare.DEFAULT_RULES, rounds=14, confidence=0.95)[0]
     seq = noise.aa_noise(a, b, compare.DEFAULT_RULES, rounds=14, confidence=0.95, min_rounds=6)[0]
     level = sequential.Design(14, 6).confidence(14, 0.05)
-    assert 0.95 < level < 0.975 and noise.last_look_confidence(14, 0.95, 6) == pytest.approx(level)
+    # wider than 95%: the repeated interval's share of the error and the t multiplier's skewness
+    # allowance (98.2% at the last of 14 rounds)
+    assert 0.95 < level < 0.99 and noise.last_look_confidence(14, 0.95, 6) == pytest.approx(level)
     assert seq.detectable == pytest.approx(stats.power_detectable(seq.estimate.sd_log, 14, 0.03, level))
     assert seq.detectable > one.detectable

@@ -124,8 +124,8 @@ def test_an_estimate_serialises_every_field():
 
 def test_the_paired_interval_is_scipys_and_the_sequential_multiplier():
     """ratio_ci writes the one-sample t interval out (the check's replay reads one per look): it
-    is scipy's ttest_1samp interval, and at a repeated interval's level its multiplier is
-    sequential.t_quantile_for of the look's boundary."""
+    is scipy's ttest_1samp interval, and at a design's level its multiplier is
+    sequential.multiplier of the look's boundary."""
     import numpy as np
     from scipy import stats as st
 
@@ -136,10 +136,11 @@ def test_the_paired_interval_is_scipys_and_the_sequential_multiplier():
         ci = st.ttest_1samp(d, 0.0).confidence_interval(confidence_level=confidence)
         e = stats.ratio_ci(np.ones(7), np.exp(d), paired=True, confidence=confidence)
         assert (math.log(e.lo), math.log(e.hi)) == (pytest.approx(ci.low, rel=1e-9), pytest.approx(ci.high, rel=1e-9))
-    z = sequential.Design(14, 6).z_boundary(7, 0.05)
-    e = stats.ratio_ci(np.ones(7), np.exp(d), paired=True, confidence=sequential.confidence_of(z))
-    half = sequential.t_quantile_for(z, 6) * d.std(ddof=1) / math.sqrt(7)
-    assert math.log(e.hi) - math.log(e.ratio) == pytest.approx(half, rel=1e-9)
+    design = sequential.Design(14, 6)
+    z = design.z_boundary(7, 0.05)
+    e = stats.ratio_ci(np.ones(7), np.exp(d), paired=True, confidence=design.confidence(7, 0.05))
+    half = sequential.multiplier(z, 7) * d.std(ddof=1) / math.sqrt(7)
+    assert math.log(e.hi) - math.log(e.ratio) == pytest.approx(half, rel=1e-7)
     assert stats.ratio_ci([1.0, 1.0], [0.9, 0.8], paired=True, confidence=1.0).hi == math.inf  # past the plan
 
 

@@ -36,7 +36,9 @@ def designs_of(manifest: dict[str, Any], run: str) -> dict[str, sequential.Desig
     write: those are judged in one look)."""
     plan_ = manifest.get("sequential") or {}
     try:
-        return {k: sequential.Design(int(n), min(int(plan_["min_rounds"]), int(n)), plan_.get("spending", SPENDING))
+        skew = float(plan_.get("skew_allowance", sequential.SKEW_ALLOWANCE))
+        return {k: sequential.Design(int(n), min(int(plan_["min_rounds"]), int(n)), plan_.get("spending", SPENDING),
+                                     skew)
                 for k, n in (plan_.get("n_max") or {}).items()}
     except (KeyError, TypeError, ValueError) as e:
         raise UsageError(f"{run}: the manifest's sequential plan is unreadable ({e})") from None
@@ -131,7 +133,7 @@ def round_settles(args: argparse.Namespace, sides, cells, rules, gate, confidenc
     def decide(cell, done: int, spent_s: float) -> bool:
         if cell.key not in designs:
             n_max = sequential.planned_rounds(args.budget_s, spent_s / done, args.rounds, args.max_rounds)
-            designs[cell.key] = sequential.Design(n_max, min(args.rounds, n_max), SPENDING)
+            designs[cell.key] = sequential.Design(n_max, min(args.rounds, n_max), SPENDING, sequential.SKEW_ALLOWANCE)
             for side in sides:
                 side.run.planned_rounds(cell.key, n_max)
         # The rounds as filed, kept in memory by each side's Run: no re-reading both runs every round.
@@ -160,7 +162,8 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
         duet = ab.choose_duet_cpus(args, cells, sides, console)
         synced = ab.choose_handshake(args, sides, duet, console)
         for side in sides:  # the plan every look reads; n_max per cell is added before its first look
-            side.run.sequential_plan(SPENDING, 1.0 - confidence, args.rounds, len(cells) * gated_rounds_rules(rules, gate))
+            side.run.sequential_plan(SPENDING, 1.0 - confidence, args.rounds, len(cells) * gated_rounds_rules(rules, gate),
+                                     sequential.SKEW_ALLOWANCE)
         console.print(f"check --against {args.against}: {len(cells)} cell(s), base and head in fresh processes, "
                       + (ab.duet_words(duet, synced) if duet else "interleaved A B / B A")
                       + f", {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "
@@ -234,8 +237,11 @@ def _how_judged(cmp) -> str:
     alpha = f"{100 * cmp.alpha:g}%"
     if cmp.designs:
         n_max = sorted({d.n_max for d in cmp.designs.values()})
-        plan_ = (f"repeated intervals of a sequential plan ({SPENDING} spending, up to "
-                 f"{'/'.join(map(str, n_max))} rounds): {alpha} error over all looks")
+        skew = sorted({d.skew_allowance for d in cmp.designs.values()})
+        plan_ = (f"repeated intervals of a sequential plan ({SPENDING} spending per side, up to "
+                 f"{'/'.join(map(str, n_max))} rounds, t multipliers allowing for skewness "
+                 f"{'/'.join(f'{g:g}' for g in skew)}): {alpha} error over all looks, at most {100 * cmp.alpha / 2:g}% "
+                 f"on each side")
     else:
         plan_ = f"one look: fixed-sample intervals at {alpha} error"
     holm = f"; Holm over {cmp.family} gated rounds decisions" if cmp.family > 1 else ""

@@ -183,10 +183,13 @@ class Run:
             changes["duet_handshake"] = handshake
         self._update(**changes)
 
-    def sequential_plan(self, spending: str, alpha: float, min_rounds: int, holm_family: int) -> None:
+    def sequential_plan(self, spending: str, alpha: float, min_rounds: int, holm_family: int,
+                        skew_allowance: float | None = None) -> None:
         """check --against: the plan every look reads; each cell's n_max is added before its first look."""
-        self._update(sequential={"spending": spending, "alpha": alpha, "min_rounds": min_rounds,
-                                 "holm_family": holm_family, "n_max": {}})
+        plan = {"spending": spending, "alpha": alpha, "min_rounds": min_rounds, "holm_family": holm_family, "n_max": {}}
+        if skew_allowance is not None:
+            plan["skew_allowance"] = skew_allowance
+        self._update(sequential=plan)
 
     def planned_rounds(self, key: str, n_max: int) -> None:
         plan = dict(self.manifest.sequential or {})

@@ -63,8 +63,18 @@ def test_records_without_counts_give_no_counts_decision():
 
 
 def test_processes_that_disagree_are_not_called_deterministic():
-    cmp = compare.compare([proc(0, 100e6), proc(1, 103e6)], [proc(0, 100e6), proc(1, 100e6)], paired=True)
-    (f,) = [f for f in cmp.findings if f.rule == "counts"]
+    """They are judged by the one-sided gate on their range (issue 41): a head whose every process
+    is within the floor of every base process passes ("not regressed"); one that straddles the
+    floor is inconclusive; the message says they were not deterministic either way."""
+    def finding(base, head):
+        cmp = compare.compare([proc(i, v) for i, v in enumerate(base)], [proc(i, v) for i, v in enumerate(head)],
+                              paired=True)
+        (f,) = [f for f in cmp.findings if f.rule == "counts"]
+        return f
+
+    f = finding((100e6, 103e6), (100e6, 100e6))
+    assert f.verdict == "not regressed" and "not deterministic" in f.why
+    f = finding((100e6, 100e6), (100e6, 103e6))
     assert f.verdict == "inconclusive" and "not deterministic" in f.why
 
 

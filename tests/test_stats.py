@@ -1,6 +1,6 @@
 """bench.decide.stats on synthetic numbers whose answers are known: the intervals against the t
 formulas worked by hand (quantiles t(0.975; 3) = 3.18245, t(0.975; 9) = 2.26216, z(0.95) =
-1.64485), the floor rule's four verdicts in both directions, and the words it prints."""
+1.64485), the one-sided floor rule's verdicts in both directions, and the words it prints."""
 from __future__ import annotations
 
 import math
@@ -59,6 +59,9 @@ def test_bad_samples_are_refused(base, head, paired, msg):
         stats.ratio_ci(base, head, paired)
 
 
+# The gate is one-sided (issue 41): a pass needs only the interval's end on the bad side to clear
+# the floor, so intervals that used to read inconclusive because they could not rule out a
+# speed-up (or, for memory, a saving) now pass as "not regressed"; every "regressed" is as before.
 @pytest.mark.parametrize("lo, hi, higher_is_better, verdict", [
     (0.90, 0.96, True, Verdict.REGRESSED),  # throughput: the whole interval 3% or more down
     (0.90, 0.96, False, Verdict.IMPROVED),  # memory: down is good
@@ -66,13 +69,32 @@ def test_bad_samples_are_refused(base, head, paired, msg):
     (1.04, 1.10, False, Verdict.REGRESSED),
     (0.98, 1.02, True, Verdict.UNCHANGED),  # inside the band [1/1.03, 1.03]
     (1 / 1.03, 1.03, False, Verdict.UNCHANGED),  # the band's ends count as inside
-    (0.97, 1.03, False, Verdict.INCONCLUSIVE),  # 0.97 is a step 3.09% slower: past the 3% floor
-    (0.95, 1.01, True, Verdict.INCONCLUSIVE),  # straddles the floor
+    (1 / 1.03, 1.03, True, Verdict.UNCHANGED),
+    # memory 0.97..1.03: 0.97 is past the band on the good side, 1.03 clears the floor: a pass
+    # (two-sided, this was inconclusive)
+    (0.97, 1.03, False, Verdict.NOT_REGRESSED),
+    (0.98, 1.05, True, Verdict.NOT_REGRESSED),  # -2%..+5%: a regression past 3% is ruled out
+    (0.95, 1.02, False, Verdict.NOT_REGRESSED),  # memory: a saving it cannot rule out
+    (0.99, 1.04, False, Verdict.INCONCLUSIVE),  # memory: straddles the floor 1.03
+    (0.95, 1.01, True, Verdict.INCONCLUSIVE),  # straddles the floor 1/1.03
+    (0.95, 1.10, True, Verdict.INCONCLUSIVE),  # straddles the floor and the band
+    (0.0, math.inf, True, Verdict.INCONCLUSIVE),  # one round: unbounded
+    (0.0, math.inf, False, Verdict.INCONCLUSIVE),
 ])
-def test_the_floor_rule_needs_the_whole_interval_on_one_side(lo, hi, higher_is_better, verdict):
-    d = stats.decide(est(math.sqrt(lo * hi), lo, hi), 0.03, higher_is_better)
+def test_the_floor_rule_is_one_sided(lo, hi, higher_is_better, verdict):
+    d = stats.decide(est(math.sqrt(lo * hi) if hi < math.inf else 0.9, lo, hi), 0.03, higher_is_better)
     assert d.verdict == verdict and d.verdict in stats.VERDICTS
-    assert (d.more_rounds is None) == (verdict != Verdict.INCONCLUSIVE)
+    assert stats.gate_of(d.verdict) == {Verdict.REGRESSED: "regressed", Verdict.INCONCLUSIVE: "inconclusive"}.get(
+        verdict, "pass")
+    if math.isfinite(hi):
+        assert (d.more_rounds is None) == (verdict != Verdict.INCONCLUSIVE)
+    # the direction is the metric's: throughput's interval turned over is memory's
+    if 0 < lo and math.isfinite(hi):
+        assert stats.verdict_of(est(1.0, 1 / hi, 1 / lo), 0.03, not higher_is_better) == verdict
+
+
+def test_the_gate_words():
+    assert [stats.gate_of(v) for v in Verdict] == ["regressed", "pass", "pass", "pass", "inconclusive", "pass"]
 
 
 def test_words_say_the_change_in_the_direction_of_the_estimate():
@@ -99,6 +121,11 @@ def test_rounds_to_decide_is_the_first_n_whose_half_width_clears_the_floor():
     # unpaired: the sd of a difference of two processes is sqrt(2) larger (0.0742 < 0.0758 at n=6)
     assert stats.rounds_to_decide(est(0.9, 0.8, 1.0, paired=False), 0.03) == 6
     assert stats.rounds_to_decide(est(1 / 1.03, 0.9, 1.0), 0.03) is None  # on the boundary: never settles
+    # The one-sided gate reads only the floor on the bad side: an estimate sitting on the band's
+    # good end (1.03, throughput) settles as a pass once its interval clears 1/1.03 (room 0.0591:
+    # t(0.975; n-1) x 0.05 / sqrt(n) is 0.0621 at n=5, 0.0525 at n=6); for memory 1.03 is the floor.
+    assert stats.rounds_to_decide(est(1.03, 0.9, 1.2), 0.03) == 6
+    assert stats.rounds_to_decide(est(1.03, 0.9, 1.2), 0.03, higher_is_better=False) is None
     # read at a wider level (a sequential check's last look), more rounds: t(0.99; n-1) x 0.05 /
     # sqrt(n) is 0.0838 at n=5 and 0.0687 at n=6
     assert stats.rounds_to_decide(est(0.9, 0.8, 1.0), 0.03, confidence=0.98) == 6

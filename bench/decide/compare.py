@@ -1,5 +1,7 @@
-"""Joins two result sets and decides, per cell and metric: regressed, improved, unchanged or
-inconclusive, from an effect size with a confidence interval (bench.decide.stats).
+"""Joins two result sets and decides, per cell and metric: regressed, a pass (improved, unchanged
+or not regressed) or inconclusive, from an effect size with a confidence interval
+(bench.decide.stats). The gate is one-sided: a metric passes once a regression past its floor is
+ruled out, whether or not the interval also rules out a speed-up.
 
 The sample is the process. A set whose cells ran in several fresh processes (rounds) gives
 one value per process and metric: the median of that process's repeats. `check --against`
@@ -16,10 +18,13 @@ Metrics and how each is judged:
   rounds decisions share its error by Holm's step-down (stats.holm);
 - memory: the tensor-level figure on CPU, the allocator peak on GPU. It is deterministic for
   identical code, so it is compared directly (floor 1%), after checking that each side's
-  processes agree (else `inconclusive`: not deterministic);
+  processes agree; where they do not, the one-sided rule reads the range: a pass when every head
+  process is within the floor of every base one, regressed when every one is past it, else
+  `inconclusive` (not deterministic);
 - accuracy: when both sides trained the same steps on the same seed, a model without dropout
   must give identical accuracy: a difference is reported as `changed` (a numerics change)
-  and counts as regressed only if it drops by more than the absolute tolerance (0.02).
+  and counts as regressed only if it drops by more than the absolute tolerance (0.02): one-sided
+  like the rest, any rise passes.
 `--fail-on`/`--floor` sets the floors; `--gate` which metrics decide the exit code.
 """
 from __future__ import annotations
@@ -157,10 +162,13 @@ class Finding:
         return None if self.estimate is None else self.estimate.n_base
 
     def to_dict(self) -> dict[str, Any]:
-        """For --format json: the decision, its interval (the confidence actually used), its rounds,
-        the rounds its check planned and the error it was tested at."""
+        """For --format json: the decision ("verdict" as the table words it; "gate": "pass",
+        "regressed" or "inconclusive", what it means for the exit code), its interval (the
+        confidence actually used), its rounds, the rounds its check planned and the error it was
+        tested at."""
         e = self.estimate
         return {"cell": self.key, "metric": self.rule, "gated": self.gated, "verdict": str(self.verdict),
+                "gate": stats.gate_of(self.verdict),
                 "base": json_number(self.base), "head": json_number(self.head), "why": self.why,
                 "interval": None if e is None else {"ratio": json_number(e.ratio), "lo": json_number(e.lo),
                                                      "hi": json_number(e.hi), "confidence": e.confidence,
@@ -221,13 +229,23 @@ def _judge_deterministic(rule: Rule, s: Sides, alpha: float) -> Finding | None:
         return None
     b, h = float(np.median(s.base)), float(np.median(s.head))
     spread = max((max(v) - min(v)) / float(np.median(v)) for v in (s.base, s.head))
+    lo_b, hi_b = stats.band(rule.floor)
     if spread > DETERMINISTIC_TOLERANCE:
-        return Finding(s.key, rule.name, b, h, Verdict.INCONCLUSIVE,
-                       f"not deterministic: processes of one side differ by {100 * spread:.1f}%", floor=rule.floor)
+        # Not deterministic: the one-sided rule on the range of head/base over all process pairs.
+        worst, best = (min(s.head) / max(s.base), max(s.head) / min(s.base)) if rule.higher_is_better else \
+            (max(s.head) / min(s.base), min(s.head) / max(s.base))
+        worst_ok = worst >= lo_b if rule.higher_is_better else worst <= hi_b
+        best_bad = best < lo_b if rule.higher_is_better else best > hi_b
+        verdict = Verdict.NOT_REGRESSED if worst_ok else Verdict.REGRESSED if best_bad else Verdict.INCONCLUSIVE
+        where = {Verdict.NOT_REGRESSED: "every head process within the floor of every base one",
+                 Verdict.REGRESSED: "every head process past the floor of every base one",
+                 Verdict.INCONCLUSIVE: "head and base processes straddle the floor"}[verdict]
+        return Finding(s.key, rule.name, b, h, verdict,
+                       f"not deterministic: processes of one side differ by {100 * spread:.1f}%; {where} "
+                       f"({floor_words(rule.floor)})", floor=rule.floor)
     ratio = h / b
     word, pct = stats.change_words(ratio, rule.words)
     text = f"{word} by {pct:.2f}% (deterministic figure, {floor_words(rule.floor)})"
-    lo_b, hi_b = stats.band(rule.floor)
     if lo_b <= ratio <= hi_b:
         verdict = Verdict.UNCHANGED
     else:
@@ -375,7 +393,8 @@ class Comparison:
         return [f for f in self.findings if f.verdict == Verdict.INCONCLUSIVE and f.gated]
 
     def exit_code(self) -> int:
-        """0 unchanged or improved, 1 regressed, 3 inconclusive (gated metrics only)."""
+        """0 pass (no gated metric regressed past its floor, each ruled out), 1 regressed, 3
+        inconclusive (gated metrics only)."""
         return 1 if self.regressions else 3 if self.inconclusive else 0
 
     @property
@@ -399,6 +418,8 @@ class Comparison:
                 "nodes": dict(self.nodes), "dropped_busy_rounds": dict(self.dropped_busy)}
 
 
+# "ok" is exit 0, a pass: every gated metric's regression past its floor is ruled out (the word is
+# kept from before the gate was one-sided, for the bots that read it).
 RESULT_WORDS = {0: "ok", 1: "regressed", 3: "inconclusive"}
 
 
@@ -511,8 +532,9 @@ def model_differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) ->
 
 
 def settled(findings: Iterable[Finding]) -> bool:
-    """True when no gated metric is inconclusive (an adaptive check may stop)."""
-    return not any(f.verdict == Verdict.INCONCLUSIVE and f.gated for f in findings)
+    """True when every gated metric is decided in the gate's sense, a pass or regressed (an
+    adaptive check may stop): a pass need not wait for the interval to rule out a speed-up too."""
+    return all(stats.gate_of(f.verdict) != "inconclusive" for f in findings if f.gated)
 
 
 def summary_markdown(cmp: Comparison) -> str:
@@ -538,7 +560,7 @@ def overall_words(cmp: Comparison, strong: str = "") -> str:
         need = f"needs ~{more} more rounds" if more is not None else "more rounds may not settle it"
         return f"{strong}INCONCLUSIVE{strong}: {len(cmp.inconclusive)} gated metric(s) not settled (inconclusive: " \
                f"{need}){family}"
-    return f"{strong}OK{strong}: no gated metric regressed{family}"
+    return f"{strong}PASS{strong}: no gated metric regressed past its floor{family}"
 
 
 def format_value(rule: str, v: float) -> str:

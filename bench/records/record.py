@@ -52,11 +52,16 @@ class Status(TextEnum):
 
 
 class Verdict(TextEnum):
-    """A check's decision on one cell and metric. CHANGED only comes from the accuracy rule: same
-    recipe, no dropout, different accuracy (a numerics change that is not a regression)."""
+    """A check's decision on one cell and metric. The gate is one-sided (bench.decide.stats):
+    REGRESSED fails it, INCONCLUSIVE leaves it open, every other verdict passes it and says how:
+    IMPROVED, UNCHANGED, NOT_REGRESSED (a regression past the floor is ruled out, nothing more:
+    the interval reaches past the band on the good side) and CHANGED, which only comes from the
+    accuracy rule: same recipe, no dropout, different accuracy (a numerics change that is not a
+    regression)."""
     REGRESSED = "regressed"
     IMPROVED = "improved"
     UNCHANGED = "unchanged"
+    NOT_REGRESSED = "not regressed"
     INCONCLUSIVE = "inconclusive"
     CHANGED = "changed"
 

@@ -137,6 +137,26 @@ def test_an_unreachable_address_is_one_line_exit_2_and_leaves_no_run(rdir, capsy
     assert not results.list_runs(rdir)
 
 
+def test_an_authentication_error_inside_rays_connection_error_is_said_as_one():
+    ray = pytest.importorskip("ray")
+    from bench import ray_connect
+
+    try:
+        try:
+            raise ray.exceptions.AuthenticationError(
+                "RPC error: InvalidAuthToken: Authentication token is missing or incorrect")
+        except ray.exceptions.AuthenticationError as inner:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from inner
+    except ConnectionError as e:
+        line = ray_connect.failure_line(e)
+    # (Ray appends a note on the mode in force, which depends on what this process did before)
+    assert line.startswith("InvalidAuthToken: Authentication token is missing or incorrect")
+    assert line.endswith("(token authentication: RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, "
+                         "a file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token on every node and here)")
+    assert "\n" not in line and "Ensure" not in line
+    assert ray_connect.failure_line(RuntimeError("first\nsecond")) == "first"
+
+
 def test_address_without_the_ray_executor_is_a_usage_error(rdir, capsys):
     assert cli.main(["--results-dir", str(rdir), "run", "-f", "torch", "-m", "lstm128", "--address", "h:6379"]) == 2
     assert "go with --executor ray" in capsys.readouterr().err

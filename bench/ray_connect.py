@@ -1,5 +1,5 @@
 """Reaching Ray for `run --executor ray` (ray_executor.connect): what Ray 2.60 needs before
-`ray.init`, said in one line when it is missing.
+`ray.init`, said in one line when it is missing, and local instances kept on the loopback.
 
 What Ray 2.60 does, as observed (docs/ray.md quotes it):
 - Token authentication. `ray start --head` turns it on when RAY_AUTH_MODE=token, or when the
@@ -9,16 +9,27 @@ What Ray 2.60 does, as observed (docs/ray.md quotes it):
   send no token unless RAY_AUTH_MODE=token, and then retry for 20 s before a ConnectionError
   that does not say why. connect asks the GCS itself first (one gRPC call, with and without the
   token) and names what is missing.
+- Loopback. Ray rewrites 127.0.0.1, localhost and ::1 to the machine's network address, in
+  `--address`, `--node-ip-address` and `ray.init(_node_ip_address=...)` alike
+  (ray._private.services.resolve_ip_for_localhost), unless multi-node clusters are off, as they
+  are on macOS and Windows (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0). With that switch a node is
+  127.0.0.1 and Ray's servers listen on 127.0.0.1 only; any other node address leaves them
+  listening on every interface. A local instance started here gets the switch; a driver joins an
+  instance bound so with it too.
 
 Ray is imported in functions only; every private Ray name used here is reached in a try, so a Ray
 that moved it loses the nicer message, not the connection.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
+from typing import Any, Iterator
 
+LOOPBACK = "127.0.0.1"
+CLUSTERS_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's own name: "0" makes a node 127.0.0.1
 TOKEN_PLACES = "RAY_AUTH_TOKEN, a file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token"
 HEAD_TOKEN = "`ray get-auth-token` on the head prints it"
 PROBE_TIMEOUT_S = 5.0
@@ -130,3 +141,67 @@ def failure_line(e: BaseException) -> str:
                    f"in {TOKEN_PLACES} on every node and here)"
         cause = cause.__cause__ or cause.__context__
     return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+@contextlib.contextmanager
+def loopback_node() -> Iterator[None]:
+    """While Ray starts or joins a node in this block, 127.0.0.1 stays 127.0.0.1: Ray's switch
+    for machines without multi-node clusters, in this process (the constant it read at import)
+    and in the processes it starts (the variable). Both are put back after."""
+    try:
+        from ray._private import ray_constants
+    except Exception:  # a Ray that moved it: the variable alone still reaches the processes it starts
+        ray_constants = None
+    before_env = os.environ.get(CLUSTERS_SWITCH)
+    before = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[CLUSTERS_SWITCH] = "0"
+    if ray_constants is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if before_env is None:
+            os.environ.pop(CLUSTERS_SWITCH, None)
+        else:
+            os.environ[CLUSTERS_SWITCH] = before_env
+        if ray_constants is not None and before is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def on_loopback_only(address: str | None) -> bool:
+    """Whether the cluster at `address` (127.0.0.1, localhost or ::1) answers on the loopback
+    only: an instance bound so, which Ray's rewrite of the address to the network one would miss."""
+    hp = split(address)
+    if hp is None:
+        return False
+    host, port = hp
+    try:
+        from ray._common.network_utils import is_localhost
+        from ray._private import services
+
+        if not is_localhost(host):
+            return False
+        rewritten = services.resolve_ip_for_localhost(host)
+    except Exception:
+        return False
+    return rewritten != host and _tcp(rewritten, port, timeout=2) is not None and _tcp(host, port, timeout=2) is None
+
+
+def init_local(**kwargs: Any) -> Any:
+    """`ray.init` of a new local instance whose node is 127.0.0.1, so that Ray's servers listen
+    on the loopback only (a cluster found on this machine is not joined: address "local")."""
+    import ray
+
+    with loopback_node():
+        return ray.init(address="local", _node_ip_address=LOOPBACK, **kwargs)
+
+
+def init_join(address: str | None, **kwargs: Any) -> Any:
+    """`ray.init` joining `address` (None: the cluster found on this machine), on the loopback
+    when the cluster answers there only."""
+    import ray
+
+    if on_loopback_only(address or found_cluster()):
+        with loopback_node():
+            return ray.init(address=address, _node_ip_address=LOOPBACK, **kwargs)
+    return ray.init(address=address, **kwargs)

@@ -54,10 +54,11 @@ def require() -> None:
 
 
 def connect(address: str | None, code: str = "upload") -> Cluster:
-    """Join the cluster at `address`, or the one found on this machine, or start a local instance.
-    With code "upload" the tasks get this checkout (working tree as it is) through Ray's runtime
-    environment. What keeps it from joining (nothing listening, a token missing or wrong) is told
-    before `ray.init`, which would retry for 20 s and say neither (bench/ray_connect.py)."""
+    """Join the cluster at `address`, or the one found on this machine, or start a local instance
+    (its node 127.0.0.1: Ray then listens on the loopback only). With code "upload" the tasks get
+    this checkout (working tree as it is) through Ray's runtime environment. What keeps it from
+    joining (nothing listening, a token missing or wrong) is told before `ray.init`, which would
+    retry for 20 s and say neither (bench/ray_connect.py)."""
     require()
     import ray
 
@@ -68,10 +69,13 @@ def connect(address: str | None, code: str = "upload") -> Cluster:
     if problem:
         raise RayUnavailable(problem)
     env = {"working_dir": str(envinfo.REPO_ROOT), "excludes": EXCLUDES} if code == "upload" else None
+    opts: dict[str, Any] = {"runtime_env": env, "logging_level": logging.ERROR}  # not its warnings about the upload
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
-        ray.init(address=address, runtime_env=env, include_dashboard=False if target is None else None,
-                 logging_level=logging.ERROR)  # not its warnings about what the upload leaves out
+        if target is None:
+            ray_connect.init_local(include_dashboard=False, **opts)
+        else:
+            ray_connect.init_join(address, **opts)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
         raise RayUnavailable(f"cannot connect to Ray at {target or 'a new local instance'}: "
                              f"{ray_connect.failure_line(e)}") from None

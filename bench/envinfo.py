@@ -83,11 +83,31 @@ def gpu_absent_reason() -> str | None:
     return "no GPU on this machine (nvidia-smi lists none)"
 
 
+# The instruction-set flags the frameworks' CPU kernels choose between (oneDNN, XLA, Eigen): two
+# hosts that differ in them run different code for the same cell.
+ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
+             "amx_bf16", "amx_int8", "sve", "asimd")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> tuple[str, ...]:
+    """The ISA_FLAGS this CPU reports (empty where /proc/cpuinfo says nothing)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return tuple(f for f in ISA_FLAGS if f in have)
+    except OSError:
+        pass
+    return ()
+
+
 def environment(threads: int) -> dict[str, object]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
+        "cpu_flags": list(cpu_flags()),
         "cpu_logical_cores": os.cpu_count(),
         "cpu_physical_cores": psutil.cpu_count(logical=False),
         "threads": threads,

@@ -179,3 +179,28 @@ def test_relative_links_resolve(doc):
         elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
             broken.append(target)
     assert not broken, f"{doc.relative_to(ROOT)}: links to nothing: {broken}"
+
+
+def _runs_named(args: list[str]) -> tuple[list[str], list[str]]:
+    """(runs a documented command reads or resumes, run ids it makes with --run-id)."""
+    ns = build_parser().parse_args(args)
+    reads = []
+    for attr in ("run", "base", "head", "resume"):
+        v = getattr(ns, attr, None)
+        reads += v if isinstance(v, list) else [v] if isinstance(v, str) else []
+    made = [ns.run_id] if getattr(ns, "run_id", None) else []
+    return reads, made
+
+
+def test_every_run_a_doc_names_exists_in_a_clone_or_is_made_by_a_documented_command():
+    # A recipe that names a run nobody has (a git-ignored run id from someone's machine) fails in
+    # every fresh clone: a run must be a committed directory or made by a documented `--run-id`.
+    made = {run for _, _, args in COMMANDS for run in _runs_named(args)[1]}
+    assert {"base", "head"} <= made  # the README's and recipes' own pair
+    missing = []
+    for where, line, args in COMMANDS:
+        for run in _runs_named(args)[0]:
+            if run.isupper() or run in made or (ROOT / run / "manifest.json").is_file():
+                continue  # a placeholder (RUN, BASE), made above, or committed
+            missing.append(f"{where}: `{line}` names run {run!r}")
+    assert not missing, "\n".join(missing)

@@ -1,13 +1,17 @@
 """run --executor ray, on a real local Ray instance: the same records as the local runner, a
-task lost with its Ray worker recorded and rerun by --resume, and a clear line without Ray.
+task lost with its Ray worker recorded and rerun by --resume, a clear line without Ray, and the
+harness's own local instance on the loopback only (several nodes: test_ray_cluster.py).
 The node-aware tables and the refusal to compare across nodes are checked on fabricated records."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,16 +37,21 @@ SMOKE = ("-f", "torch", "-m", "lstm128,cnn_small", "--profile", "smoke", "--thre
 
 @pytest.fixture(scope="module")
 def address():
-    """A local Ray instance for the module; the CLI runs join it with --address."""
+    """A local Ray instance for the module, on the loopback as the harness starts one; the CLI
+    runs join it with --address 127.0.0.1:PORT."""
     try:
         import ray
     except ImportError:
         if os.environ.get("LSTM_BENCH_REQUIRE_ALL") == "1":
             pytest.fail("ray is required in CI but not installed")
         pytest.skip("ray not installed: pip install 'lstm-bench[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False)
+    from bench.runner import ray_connect
+
+    ray_connect.init_local(num_cpus=2, include_dashboard=False)
     try:
-        yield ray.get_runtime_context().gcs_address
+        addr = ray.get_runtime_context().gcs_address
+        assert addr.startswith("127.0.0.1:"), addr
+        yield addr
     finally:
         ray.shutdown()
 
@@ -122,6 +131,42 @@ def test_a_task_lost_with_its_ray_worker_is_recorded_and_rerun_by_resume(address
     assert rec["status"] == "ok" and "lost" not in rec and rec["node"]["hostname"] == socket.gethostname()
 
 
+LOCAL_INSTANCE = """
+import json, psutil, ray
+from bench.runner import ray_executor
+cluster = ray_executor.connect(None, "installed")
+mine = [psutil.Process(), *psutil.Process().children(recursive=True)]
+conns = [c for p in mine for c in getattr(p, "net_connections", p.connections)("inet")]
+listening = sorted({c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN})
+task_ip = ray.get(ray.remote(lambda: ray.util.get_node_ip_address()).remote())
+print(json.dumps({"address": cluster.address, "nodes": [n["NodeManagerAddress"] for n in ray.nodes()],
+                  "listening": listening, "task_ip": task_ip, "cpus": [n["cpus"] for n in cluster.nodes]}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_local_instance_is_on_the_loopback_only(tmp_path):
+    """No --address and no cluster on this machine: the harness's own instance has its node at
+    127.0.0.1, so Ray listens on 127.0.0.1 only and its tasks see that address."""
+    pytest.importorskip("ray")
+    short = Path(tempfile.mkdtemp(prefix="lbl-", dir="/tmp"))  # Ray's unix socket paths: at most 107 bytes
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        # A temp dir of its own: no cluster `ray start` left here is found; a HOME of its own: the
+        # token a local instance writes goes there.
+        env.update(RAY_TMPDIR=str(short), HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+        p = subprocess.run([sys.executable, "-c", LOCAL_INSTANCE], capture_output=True, text=True, env=env,
+                           cwd=ROOT, timeout=180)
+        assert p.returncode == 0, p.stderr[-3000:]
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    assert out["address"].startswith("127.0.0.1:") and out["nodes"] == ["127.0.0.1"]
+    assert out["task_ip"] == "127.0.0.1" and len(out["cpus"]) == 1
+    assert out["listening"] and set(out["listening"]) <= {"127.0.0.1", "::ffff:127.0.0.1"}, out["listening"]
+
+
 def test_without_ray_it_is_one_line_and_exit_2(rdir, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     code = cli.main(["--results-dir", str(rdir), "run", "-f", "torch", "-m", "lstm128", "--executor", "ray"])
@@ -141,6 +186,26 @@ def test_an_unreachable_address_is_one_line_exit_2_and_leaves_no_run(rdir, capsy
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and f"cannot reach Ray at 127.0.0.1:{port}" in err
     assert not results.list_runs(rdir)
+
+
+def test_an_authentication_error_inside_rays_connection_error_is_said_as_one():
+    ray = pytest.importorskip("ray")
+    from bench.runner import ray_connect
+
+    try:
+        try:
+            raise ray.exceptions.AuthenticationError(
+                "RPC error: InvalidAuthToken: Authentication token is missing or incorrect")
+        except ray.exceptions.AuthenticationError as inner:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from inner
+    except ConnectionError as e:
+        line = ray_connect.failure_line(e)
+    # (Ray appends a note on the mode in force, which depends on what this process did before)
+    assert line.startswith("InvalidAuthToken: Authentication token is missing or incorrect")
+    assert line.endswith("(token authentication: RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, "
+                         "a file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token on every node and here)")
+    assert "\n" not in line and "Ensure" not in line
+    assert ray_connect.failure_line(RuntimeError("first\nsecond")) == "first"
 
 
 def test_address_without_the_ray_executor_is_a_usage_error(rdir, capsys):

@@ -147,7 +147,7 @@ def test_resume_writes_only_into_runs_inside_the_results_dir(sandbox, fake, caps
 
 # --- 3. one runner per run ---------------------------------------------------------------------
 
-HOLDER = ("import sys, time; from pathlib import Path; from bench import runlock\n"
+HOLDER = ("import sys, time; from pathlib import Path; from bench.records import runlock\n"
           "with runlock.hold(Path(sys.argv[1])):\n"
           "    print('held', flush=True); sys.stdin.read()\n")
 
@@ -361,7 +361,7 @@ def test_a_manifest_with_a_path_for_a_run_id_is_corrupt(tmp_path, capsys):
 
 # --- 6. check cleans up after a predecessor's death ---------------------------------------------
 
-KILLED_CHECK = ("import os; from bench import gitref\n"
+KILLED_CHECK = ("import os; from bench.runner import gitref\n"
                 "print(gitref.add_worktree('HEAD'), flush=True); os.kill(os.getpid(), 9)\n")
 
 

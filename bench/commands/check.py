@@ -54,8 +54,15 @@ def _comparison(args: argparse.Namespace):
     (base, mb), (head, mh) = (_rounds_of(args.base, Path(args.results_dir)),
                               _rounds_of(args.head, Path(args.results_dir)))
     diffs = compare.differences(base, head)
-    if diffs and not args.force:
-        raise UsageError("the two sets are not comparable (--force to compare anyway): " + "; ".join(diffs))
+    if mb.get("check_id") and mb.get("check_id") == mh.get("check_id"):
+        # One check job measured both on one machine, round by round: a busy hour slows both sides'
+        # sgemm alike or not, but it is one host whatever the rates say.
+        diffs = [d for d in diffs if not d.startswith("host differs")]
+    # A host mismatch alone has its own override, so --force is not needed (and not given) for it.
+    blocking = [d for d in diffs if not (d.startswith("host differs") and getattr(args, "allow_host_mismatch", False))]
+    if blocking and not args.force:
+        flag = "--allow-host-mismatch" if all(d.startswith("host differs") for d in blocking) else "--force"
+        raise UsageError(f"the two sets are not comparable ({flag} to compare anyway): " + "; ".join(blocking))
     # Sets written by one `check --against` job ran back to back, round by round: pair them, and
     # read each cell at the repeated interval of the plan its rounds were added under.
     paired = bool(mb.get("check_id")) and mb.get("check_id") == mh.get("check_id")
@@ -87,7 +94,9 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
                   f.verdict, style=colour.get(f.verdict, ""))
     console.print(t)
     for d in diffs:
-        console.print(f"[yellow]warning (--force)[/]: {escape(d)}")
+        why = "--allow-host-mismatch" if d.startswith("host differs") else "--force"
+        console.print(f"[yellow]warning ({why}): figures from different hosts or hours differ by the host, not only "
+                      f"the code[/]: {escape(d)}" if why != "--force" else f"[yellow]warning (--force)[/]: {escape(d)}")
     for line in cmp.model_diffs:  # its cells cannot join: say why instead of listing them as only-in
         console.print(f"[yellow]{escape(line)}[/]")
     for label, keys in (("only in base", cmp.only_base), ("only in head", cmp.only_head),
@@ -278,6 +287,9 @@ def add_parsers(sub: Any) -> None:
                        help="confidence over all of a check's looks and gated decisions (default 0.95)")
         c.add_argument("--force", action="store_true",
                        help="compare sets that differ in machine, framework versions, threads, precision or device")
+        c.add_argument("--allow-host-mismatch", action="store_true",
+                       help="compare sets whose hosts differ in what decides speed (CPU model, ISA flags, cores, "
+                            "memory, an sgemm rate 1.4x apart); the table then carries a warning")
         c.add_argument("--format", choices=("table", "json"), default="table",
                        help="table (default) or json on stdout: each decision (verdict: regressed, improved, "
                             "unchanged, not regressed, inconclusive or changed; gate: pass, regressed or "

@@ -37,7 +37,7 @@ def add_counts_args(p: argparse.ArgumentParser, what: str) -> None:
                         "see docs/counts.md")
     p.add_argument("--counts-budget-s", type=float, default=counts.BUDGET_S,
                    help=f"with --counts: skip a cell whose counts process is estimated to take longer (default "
-                        f"{counts.BUDGET_S:.0f} s; torch lstm128 takes about 4 min)")
+                        f"{counts.BUDGET_S:.0f} s; torch lstm128 takes 3-6 min, by the host and its hour)")
 
 
 def _budget(args: argparse.Namespace) -> float:

@@ -46,10 +46,59 @@ def cmd_list(args: argparse.Namespace) -> int:
     runs = results.list_runs(Path(args.results_dir))
     if runs:
         console.print(f"runs in {args.results_dir}/: {len(runs)} (latest: {runs[-1].name}; "
-                      f"{getattr(args, 'prog', 'lstm-bench')} show {runs[-1].name})")
+                      f"{getattr(args, 'prog', 'lstm-bench')} show {runs[-1].name}; all of them: "
+                      f"{getattr(args, 'prog', 'lstm-bench')} runs)")
+    return 0
+
+
+def run_rows(results_dir: Path) -> list[dict[str, Any]]:
+    """One row per stored run under results_dir (and its baselines/), oldest first: what `show`,
+    `compare` and `check` can be given. A run whose manifest cannot be read is listed as such."""
+    rows = []
+    for where, prefix in ((results_dir, ""), (results_dir / "baselines", str(results_dir / "baselines") + "/")):
+        for run_dir in results.list_runs(where):
+            row: dict[str, Any] = {"run": prefix + run_dir.name}
+            try:
+                m = results.read_manifest(run_dir)
+            except results.ResultsError as e:
+                rows.append({**row, "problem": str(e)})
+                continue
+            env = m.get("env") or {}
+            done = {p.name.split(".json")[0] for p in (run_dir / "cells").glob("*.json")}
+            row.update(created=str(m.get("created_utc") or "")[:16].replace("T", " "), profile=m.get("profile") or "",
+                       status=m.get("status") or "", cells=len(m.get("cells") or []),
+                       processes=len(done), host=f"{env.get('cpu_model', '?')} ({env.get('cpu_logical_cores', '?')} "
+                                                   f"CPUs, machine {str(env.get('machine_id', '?'))[:8]})")
+            rows.append(row)
+    return sorted(rows, key=lambda r: (r["run"].count("/"), r.get("created", "")))  # runs, then baselines; by date
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = run_rows(Path(args.results_dir))
+    console = make_console()
+    if not rows:
+        console.print(f"no runs in {args.results_dir}/ yet: {getattr(args, 'prog', 'lstm-bench')} run --all makes one")
+        return 0
+    t = Table(title=f"runs in {args.results_dir}/ (oldest first)", header_style="bold")
+    for c in ("run", "created (UTC)", "profile", "status", "cells", "records", "host"):
+        t.add_column(c, justify="right" if c in ("cells", "records") else "left", overflow="fold")
+    for r in rows:
+        if "problem" in r:
+            t.add_row(escape(r["run"]), "", "", "[red]unreadable[/]", "", "", escape(r["problem"]))
+        else:
+            t.add_row(escape(r["run"]), r["created"], escape(r["profile"]), r["status"], str(r["cells"]),
+                      str(r["processes"]), escape(r["host"]))
+    console.print(t)
+    console.print(f"read one with: {getattr(args, 'prog', 'lstm-bench')} show RUN; two: compare BASE HEAD "
+                  "(runs from one host only: figures from different hosts are not comparable)")
     return 0
 
 
 def add_parser(sub: Any) -> None:
     ls = sub.add_parser("list", help="frameworks (available or not, and why), models, devices, profiles")
     ls.set_defaults(func=cmd_list)
+    rs = sub.add_parser("runs", help="the stored runs (and committed baselines): id, date, profile, host, cells")
+    rs.set_defaults(func=cmd_runs)

@@ -40,8 +40,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if data_path:
         data.load(data_path)  # a bad file fails here, before any cell starts
     counts_cmd.check_flags(args)
-    if args.retry_suspect and not args.resume:
-        raise UsageError("--retry-suspect reruns cells of an earlier run: give it with --resume RUN_ID")
+    for flag, given in (("--retry-failed", args.retry_failed), ("--retry-suspect", args.retry_suspect)):
+        if given and not args.resume:
+            raise UsageError(f"{flag} reruns cells of an earlier run: give it with --resume RUN_ID")
     lock = contextlib.ExitStack()  # the run's lock, held from before its first write to the end
     with lock:
         if args.resume:
@@ -87,6 +88,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             todo = cells
             if args.all and envinfo.gpu_absent_reason():
                 console.print(f"[yellow]gpu cells not planned[/]: {envinfo.gpu_absent_reason()}")
+        no_gpu = envinfo.gpu_absent_reason()
+        gpu_cells = [c for c in todo if c.device == "gpu"]
+        if no_gpu and gpu_cells:  # said before anything starts: they will be recorded as skipped
+            console.print(f"[yellow]note[/]: {len(gpu_cells)} of {len(todo)} cells are GPU cells and {no_gpu}: "
+                          f"they will be recorded as skipped", markup=True)
         too_big = limits.refusals(todo, data_path)
         from ..runner import estimate
 
@@ -100,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"({est.describe(gflops)}) -> {run_dir}")
         if args.dry_run:  # nothing written, nothing removed: the run, if new, does not exist yet
             for c in todo:
-                console.print(f"  {c.key}")
+                console.print(f"  {c.key}" + (f"  (skipped here: {no_gpu})" if no_gpu and c.device == "gpu" else ""),
+                              markup=False)
             for line in too_big:
                 console.print(f"[red]would be refused[/]: {line}", markup=True)
             return EXIT_USAGE if too_big else 0

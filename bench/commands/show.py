@@ -47,9 +47,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     recs = results.read_records(run_dir)
     try:
         source = f"lstm-bench, run {run_dir.name}"  # a line at each plot's foot, not its title
-        paths = [plot.plot_run(recs, out, source)]
-        paths += plot.plot_claim(recs, out.parent, source)
-        paths += plot.plot_accuracy(recs, out.parent, source)
+        about = plot.run_about(recs, results.read_manifest(run_dir))  # host, threads, profile, date: every title
+        paths = [plot.plot_run(recs, out, source, about)]
+        paths += plot.plot_main_table(recs, out.parent, source, about)
+        paths += plot.plot_claim(recs, out.parent, source, about)
+        paths += plot.plot_accuracy(recs, out.parent, source, about)
     except plot.PlotUnavailable as e:
         raise UsageError(str(e)) from None
     for p in paths:
@@ -70,13 +72,16 @@ def add_show_parser(sub: Any) -> None:
 
 
 def add_plot_and_export_parsers(sub: Any) -> None:
-    pl = sub.add_parser("plot", help="PNG charts of a run: speed and memory per model; across batch sizes the "
-                                     "RNN-vs-CNN claim; accuracy against training time")
+    pl = sub.add_parser("plot", help="PNG charts of a run: speed and memory per model, the main table at one batch "
+                                     "size, the RNN-vs-CNN claim (and across batch sizes), accuracy against "
+                                     "training time")
     pl.add_argument("run", help="run id or directory")
     pl.add_argument("--out", metavar="FILE.png",
-                    help="the throughput and memory chart (default: RUN_DIR/plot.png); up to three more PNGs go "
-                         "beside it: claim-memory.png and claim-ratios.png for a run over several batch sizes, "
-                         "accuracy-vs-time.png for a run with --target-accuracy or --eval-every")
+                    help="the throughput and memory chart (default: RUN_DIR/plot.png); more PNGs go beside it: "
+                         "main-table.png (speed and memory per framework and model at one batch size); "
+                         "claim-scatter.png when an RNN and cnn_tutorial were measured; claim-memory.png and "
+                         "claim-ratios.png for a run over several batch sizes; accuracy-vs-time.png for a run "
+                         "with --target-accuracy or --eval-every")
     pl.set_defaults(func=cmd_plot)
 
     from ..show import export

@@ -39,6 +39,7 @@ import numpy as np
 
 from . import stats
 from ..records.pool import group_rounds, measured_memory
+from . import hosts
 from ..records.record import Record, Status, TextEnum, Verdict, node_of
 from .sequential import Design
 from ..spec import ModelSpec
@@ -346,6 +347,11 @@ def differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[
         k = moved[0]
         out.append(f"node differs in {len(moved)} cell(s), e.g. {k}: base on {', '.join(sorted(hb[k]))}, "
                    f"head on {', '.join(sorted(hh[k]))}")
+    elif not any(line.startswith("machine differs") for line in out):
+        # One machine id is not one host: what decides the speed must agree too (bench.decide.hosts).
+        host = hosts.mismatch(base, head)
+        if host:
+            out.append(host)
     return out
 
 

@@ -4,7 +4,7 @@ A config is read whole and every mistake in it is collected, each as one line th
 file and the table ("my.toml: [models.lstm64x2]: unknown key 'hiden' (did you mean 'hidden'?)"),
 so one pass fixes them all. Unknown keys are errors, not ignored: a misspelt `hiden` silently
 left at its default would measure another network under the name you gave it. The format is in
-the README ("Your own models and sweeps"); examples/sweep.toml is a working one.
+docs/configs.md; examples/sweep.toml is a working one.
 Nothing here imports a framework.
 """
 from __future__ import annotations

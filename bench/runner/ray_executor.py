@@ -58,25 +58,31 @@ def require() -> None:
 
 
 def connect(address: str | None, code: str = "upload") -> Cluster:
-    """Join the cluster at `address`, or start a local instance. With code "upload" the tasks
-    get this checkout (working tree as it is) through Ray's runtime environment."""
+    """Join the cluster at `address`, or the one found on this machine, or start a local instance
+    (its node 127.0.0.1: Ray then listens on the loopback only). With code "upload" the tasks get
+    this checkout (working tree as it is) through Ray's runtime environment. What keeps it from
+    joining (nothing listening, a token missing or wrong) is told before `ray.init`, which would
+    retry for 20 s and say neither (bench/runner/ray_connect.py)."""
     require()
     import ray
 
-    host, sep, port = (address or "").rpartition(":")
-    if sep and port.isdigit() and "://" not in address:  # Ray itself retries a dead address for minutes
-        try:
-            socket.create_connection((host, int(port)), timeout=10).close()
-        except OSError as e:
-            raise RayUnavailable(f"cannot reach Ray at {address}: {e.strerror or e}") from None
+    from . import ray_connect
+
+    target = address or ray_connect.found_cluster()  # None: a new local instance
+    problem = ray_connect.preflight(target, given=address is not None) if target else None
+    if problem:
+        raise RayUnavailable(problem)
     env = {"working_dir": str(envinfo.REPO_ROOT), "excludes": EXCLUDES} if code == "upload" else None
+    opts: dict[str, Any] = {"runtime_env": env, "logging_level": logging.ERROR}  # not its warnings about the upload
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
-        ray.init(address=address, runtime_env=env, include_dashboard=False if address is None else None,
-                 logging_level=logging.ERROR)  # not its warnings about what the upload leaves out
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise RayUnavailable(f"cannot connect to Ray at {address or 'a new local instance'}: "
-                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if target is None:
+            ray_connect.init_local(include_dashboard=False, **opts)
+        else:
+            ray_connect.init_join(address, **opts)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
+        raise RayUnavailable(f"cannot connect to Ray at {target or 'a new local instance'}: "
+                             f"{ray_connect.failure_line(e)}") from None
     finally:
         # ray.init replaces the SIGTERM handler with sys.exit; keep bench's (KeyboardInterrupt),
         # so a cancelled CI job still cancels the tasks and marks the run interrupted.

@@ -185,6 +185,17 @@ def preload() -> None:
     _PRELOADED = (_stamp(VENDORED), ds)
 
 
+def preloaded() -> Mnist | None:
+    """The set a warm parent read for its children (None: nothing preloaded in this process)."""
+    return _PRELOADED[1] if _PRELOADED is not None else None
+
+
+def forget_preload() -> None:
+    """Drop the preloaded set: the next load reads the file again (a test's fresh start)."""
+    global _PRELOADED
+    _PRELOADED = None
+
+
 def load(path: str | Path | None = None) -> Mnist:
     """The vendored MNIST (checksums verified) or a user's .npz / directory of IDX files."""
     if path is None and _PRELOADED is not None and VENDORED.exists() and _PRELOADED[0] == _stamp(VENDORED):

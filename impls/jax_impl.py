@@ -121,7 +121,7 @@ def _split_bias(m: ModelSpec, k: str) -> bool:
     return m.family == "rnn" and m.cell != "gru" and k.startswith("rnn.") and k.endswith(".b")
 
 
-def _to_internal(m: ModelSpec, w: Weights) -> dict[str, np.ndarray]:
+def to_internal(m: ModelSpec, w: Weights) -> dict[str, np.ndarray]:
     out = {}
     for k, a in w.items():
         a = np.asarray(a, dtype=np.float32)
@@ -169,7 +169,7 @@ class _Numerics:
     applied: str
 
 
-def _numerics(precision: str, on_gpu: bool) -> _Numerics:
+def numerics(precision: str, on_gpu: bool) -> _Numerics:
     if precision == "bf16":
         return _Numerics(lax.Precision.DEFAULT, jnp.bfloat16, "bf16")
     if precision == "tf32" and on_gpu:
@@ -242,7 +242,7 @@ def _scan_layer(m: ModelSpec, form: _Form, num: _Numerics, p: dict[str, jax.Arra
     return ys, h
 
 
-def _cudnn_weights(m: ModelSpec, p: dict[str, jax.Array], layer: int) -> jax.Array:
+def cudnn_weights(m: ModelSpec, p: dict[str, jax.Array], layer: int) -> jax.Array:
     """cuDNN's flat weight vector for one layer: every pseudo-layer's (direction's) W_ih, W_hh
     in torch's (4H, in) layout with gates i,f,g,o, then every pseudo-layer's b_ih, b_hh
     (jax.experimental.rnn's module docstring), the same two biases this module trains."""
@@ -262,7 +262,7 @@ def _cudnn_layer(m: ModelSpec, num: _Numerics, p: dict[str, jax.Array], layer: i
     scan variants (cuDNN's inter-layer dropout draws its own masks)."""
     from jax.experimental import rnn
 
-    flat = _cudnn_weights(m, p, layer)
+    flat = cudnn_weights(m, p, layer)
     B, T, n_in = xb.shape
     h0 = jnp.zeros((m.directions, B, m.hidden), jnp.float32)
     # seq_lengths: cuDNN's own variable-length path (h_n at each sample's last valid step, as
@@ -305,7 +305,7 @@ def _rnn_logits(m: ModelSpec, form: _Form, num: _Numerics, params: dict[str, jax
 
 def _cnn_logits(m: ModelSpec, form: _Form, num: _Numerics, params: dict[str, jax.Array], x: jax.Array,
                 key: jax.Array | None, lengths: None = None) -> jax.Array:
-    """NHWC throughout (see _to_internal for why the flatten needs no transpose)."""
+    """NHWC throughout (see to_internal for why the flatten needs no transpose)."""
     p = {k: v.astype(num.compute) for k, v in params.items()}
     a = x.astype(num.compute)[..., None]
     for i in range(len(m.conv_channels)):
@@ -346,7 +346,7 @@ class JaxTrainer(TrainerBase, framework=FRAMEWORK, allocator_peak_key="jax_peak_
         # Threads were fixed when the CPU client started (PJRT_NPROC, see the module docstring).
         env = os.environ.get(THREAD_ENV_VAR, "")
         self.threads_applied = int(env) if env.isdigit() else 0
-        self.num = _numerics(precision, self.on_gpu)
+        self.num = numerics(precision, self.on_gpu)
         self.precision_applied = self.num.applied
         where = "gpu" if self.on_gpu else "cpu"
         if self.form.cudnn:
@@ -414,7 +414,7 @@ class JaxTrainer(TrainerBase, framework=FRAMEWORK, allocator_peak_key="jax_peak_
 
     def set_weights(self, w: Weights) -> None:
         check_weights(self.model_spec, w)
-        internal = _to_internal(self.model_spec, w)
+        internal = to_internal(self.model_spec, w)
         self.params = {k: jax.device_put(v, self.dev) for k, v in internal.items()}
         self.opt_state = self.opt.init(self.params)  # fresh Adam
 

@@ -29,10 +29,10 @@ def snap(wall: float, own: float, busy: int, steal: int = 0, cpus=(0, 1)) -> ct.
 def test_ticks_sum_busy_fields_of_the_cells_cpus_only(tmp_path):
     # user nice system idle iowait irq softirq steal: busy = user+nice+system+irq+softirq
     path = stat_file(tmp_path, "stat", {0: (10, 1, 2, 500, 7, 3, 4, 9), 1: (100, 0, 0, 0, 0, 0, 0, 1)})
-    assert ct._read_ticks((0,), path) == (10 + 1 + 2 + 3 + 4, 9)
-    assert ct._read_ticks((0, 1), path) == (20 + 100, 10)
-    assert ct._read_ticks((0, 2), path) is None  # a CPU missing from the file: no figure, not a wrong one
-    assert ct._read_ticks((0,), str(tmp_path / "absent")) is None
+    assert ct.read_ticks((0,), path) == (10 + 1 + 2 + 3 + 4, 9)
+    assert ct.read_ticks((0, 1), path) == (20 + 100, 10)
+    assert ct.read_ticks((0, 2), path) is None  # a CPU missing from the file: no figure, not a wrong one
+    assert ct.read_ticks((0,), str(tmp_path / "absent")) is None
 
 
 def test_foreign_time_is_busy_minus_own():

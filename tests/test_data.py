@@ -101,7 +101,7 @@ def test_a_preloaded_set_is_given_read_only_and_read_again_once_its_file_changes
     copy = tmp_path / "mnist.npz"
     copy.write_bytes(data.VENDORED.read_bytes())
     monkeypatch.setattr(data, "VENDORED", copy)
-    monkeypatch.setattr(data, "_PRELOADED", None)
+    data.forget_preload()
     data.preload()
     first = data.load()
     assert data.load() is first and first.sha256 == mnist.sha256
@@ -117,8 +117,8 @@ def test_a_preloaded_set_is_given_read_only_and_read_again_once_its_file_changes
 def test_a_warm_parent_preloads_the_data_and_leaves_a_bad_file_to_its_children(monkeypatch):
     from bench.workers import zygote
 
-    monkeypatch.setattr(data, "_PRELOADED", None)
-    assert zygote.preload_data() == [] and data._PRELOADED is not None
+    data.forget_preload()
+    assert zygote.preload_data() == [] and data.preloaded() is not None
 
     def broken() -> None:
         raise data.DataError("corrupt")

@@ -137,7 +137,7 @@ def test_cudnn_weight_packing_matches_lstm_ref(name, batch):
 
     m = ZOO[name]
     w = reference.init_weights(m, 0)
-    p = {k: jnp.asarray(v) for k, v in J._to_internal(m, w).items()}
+    p = {k: jnp.asarray(v) for k, v in J.to_internal(m, w).items()}
     rng = np.random.default_rng(1)
     for k in [k for k in p if k.endswith("b_hh")]:  # split each bias unevenly between the two
         extra = jnp.asarray(rng.normal(size=p[k].shape).astype(np.float32) * 0.1)
@@ -146,7 +146,7 @@ def test_cudnn_weight_packing_matches_lstm_ref(name, batch):
     B, T = seq.shape[:2]
     for layer in range(m.layers):
         n_in = seq.shape[-1]
-        flat = J._cudnn_weights(m, p, layer)
+        flat = J.cudnn_weights(m, p, layer)
         assert flat.size == rnn.get_num_params_in_lstm(n_in, m.hidden, 1, m.bidirectional)
         unpacked = rnn.unpack_lstm_weights(flat, n_in, m.hidden, 1, m.bidirectional)
         h0 = jnp.zeros((m.directions, B, m.hidden), jnp.float32)

@@ -34,6 +34,6 @@ def test_jax_passes_an_explicit_precision_to_every_dot(precision, on_gpu, expect
     impl = load_impl("jax")
     from jax import lax
 
-    assert impl._numerics(precision, on_gpu).precision == getattr(lax.Precision, expected)
+    assert impl.numerics(precision, on_gpu).precision == getattr(lax.Precision, expected)
     t = impl.build(ZOO["lstm128"], TrainSpec(), "cpu", precision)
-    assert t.num == impl._numerics(precision, False)
+    assert t.num == impl.numerics(precision, False)

@@ -43,7 +43,7 @@ def _cpu_set() -> tuple[int, ...]:
         return tuple(range(os.cpu_count() or 1))
 
 
-def _read_ticks(cpus: tuple[int, ...], path: str = _STAT) -> tuple[int, int] | None:
+def read_ticks(cpus: tuple[int, ...], path: str = _STAT) -> tuple[int, int] | None:
     """(busy ticks, steal ticks) summed over `cpus`, or None where /proc/stat is unreadable."""
     try:
         with open(path, encoding="ascii") as f:
@@ -77,7 +77,7 @@ class Snapshot:
 
 def snapshot(cpus: tuple[int, ...] | None = None, stat_path: str = _STAT) -> Snapshot:
     cpus = cpus if cpus is not None else _cpu_set()
-    ticks = _read_ticks(cpus, stat_path)
+    ticks = read_ticks(cpus, stat_path)
     try:
         load = os.getloadavg()[0]
     except OSError:  # pragma: no cover

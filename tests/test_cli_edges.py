@@ -62,3 +62,25 @@ def test_a_gpu_plan_on_a_cpu_machine_says_so_before_it_starts(tmp_path, capsys, 
     assert code == 0
     assert "2 of 2 cells are GPU cells and no GPU on this machine" in " ".join(out.split())
     assert out.count("(skipped here: no GPU on this machine") == 2
+
+
+def test_a_relative_floor_without_percent_reads_as_percent_and_a_bad_one_says_the_form():
+    from bench.decide import compare
+
+    assert {r.name: r.floor for r in compare.parse_rules("train:3")}["train"] == pytest.approx(0.03)
+    assert compare.parse_rules("train:3") == compare.parse_rules("train:3%")
+    with pytest.raises(compare.RuleError, match=r"train takes a percentage, e.g. train:3%"):
+        compare.parse_rules("train:abc")
+    with pytest.raises(compare.RuleError, match=r"accuracy takes an absolute number, e.g. accuracy:0.02"):
+        compare.parse_rules("accuracy:x")
+
+
+def test_an_inconclusive_check_of_stored_runs_advises_more_processes_not_a_budget(tmp_path, capsys):
+    from test_compare import proc, write_run
+
+    rd = tmp_path / "results"
+    write_run(rd, "base", [proc("c1", 0, 1000.0, mem=80e6)])  # one process a side: no spread to judge
+    write_run(rd, "head", [proc("c1", 0, 990.0, mem=80e6)])
+    assert cli.main(["--results-dir", str(rd), "check", "base", "head", "--gate", "train"]) == 3
+    out = " ".join(capsys.readouterr().out.split())
+    assert "run --rounds N" in out and "--budget-s" not in out

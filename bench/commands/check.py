@@ -237,10 +237,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif code == 3:
         inc = cmp.inconclusive
         more = cmp.more_rounds
-        console.print(f"[yellow]INCONCLUSIVE[/]: {len(inc)} gated metric(s) not settled within the budget "
-                      f"({', '.join(sorted({f.rule for f in inc}))}); "
-                      + (f"needs ~{more} more rounds: " if more is not None else "")
-                      + "rerun with a larger --budget-s / --max-rounds")
+        # The budget flags steer check --against's rounds; two stored runs have the processes they have.
+        rerun = ("rerun with a larger --budget-s / --max-rounds" if args.against else
+                 "measure both runs with more processes per cell (run --rounds N) and check them again")
+        console.print(f"[yellow]INCONCLUSIVE[/]: {len(inc)} gated metric(s) not settled "
+                      + ("within the budget " if args.against else "by the stored processes ")
+                      + f"({', '.join(sorted({f.rule for f in inc}))}); "
+                      + (f"needs ~{more} more rounds: " if more is not None else "") + rerun)
     else:
         gated = [f for f in cmp.findings if f.gated]
         words = ", ".join(f"{sum(f.verdict == v for f in gated)} {v}" for v in ("improved", "unchanged", "not regressed"))

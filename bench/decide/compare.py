@@ -112,10 +112,13 @@ def parse_rules(text: str | None) -> tuple[Rule, ...]:
             raise RuleError(f"bad rule {part.strip()!r}: use NAME:N% or accuracy:ABS with NAME in "
                             f"{', '.join(RULES_BY_NAME)}")
         rule = RULES_BY_NAME[name]
+        if not rule.absolute and not value.endswith("%"):
+            value += "%"  # train:3 means what train:3% means: a relative floor is a percentage
         try:
             v = float(value.rstrip("%")) / (100.0 if value.endswith("%") else 1.0)
         except ValueError:
-            raise RuleError(f"bad threshold in {part.strip()!r}") from None
+            form = "an absolute number, e.g. accuracy:0.02" if rule.absolute else f"a percentage, e.g. {name}:3%"
+            raise RuleError(f"bad threshold in {part.strip()!r}: {name} takes {form}") from None
         if rule.absolute == value.endswith("%") or v <= 0 or (not rule.absolute and v >= 1):
             kind = "an absolute number (0.02)" if rule.absolute else "a percentage under 100 (3%)"
             raise RuleError(f"{name} takes {kind}, got {value!r}")

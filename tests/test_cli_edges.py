@@ -84,3 +84,11 @@ def test_an_inconclusive_check_of_stored_runs_advises_more_processes_not_a_budge
     assert cli.main(["--results-dir", str(rd), "check", "base", "head", "--gate", "train"]) == 3
     out = " ".join(capsys.readouterr().out.split())
     assert "run --rounds N" in out and "--budget-s" not in out
+
+
+def test_overhead_says_repeats_for_its_in_process_rounds_and_keeps_the_old_name():
+    from bench.commands.parser import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["overhead", "--repeats", "3"]).rounds == 3
+    assert p.parse_args(["overhead", "--rounds", "4"]).rounds == 4  # scripts written before keep working

@@ -73,8 +73,10 @@ def add_parser(sub: Any) -> None:
                    help="the model both loops train (default lstm128; bare loops exist for these three)")
     o.add_argument("--batch-size", "-b", type=int, default=128, help="samples per training step (default 128)")
     o.add_argument("--threads", type=int, default=0, help="CPU threads for every framework (default: all cores)")
-    o.add_argument("--rounds", type=int, default=6,
-                   help="interleaved rounds per process (A B, B A, ...; default 6)")
+    # --repeats, not --rounds: across subcommands a round is a fresh process (run --rounds, check's
+    # rounds); here it was the A B / B A repeats inside one process. --rounds stays as an alias.
+    o.add_argument("--repeats", "--rounds", dest="rounds", type=int, default=6, metavar="N",
+                   help="interleaved repeats per process (A B, B A, ...; default 6; --rounds is the old name)")
     o.add_argument("--steps", type=int, default=40, help="steps per timed window (default 40)")
     o.add_argument("--processes", type=int, default=5,
                    help="fresh processes per framework: the unit of the interval (default 5, at least 2)")

@@ -397,6 +397,8 @@ def test_a_directory_is_stale_only_when_its_owner_is_gone(tmp_path):
     (reused / owned.OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "start_ticks": -5}))
     assert owned.stale("lstm-bench-test-", tmp_path) == sorted([dead, reused])
     assert mine.is_dir() and foreign.is_dir()
+    assert owned.prune("lstm-bench-test-", tmp_path) == sorted([dead, reused])
+    assert not dead.exists() and not reused.exists() and mine.is_dir() and foreign.is_dir()
 
 
 # --- 7. exit status and bounds -----------------------------------------------------------------

@@ -48,7 +48,7 @@ def designs_of(manifest: dict[str, Any], run: str) -> dict[str, sequential.Desig
 
 def _comparison(args: argparse.Namespace):
     """Two stored sets, refused (exit 2) when they differ in what makes figures comparable."""
-    from ..decide import compare
+    from ..decide import compare, hosts
 
     rules, gate = ab.rules(args)
     (base, mb), (head, mh) = (_rounds_of(args.base, Path(args.results_dir)),
@@ -57,11 +57,11 @@ def _comparison(args: argparse.Namespace):
     if mb.get("check_id") and mb.get("check_id") == mh.get("check_id"):
         # One check job measured both on one machine, round by round: a busy hour slows both sides'
         # sgemm alike or not, but it is one host whatever the rates say.
-        diffs = [d for d in diffs if not d.startswith("host differs")]
+        diffs = [d for d in diffs if not hosts.is_mismatch(d)]
     # A host mismatch alone has its own override, so --force is not needed (and not given) for it.
-    blocking = [d for d in diffs if not (d.startswith("host differs") and getattr(args, "allow_host_mismatch", False))]
+    blocking = [d for d in diffs if not (hosts.is_mismatch(d) and getattr(args, "allow_host_mismatch", False))]
     if blocking and not args.force:
-        flag = "--allow-host-mismatch" if all(d.startswith("host differs") for d in blocking) else "--force"
+        flag = "--allow-host-mismatch" if all(hosts.is_mismatch(d) for d in blocking) else "--force"
         raise UsageError(f"the two sets are not comparable ({flag} to compare anyway): " + "; ".join(blocking))
     # Sets written by one `check --against` job ran back to back, round by round: pair them, and
     # read each cell at the repeated interval of the plan its rounds were added under.
@@ -80,6 +80,7 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
         t.add_column(c, justify="right" if c in ("base", "head", "processes") else "left", overflow="fold")
     colour = {"regressed": "red", "improved": "green", "unchanged": "", "not regressed": "", "inconclusive": "yellow",
               "changed": "yellow"}
+    from ..decide import hosts
     from ..decide.compare import format_value
 
     # Cells from several nodes (Ray runs): grouped by node, and each says where it ran.
@@ -94,7 +95,7 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
                   f.verdict, style=colour.get(f.verdict, ""))
     console.print(t)
     for d in diffs:
-        why = "--allow-host-mismatch" if d.startswith("host differs") else "--force"
+        why = "--allow-host-mismatch" if hosts.is_mismatch(d) else "--force"
         console.print(f"[yellow]warning ({why}): figures from different hosts or hours differ by the host, not only "
                       f"the code[/]: {escape(d)}" if why != "--force" else f"[yellow]warning (--force)[/]: {escape(d)}")
     for line in cmp.model_diffs:  # its cells cannot join: say why instead of listing them as only-in

@@ -12,6 +12,12 @@ from typing import Any, Iterable
 # Processes of one host read their sgemm within ~10% (25% on a busy hour); hosts of one kind
 # differed by 1.5x to 4x. A ratio past this is read as another host.
 SGEMM_BAND = 1.4
+LINE_START = "host differs"  # how mismatch's line starts, so a list of differences can be sorted by kind
+
+
+def is_mismatch(line: str) -> bool:
+    """Whether one of compare.differences' lines is a host mismatch (its own override)."""
+    return line.startswith(LINE_START)
 
 
 @dataclass(frozen=True)
@@ -70,5 +76,5 @@ def mismatch(base: Iterable[dict[str, Any]], head: Iterable[dict[str, Any]]) -> 
                    f"apart, past the {SGEMM_BAND}x one host shows)")
     if not why:
         return None
-    return (f"host differs ({', '.join(why)}: another host, or one hour much busier than the other): "
+    return (f"{LINE_START} ({', '.join(why)}: another host, or one hour much busier than the other): "
             f"base {b.describe()}; head {h.describe()}")

@@ -264,10 +264,7 @@ SYNC_PREFIX = "lstm-bench-sync-"
 
 def prune_stale() -> list[Path]:
     """Remove the duet handshake directories of checks whose process died; the ones removed."""
-    gone = owned.stale(SYNC_PREFIX)
-    for path in gone:
-        owned.remove(path)
-    return gone
+    return owned.prune(SYNC_PREFIX)
 
 
 def _duet_round(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: Cell, round_: int,

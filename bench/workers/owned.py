@@ -68,3 +68,11 @@ def remove(path: Path) -> None:
     if (path / OWNER_FILE).is_file() and not path.is_symlink():
         with contextlib.suppress(OSError):
             shutil.rmtree(path)
+
+
+def prune(prefix: str, root: Path | None = None) -> list[Path]:
+    """Remove this tool's `prefix*` directories whose owner is gone; the ones removed."""
+    gone = stale(prefix, root)
+    for path in gone:
+        remove(path)
+    return gone

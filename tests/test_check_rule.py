@@ -243,6 +243,14 @@ def fake_sides(tmp_path, n):
     return tuple(sides)
 
 
+def stop_rule(tmp_path, budget_s: float = 180.0):
+    """Two fresh sides, one cell c1, and check --against's stop rule over them (train gated)."""
+    sides = fake_sides(tmp_path, 14)
+    args = types.SimpleNamespace(budget_s=budget_s, rounds=MIN_ROUNDS, max_rounds=40)
+    cell = types.SimpleNamespace(key="c1")
+    return sides, cell, check.round_settles(args, sides, [cell], compare.DEFAULT_RULES, ("train",), 0.95)
+
+
 def test_the_loop_and_the_final_table_read_the_same_look(tmp_path, capsys):
     """check --against's stop rule, fed rounds one at a time: it fixes n_max before its first
     look from the time the rounds took (180 s at 12.5 s a round: 14), records it in both
@@ -252,10 +260,7 @@ def test_the_loop_and_the_final_table_read_the_same_look(tmp_path, capsys):
     log_ratio = -math.log(1.12) + rng.normal(0, 0.06, 14)  # a step 12% slower, rounds spread 6%
     base = 1000 * np.exp(rng.normal(0, 0.05, 14))
     head = base * np.exp(log_ratio)
-    sides = fake_sides(tmp_path, 14)
-    args = types.SimpleNamespace(budget_s=180.0, rounds=MIN_ROUNDS, max_rounds=40)
-    cell = types.SimpleNamespace(key="c1")
-    decide = check.round_settles(args, sides, [cell], compare.DEFAULT_RULES, ("train",), 0.95)
+    sides, cell, decide = stop_rule(tmp_path)
     stopped = None
     for r in range(14):
         sides[0].run.file(proc("c1", r, base[r], mem=80e6), r, "full")
@@ -298,10 +303,7 @@ def test_the_loop_stops_at_the_first_pass(tmp_path):
     rounds later than the gate does)."""
     rng = np.random.default_rng(6)
     d = 0.01 + rng.normal(0, 0.02, 14)
-    sides = fake_sides(tmp_path, 14)
-    args = types.SimpleNamespace(budget_s=180.0, rounds=MIN_ROUNDS, max_rounds=40)
-    cell = types.SimpleNamespace(key="c1")
-    decide = check.round_settles(args, sides, [cell], compare.DEFAULT_RULES, ("train",), 0.95)
+    sides, cell, decide = stop_rule(tmp_path)
     stopped = None
     for r in range(14):
         sides[0].run.file(proc("c1", r, 1000.0, mem=80e6), r, "full")

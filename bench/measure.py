@@ -113,11 +113,14 @@ def cpu_threads_default() -> int:
         return os.cpu_count() or 1
 
 
-def check_threads_default(duet: bool = True) -> int:
-    """Threads per process for `bench check` rounds. A check detects code changes, not the
-    machine's peak. Duet rounds (the default) run base and head at once, so each gets half the
-    cores. One after the other, each gets every core but one: a core left to the OS, the driver
-    and the neighbours made rounds comparable on the 2-core development machine (per-round sd of
-    log(head/base) for torch lstm128: 17% at 2 threads, 10% at 1; results/published/check-power-*.md),
-    and the rounds a check needs grow with its square."""
+def check_threads_default(duet: bool = True, alternate: bool = False) -> int:
+    """Threads per process for `bench check` rounds. Alternate rounds (the default) take turns on
+    every CPU, so each side's timed repeat has the whole machine: every core. Side-by-side rounds
+    run base and head at once, so each gets half the cores. One after the other, each gets every
+    core but one: a core left to the OS, the driver and the neighbours made rounds comparable on
+    the 2-core development machine (per-round sd of log(head/base) for torch lstm128: 17% at 2
+    threads, 10% at 1; results/published/check-power-*.md), and the rounds a check needs grow with
+    its square. Taking turns cancels that noise instead (results/published/check-rounds-*)."""
+    if alternate:
+        return cpu_threads_default()
     return max(1, cpu_threads_default() // 2) if duet else max(1, cpu_threads_default() - 1)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from . import analytic, data, faults, measure, nvml, reference, registry
-from .workers import contention, handshake
+from .workers import contention, handshake, turns
 from .records import record, results
 from .workers.job import EXIT_REFUSED, PROGRESS, REFUSED, Job, JobRefused
 from .spec import Cell
@@ -44,20 +44,26 @@ def timed_window(trainer: Trainer, batches: list[Any], repeats: int, per_repeat:
                  step: Callable[[Any], Any],
                  between: Callable[[int], None] | None = None,
                  watch: contention.Watch | None = None,
-                 before: Callable[[int], None] | None = None) -> tuple[list[float], float, list[Any]]:
+                 before: Callable[[int], None] | None = None,
+                 watch_each: bool = False) -> tuple[list[float], float, list[Any]]:
     """Run `repeats` windows of `per_repeat` calls of step(batch), syncing only at window
     boundaries. Returns per-repeat seconds, the wall time around all of them (read by a clock
     of its own, for the self-check) and the outputs (device handles, not synced).
     `before(r)` runs before repeat r and `between(r)` after it, both outside every timer (the
-    duet handshake; time-to-accuracy evaluations).
-    `watch` adds up what other processes ran on this process's CPUs during the window."""
+    duet handshake, alternate turns; time-to-accuracy evaluations).
+    `watch` adds up what other processes ran on this process's CPUs during the window, or with
+    `watch_each` during each repeat alone (alternate rounds: between repeats the other side takes
+    its turn on these CPUs, which is the design, not contention)."""
+    if watch_each:
+        return _timed(trainer, batches, repeats, per_repeat, step, between, before, watch)
     with watch if watch is not None else contextlib.nullcontext():
         return _timed(trainer, batches, repeats, per_repeat, step, between, before)
 
 
 def _timed(trainer: Trainer, batches: list[Any], repeats: int, per_repeat: int, step: Callable[[Any], Any],
            between: Callable[[int], None] | None,
-           before: Callable[[int], None] | None = None) -> tuple[list[float], float, list[Any]]:
+           before: Callable[[int], None] | None = None,
+           watch_each: contention.Watch | None = None) -> tuple[list[float], float, list[Any]]:
     outs: list[Any] = []
     rep_s: list[float] = []
     outside_ns = 0
@@ -68,11 +74,12 @@ def _timed(trainer: Trainer, batches: list[Any], repeats: int, per_repeat: int, 
             t_out = time.perf_counter_ns()
             before(r)
             outside_ns += time.perf_counter_ns() - t_out
-        t0 = time.perf_counter()
-        for i in range(per_repeat):
-            outs.append(step(batches[r * per_repeat + i]))
-        trainer.sync()
-        rep_s.append(time.perf_counter() - t0)
+        with watch_each if watch_each is not None else contextlib.nullcontext():
+            t0 = time.perf_counter()
+            for i in range(per_repeat):
+                outs.append(step(batches[r * per_repeat + i]))
+            trainer.sync()
+            rep_s.append(time.perf_counter() - t0)
         if between is not None:
             t_out = time.perf_counter_ns()
             between(r)
@@ -150,25 +157,47 @@ def staged_chunks(trainer: Trainer, x: np.ndarray, y: np.ndarray, B: int) -> lis
 
 
 class Pace:
-    """Before each timed training repeat: the duet handshake (bench/workers/handshake.py) when the job has a
-    sync directory, and the wall-clock start of every repeat in duet rounds, so a reader can see
-    how far the two sides' windows were apart."""
+    """Before each timed repeat of a duet or alternate round: the duet handshake
+    (bench/workers/handshake.py) when the job has a sync directory, or this side's turn
+    (bench/workers/turns.py) when it has a seat; and the wall-clock start of every training repeat,
+    so a reader can see how the two sides' windows lay."""
 
     def __init__(self, sync_dir: str | None) -> None:
         self.sync_dir = sync_dir
+        self.seat = turns.Seat(sync_dir) if sync_dir and turns.is_seat(sync_dir) else None
         self.waited_s: list[float] = []
         self.went_alone = 0
         self.repeat_start_unix: list[float] = []
 
+    @property
+    def alternate(self) -> bool:
+        return self.seat is not None
+
     def __call__(self, repeat: int) -> None:
-        if self.sync_dir:
-            waited, alone = handshake.wait_for_go(self.sync_dir, repeat)
-            self.waited_s.append(round(waited, 6))
-            self.went_alone += alone
+        """Before training repeat `repeat`."""
+        if self.seat is not None:
+            self._note(*self.seat.wait())
+        elif self.sync_dir:
+            self._note(*handshake.wait_for_go(self.sync_dir, repeat))
         self.repeat_start_unix.append(time.time())
 
+    def turn(self, _: int = 0) -> None:
+        """Before any other timed section of an alternate round (sgemm, an inference repeat)."""
+        if self.seat is not None:
+            self._note(*self.seat.wait())
+
+    def barrier(self) -> None:
+        """After a group of turns: no side starts untimed work while the other is timed."""
+        if self.seat is not None:
+            self._note(*self.seat.wait(barrier=True))
+
+    def _note(self, waited: float, alone: bool) -> None:
+        self.waited_s.append(round(waited, 6))
+        self.went_alone += alone
+
     def summary(self) -> dict[str, Any]:
-        return {"synchronised": bool(self.sync_dir), "repeat_start_unix": self.repeat_start_unix,
+        design = "alternate" if self.seat is not None else "together" if self.sync_dir else "side by side"
+        return {"design": design, "synchronised": bool(self.sync_dir), "repeat_start_unix": self.repeat_start_unix,
                 **({"waited_s": self.waited_s, "went_alone": self.went_alone} if self.sync_dir else {})}
 
 
@@ -197,7 +226,9 @@ def train_and_time(cell: Cell, trainer: Trainer, ds: data.Mnist,
     staged = [trainer.stage(*ds.train_batch(seed, P.warmup_steps + i, B)) for i in range(n_timed)]
     rep_s, total_s, outs = timed_window(trainer, staged, P.repeats, P.steps_per_repeat, trainer.train_step,
                                         lambda r: curve.maybe(P.warmup_steps + (r + 1) * P.steps_per_repeat), watch,
-                                        pace)
+                                        pace, watch_each=pace is not None and pace.alternate)
+    if pace is not None:
+        pace.barrier()
     del staged
     handles.extend(outs)
     done = P.warmup_steps + n_timed
@@ -219,7 +250,7 @@ def train_and_time(cell: Cell, trainer: Trainer, ds: data.Mnist,
 
 
 def evaluate(cell: Cell, trainer: Trainer, ds: data.Mnist,
-             watch: contention.Watch | None = None) -> dict[str, Any]:
+             watch: contention.Watch | None = None, pace: Pace | None = None) -> dict[str, Any]:
     """Accuracy on the test set; the same pass, chunked into repeats, times inference."""
     P, B = cell.protocol, cell.train.batch_size
     x, y = ds.test_arrays(P.test_samples)
@@ -232,10 +263,14 @@ def evaluate(cell: Cell, trainer: Trainer, ds: data.Mnist,
     infer_compile_s = time.perf_counter() - t0
     groups = [g for g in np.array_split(np.arange(n_chunks), min(P.infer_repeats, n_chunks)) if len(g)]
     logits, rates = [], []
+    turns_ = pace is not None and pace.alternate
     for g in groups:
-        rep_s, _, outs = timed_window(trainer, [staged[i] for i in g], 1, len(g), trainer.predict, watch=watch)
+        rep_s, _, outs = timed_window(trainer, [staged[i] for i in g], 1, len(g), trainer.predict, watch=watch,
+                                      before=pace.turn if turns_ else None, watch_each=turns_)
         rates.append(len(g) * B / rep_s[0])
         logits.extend(trainer.to_numpy(o) for o in outs)
+    if turns_:
+        pace.barrier()
     pred = np.concatenate(logits)[:n].argmax(axis=1)
     progress("eval", n, n)
     return {"test_accuracy": float((pred == y[:n]).mean()), "test_samples": n,
@@ -326,8 +361,12 @@ def measure_cell(cell: Cell, data_path: str | None, pace: Pace | None = None) ->
     if cell.device == "gpu" and not impl.gpu_available():
         raise Unsupported(f"{cell.framework} sees no GPU in this process")
     timed, sgemm = contention.Watch(), contention.Watch()
+    if pace is not None and pace.alternate and cell.device == "cpu":
+        pace.turn()  # the calibration is timed too: one side at a time on these CPUs
     with sgemm:
         calib = measure.calibrate_matmul_gflops(cell.threads) if cell.device == "cpu" else None
+    if pace is not None and cell.device == "cpu":
+        pace.barrier()
     gc.collect()
     rss_before = measure.rss_bytes()
     t0 = time.perf_counter()
@@ -340,7 +379,7 @@ def measure_cell(cell: Cell, data_path: str | None, pace: Pace | None = None) ->
     progress("build", 0, cell.train.steps)
 
     timing = train_and_time(cell, trainer, ds, timed, pace)
-    ev = evaluate(cell, trainer, ds, timed)
+    ev = evaluate(cell, trainer, ds, timed, pace)
     memory = memory_pass(cell, trainer, ds, rss_before)
     memory["allocator_peak_bytes"] = allocator_peak(trainer, memory)
 

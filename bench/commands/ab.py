@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, Iterator
 
 from .. import envinfo, measure
 from ..runner import gitref, schedule
-from ..workers import handshake
+from ..workers import handshake, turns
 from ..records import results, runlock
 from ..runner.plan import Selection
 from ..records.run import Run
@@ -72,14 +73,18 @@ def sides(args: argparse.Namespace, sel: Selection, cells: list[Cell], base_root
             made.append(Side(name, root, run))
         yield tuple(made)
 
-def choose_duet_cpus(args: argparse.Namespace, cells: list[Cell], sides: tuple[Side, ...],
-                     console: Any) -> tuple[tuple[int, ...], ...]:
-    """The two sides' CPU sets for duet rounds, or () (--sequential, or too few CPUs: said);
-    recorded in both sides' manifests."""
-    duet = () if args.sequential else schedule.duet_cpus(args.threads)
-    if not duet and not args.sequential and any(c.device == "cpu" for c in cells):
-        console.print(f"[yellow]note[/]: duet rounds need 2 x {args.threads} CPUs and this process may use "
-                      f"{measure.cpu_threads_default()}: the two sides run one after the other")
+def choose_duet_cpus(args: argparse.Namespace, cells: list[Cell], sides: tuple[Side, ...], console: Any,
+                     alternate: bool = False) -> tuple[tuple[int, ...], ...]:
+    """The CPU sets of rounds that run both sides at once: for alternate rounds one set, every CPU
+    this process may use, which both sides share taking turns; side by side, two disjoint sets of
+    --threads each; or () (--sequential, or too few CPUs: said). Recorded in both sides' manifests."""
+    if alternate:
+        duet: tuple[tuple[int, ...], ...] = (tuple(sorted(os.sched_getaffinity(0))),)
+    else:
+        duet = () if args.sequential else schedule.duet_cpus(args.threads)
+        if not duet and not args.sequential and any(c.device == "cpu" for c in cells):
+            console.print(f"[yellow]note[/]: side-by-side rounds need 2 x {args.threads} CPUs and this process may "
+                          f"use {measure.cpu_threads_default()}: the two sides run one after the other")
     for side in sides:
         side.run.duet(duet)
     return duet
@@ -102,7 +107,35 @@ def choose_handshake(args: argparse.Namespace, sides: tuple[Side, ...], duet: tu
     return synced
 
 
-def duet_words(duet: tuple[tuple[int, ...], ...], synced: bool = False) -> str:
+def wants_alternate(args: argparse.Namespace) -> bool:
+    """Whether the check asks for alternate rounds (the default): not with --sequential,
+    --side-by-side or --handshake (a side-by-side design)."""
+    return not (getattr(args, "sequential", False) or getattr(args, "side_by_side", False)
+                or getattr(args, "handshake", False))
+
+
+def choose_alternate(args: argparse.Namespace, sides: tuple[Side, ...], cells: list[Cell], console: Any) -> bool:
+    """Whether rounds take turns on one CPU set (bench/workers/turns.py; the default): asked for
+    (wants_alternate), a CPU cell to run, and both sides' code takes turns; a side whose code
+    predates turns is said, and its rounds run side by side where the CPUs allow, else one after
+    the other. Recorded in both sides' manifests."""
+    alternate = wants_alternate(args) and any(c.device == "cpu" for c in cells)
+    if alternate:
+        old = [s.name for s in sides if not turns.supported(s.code_root)]
+        if old:
+            console.print(f"[yellow]note[/]: the {', '.join(old)} side's code predates alternate rounds: this check's "
+                          "rounds run as that code can (side by side, or one after the other), a noisier design on "
+                          "shared hosts")
+            alternate = False
+    for side in sides:
+        side.run.duet((), design="alternate" if alternate else "side by side")
+    return alternate
+
+
+def duet_words(duet: tuple[tuple[int, ...], ...], synced: bool = False, alternate: bool = False) -> str:
+    if alternate:
+        return (f"taking turns (alternate: both on CPUs {','.join(map(str, duet[0]))}, one timed repeat of each "
+                "side after the other, A B then B A; GPU cells one after the other)")
     a, b = (",".join(map(str, s)) for s in duet)
     return (f"side by side (duet: one on CPU {a}, the other on CPU {b}, swapped every round"
             + (", each timed repeat started together" if synced else "") + "; GPU cells one after the other)")

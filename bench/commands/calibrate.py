@@ -32,16 +32,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     rounds_n = max(args.rounds, 4)
     console = make_console()
     with ab.sides(args, sel, cells, envinfo.REPO_ROOT, ("a1", "a2"), "calibrate") as sides:
-        duet = ab.choose_duet_cpus(args, cells, sides, console)
+        alternate = ab.choose_alternate(args, sides, cells, console)
+        duet = ab.choose_duet_cpus(args, cells, sides, console, alternate)
         synced = ab.choose_handshake(args, sides, duet, console)
         console.print(f"calibrate: {len(cells)} cell(s) x {rounds_n} A/A rounds (identical code both sides), "
-                      + (ab.duet_words(duet, synced) if duet else "one side after the other"))
+                      + (ab.duet_words(duet, synced, alternate) if duet else "one side after the other"))
         t0 = time.monotonic()
         # Rounds with `decide` never stopping early: the same code path (and duet) as a real check.
         code = schedule.execute_sides(sides, cells, None, ab.timeout_s(args, sel), RunUI(console, quiet=args.quiet),
                                       schedule.Rounds(full=rounds_n, max_full=rounds_n, budget_s=math.inf,
                                                       decide=lambda cell, done, spent_s: False, duet_cpus=duet,
-                                                      handshake=synced), args.start)
+                                                      handshake=synced, alternate=alternate), args.start)
     if code == 130:
         raise KeyboardInterrupt
     per_round_s = (time.monotonic() - t0) / max(1, rounds_n * len(cells))

@@ -174,19 +174,20 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
                          "--budget-s > 0")
     console = make_console(stderr=args.format == "json")
     with ab.worktree(args.against) as tree, ab.sides(args, sel, cells, tree, ("base", "head"), args.against) as sides:
-        duet = ab.choose_duet_cpus(args, cells, sides, console)
+        alternate = ab.choose_alternate(args, sides, cells, console)
+        duet = ab.choose_duet_cpus(args, cells, sides, console, alternate)
         synced = ab.choose_handshake(args, sides, duet, console)
         for side in sides:  # the plan every look reads; n_max per cell is added before its first look
             side.run.sequential_plan(SPENDING, 1.0 - confidence, args.rounds, len(cells) * gated_rounds_rules(rules, gate),
                                      sequential.SKEW_ALLOWANCE)
         console.print(f"check --against {args.against}: {len(cells)} cell(s), base and head in fresh processes, "
-                      + (ab.duet_words(duet, synced) if duet else "interleaved A B / B A")
+                      + (ab.duet_words(duet, synced, alternate) if duet else "interleaved A B / B A")
                       + f", {args.rounds}..{args.max_rounds} rounds or {args.budget_s:.0f} s "
                       f"per cell, {args.threads} CPU thread(s) per process; a look after every round from round "
                       f"{args.rounds}, each at its repeated {100 * confidence:g}% interval ({SPENDING} spending)")
         rounds = schedule.Rounds(full=args.rounds, max_full=args.max_rounds, budget_s=args.budget_s,
                                  decide=round_settles(args, sides, cells, rules, gate, confidence), duet_cpus=duet,
-                                 handshake=synced)
+                                 handshake=synced, alternate=alternate)
         code = schedule.execute_sides(sides, cells, None, ab.timeout_s(args, sel), RunUI(console, quiet=args.quiet),
                                       rounds, args.start)
     if code == 130:
@@ -204,7 +205,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(str(e))
             return counts_cmd.EXIT_NOTHING_JUDGED
     if (args.calibrate or args.against) and not args.threads and not args.counts:
-        args.threads = measure.check_threads_default(duet=not args.sequential)
+        args.threads = measure.check_threads_default(duet=not args.sequential, alternate=ab.wants_alternate(args))
     if args.calibrate:
         if args.format == "json":
             raise UsageError("check --calibrate prints a table; --format json is for decisions")
@@ -311,15 +312,21 @@ def add_parsers(sub: Any) -> None:
                            help="rounds per cell at most (default 40); the sequential plan's n_max is the rounds "
                                 "--budget-s allows at the time the first --rounds took, at most this")
             c.add_argument("--sequential", action="store_true",
-                           help="run base and head one after the other (default: side by side, each pinned to "
-                                "half the CPUs, when the machine has 2 x --threads CPUs)")
+                           help="run base and head one after the other (default: both at once, taking turns on "
+                                "the same --threads CPUs, when the machine has 2 x --threads CPUs)")
+            # Alternate rounds are the default since they were measured (benchmarks/alternate_probe.py,
+            # results/published/check-rounds-*): on a noisy VM the speed of each virtual CPU moves in
+            # steps that side by side cannot cancel and taking turns on one CPU does.
+            c.add_argument("--side-by-side", action="store_true",
+                           help="run base and head at once each on its own CPUs (the design before alternate "
+                                "rounds; a noisy host's per-CPU interference does not cancel)")
             # Off by default since it was measured (benchmarks/duet_designs.py, two runs): the side that
             # finishes a repeat first waits idle, the slower side runs its tail alone, and a slowdown
             # reads smaller (0.86x of one after the other against 0.93x without it).
             hs = c.add_mutually_exclusive_group()
             hs.add_argument("--handshake", dest="handshake", action="store_true", default=False,
-                            help="duet rounds start both sides' timed repeats together (where both sides' code has "
-                                 "it); measured to read a slowdown smaller, so off by default")
+                            help="side-by-side rounds start both sides' timed repeats together (where both sides' "
+                                 "code has it); measured to read a slowdown smaller, so off by default")
             hs.add_argument("--no-handshake", dest="handshake", action="store_false",
                             help="duet rounds without the handshake (the default)")
             c.add_argument("--calibrate", action="store_true",

@@ -55,6 +55,7 @@ class Manifest:
     sequential: Mapping[str, Any] | None = None  # check --against: the plan every look reads
     duet_cpus: tuple[tuple[int, ...], ...] | None = None
     duet_handshake: bool | None = None
+    duet_design: str | None = None  # "alternate" (taking turns on one CPU set) or "side by side"
     counts: Mapping[str, int] | None = None
     finished_utc: str | None = None
     other: Mapping[str, Any] = field(default_factory=dict)
@@ -176,11 +177,15 @@ class Run:
     def on_ray(self, address: str, code: str, nodes: list[dict[str, Any]]) -> None:
         self._update(executor="ray", ray={"address": address, "code": code, "nodes": nodes})
 
-    def duet(self, cpus: tuple[tuple[int, ...], ...], handshake: bool | None = None) -> None:
-        """check: the CPU sets of duet rounds (() = one side after the other) and the handshake."""
+    def duet(self, cpus: tuple[tuple[int, ...], ...], handshake: bool | None = None,
+             design: str | None = None) -> None:
+        """check: the CPU sets of duet rounds (() = one side after the other), the handshake, and
+        whether the sides take turns on one set (alternate) or run side by side."""
         changes: dict[str, Any] = {"duet_cpus": tuple(cpus)}
         if handshake is not None:
             changes["duet_handshake"] = handshake
+        if design is not None:
+            changes["duet_design"] = design
         self._update(**changes)
 
     def sequential_plan(self, spending: str, alpha: float, min_rounds: int, holm_family: int,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import envinfo
-from ..workers import handshake, owned, process
+from ..workers import handshake, owned, process, turns
 from ..workers.job import Job
 from ..workers.process import CellOutcome
 from ..records.record import Record
@@ -56,6 +56,10 @@ class Rounds:
     # Duet rounds whose two sides wait for each other before every timed training repeat, so
     # their windows start together (bench/workers/handshake.py); off where a side's code predates it.
     handshake: bool = False
+    # Alternate rounds: both sides' processes at once on the same CPUs (duet_cpus' sets, one per
+    # round in turn), taking turns at every timed repeat (bench/workers/turns.py), so both read
+    # the same moment of a noisy host. Off where a side's code predates it.
+    alternate: bool = False
     # Memory-only processes of CPU cells run this many at once, after every timed process has
     # finished: nothing in them is timed and their figures are per process (RSS, the tensor-level
     # pass). Their imports overlap well, their steps less (run --all quick, 2 vCPUs: 36 such
@@ -149,7 +153,7 @@ def execute(run: Run, cells: list[Cell], data_path: str | None, timeout_s: float
 
 
 def _one(side: Side, cell: Cell, round_: int, mode: str, ctx: RunContext, cpus: tuple[int, ...] = (),
-         rendezvous: handshake.Rendezvous | None = None) -> CellOutcome:
+         rendezvous: handshake.Rendezvous | turns.SeatView | None = None) -> CellOutcome:
     assert side.run is not None
     job = Job(cell, run_dir=str(side.run_dir), run_id=side.run.run_id, data=ctx.data_path, round=round_,
               mode=mode, cpus=cpus, sync_dir=str(rendezvous.directory) if rendezvous else None)
@@ -212,7 +216,7 @@ def execute_sides(sides: tuple[Side, ...], cells: list[Cell], data_path: str | N
                 r = 0
                 while True:
                     if rounds.duet_cpus and cell.device == "cpu":
-                        outs = _duet(order(r), rounds.duet_cpus, cell, r, ctx, rounds.handshake)
+                        outs = _duet(order(r), rounds.duet_cpus, cell, r, ctx, rounds.handshake, rounds.alternate)
                     else:
                         outs = [_one(side, cell, r, "full", ctx) for side in order(r)]
                     r += 1
@@ -246,17 +250,26 @@ def duet_cpus(threads: int, available: list[int] | None = None) -> tuple[tuple[i
 
 
 def _duet(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: Cell, round_: int,
-          ctx: RunContext, synchronised: bool = False) -> list[CellOutcome]:
-    """One round with both sides' processes at once, sides[i] pinned to cpu_sets[i]. The caller
-    swaps the sides' order every round, so each side runs on each CPU set equally often.
-    `synchronised`: the sides wait for each other before every timed training repeat."""
+          ctx: RunContext, synchronised: bool = False, alternate: bool = False) -> list[CellOutcome]:
+    """One round with both sides' processes at once: side by side, sides[i] pinned to
+    cpu_sets[i] (the caller swaps the sides' order every round, so each side runs on each CPU set
+    equally often), `synchronised` waiting for each other before every timed training repeat; or
+    `alternate`, both on one CPU set (the sets in turn, round by round) taking turns at every timed
+    section."""
     with contextlib.ExitStack() as stack:
-        rendezvous = None
-        if synchronised:
+        seats: list[handshake.Rendezvous | turns.SeatView | None] = [None] * len(sides)
+        cpus = list(cpu_sets)
+        if synchronised or alternate:
             sync_dir = owned.make(SYNC_PREFIX)  # owned: a check killed mid-round leaves it to the next to remove
             stack.callback(owned.remove, sync_dir)
-            rendezvous = handshake.Rendezvous(sync_dir, len(sides))
-        return _duet_round(sides, cpu_sets, cell, round_, ctx, rendezvous)
+            if alternate:
+                t = turns.Turns(sync_dir, len(sides))
+                stack.callback(t.close)
+                seats = [t.seat(i) for i in range(len(sides))]
+                cpus = [cpu_sets[round_ % len(cpu_sets)]] * len(sides)
+            else:
+                seats = [handshake.Rendezvous(sync_dir, len(sides))] * len(sides)
+        return _duet_round(sides, tuple(cpus), cell, round_, ctx, seats)
 
 
 SYNC_PREFIX = "lstm-bench-sync-"
@@ -268,13 +281,13 @@ def prune_stale() -> list[Path]:
 
 
 def _duet_round(sides: tuple[Side, ...], cpu_sets: tuple[tuple[int, ...], ...], cell: Cell, round_: int,
-                ctx: RunContext, rendezvous: handshake.Rendezvous | None) -> list[CellOutcome]:
+                ctx: RunContext, seats: list[handshake.Rendezvous | turns.SeatView | None]) -> list[CellOutcome]:
     def side(i: int) -> CellOutcome:
         try:
-            return _one(sides[i], cell, round_, "full", ctx, cpu_sets[i], rendezvous)
+            return _one(sides[i], cell, round_, "full", ctx, cpu_sets[i], seats[i])
         finally:
-            if rendezvous is not None:
-                rendezvous.leave()  # ended, however (skipped, crashed): the other side waits no more
+            if seats[i] is not None:
+                seats[i].leave()  # ended, however (skipped, crashed): the other side waits no more
 
     return _pooled([lambda i=i: side(i) for i in range(len(sides))], len(sides), ctx)
 

@@ -40,8 +40,9 @@ class Rendezvous:
         self._left = 0
         self._lock = threading.Lock()
 
-    def ready(self, repeat: int) -> None:
-        """A side printed `@ready repeat`; the last of the sides present lets every side go."""
+    def ready(self, repeat: int, barrier: bool = False) -> None:
+        """A side printed `@ready repeat`; the last of the sides present lets every side go (every
+        wait is a barrier here: `barrier` is for alternate rounds, bench/workers/turns.py)."""
         with self._lock:
             self._ready[repeat] = self._ready.get(repeat, 0) + 1
             if self._ready[repeat] + self._left >= self.parties:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import envinfo, registry
-from . import handshake, warm
+from . import handshake, turns, warm
 from ..records import record, results
 from .job import PROGRESS, REFUSED, Job
 from ..records.run import Run
@@ -48,7 +48,8 @@ class Watch:
     on_progress: Progress = _no_progress
     stop: threading.Event = field(default_factory=threading.Event)
     start: str = "spawn"
-    rendezvous: handshake.Rendezvous | None = None  # a synchronised duet round: told of every `@ready`
+    # a synchronised duet round (handshake.Rendezvous) or an alternate one (turns.SeatView): told of every `@ready`
+    rendezvous: handshake.Rendezvous | turns.SeatView | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
             elif line.startswith(f"{REFUSED} "):
                 refused.append(line[len(REFUSED) + 1:].strip())
             elif line.startswith(f"{handshake.READY} ") and watch.rendezvous is not None:
-                watch.rendezvous.ready(int(line.split()[1]))
+                parts = line.split()  # "@ready N" or "@ready N all" (a barrier: bench/workers/turns.py)
+                watch.rendezvous.ready(int(parts[1]), parts[2:3] == [turns.BARRIER])
 
     def read_err() -> None:
         assert proc.stderr is not None

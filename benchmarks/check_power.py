@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.decide import compare, sequential, stats  # noqa: E402
 from bench.runner import gitref  # noqa: E402
-from bench import envinfo  # noqa: E402
+from bench import envinfo, measure  # noqa: E402
 from bench.records.record import Status, Verdict  # noqa: E402
 
 LEVELS_PCT = (0, 5, 10, 20)
@@ -70,7 +70,9 @@ CYCLE = (0, 5, 0, 10, 0, 5, 0, 20, 0, 10)
 CELL = ["-f", "torch", "-m", "lstm128"]
 # The check's round designs and the flags that pick them (duet_designs.py compares them):
 # side by side with the handshake, side by side without it, one after the other.
-DESIGNS = {"sync": ["--handshake"], "nosync": ["--no-handshake"], "seq": ["--sequential"]}
+# The check's round designs: alternate (the default: both sides take turns on every CPU), side by
+# side with or without the handshake, one after the other.
+DESIGNS = {"alternate": [], "sync": ["--handshake"], "nosync": ["--side-by-side"], "seq": ["--sequential"]}
 MM_N = 256
 
 PATCH_MARK = "# check_power: injected extra work"
@@ -149,9 +151,13 @@ MEASURED = ("busy", "base", "head", "base_step_ms", "head_step_ms")
 
 
 def measured(base: dict, head: dict) -> dict:
-    """A round's MEASURED fields from its two process records: the contention guard's mark (the
-    check itself drops such rounds), each side's train samples/s and its timed repeats' step times."""
-    return {"busy": bool(base.get("suspect") or head.get("suspect")),
+    """A round's MEASURED fields from its two process records: the contention guard's mark while
+    timing (the check drops such rounds; a busy sgemm calibration alone does not), each side's
+    train samples/s and its timed repeats' step times."""
+    def busy(rec: dict) -> bool:  # as the check reads it (compare.busy_rounds): other programs while timed
+        return bool(((rec.get("contention") or {}).get("timed") or {}).get("busy"))
+
+    return {"busy": busy(base) or busy(head),
             "base": base["metrics"]["train_samples_per_s"]["median"],
             "head": head["metrics"]["train_samples_per_s"]["median"],
             "base_step_ms": base["metrics"]["step_ms"]["values"], "head_step_ms": head["metrics"]["step_ms"]["values"]}
@@ -168,6 +174,8 @@ def collect(args: argparse.Namespace) -> int:
         return 2
     out.mkdir(parents=True, exist_ok=True)
     commit = git("rev-parse", args.commit)
+    if not args.threads:
+        args.threads = measure.check_threads_default(duet=args.design != "seq", alternate=args.design == "alternate")
     with gitref.worktrees({level: commit for level in LEVELS_PCT}) as trees:
         step_ms, mm_ms = calibrate(trees[0], args.threads)
         ks = {lvl: max(1, round(lvl / 100 * step_ms / mm_ms)) for lvl in LEVELS_PCT if lvl}
@@ -555,14 +563,14 @@ def collect_parser(sub, *, minutes: float, threads: int) -> argparse.ArgumentPar
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    # 1 thread per side: what `check --against` (and so the workflow) picks on a 2-core machine,
-    # half the cores per side, side by side; 2 would make its rounds one after the other.
-    c = collect_parser(sub, minutes=40, threads=1)
+    # Threads per process as `check --against` picks them: every core taking turns (alternate), half
+    # the cores side by side (on 2 cores, 2 would make side-by-side rounds one after the other).
+    c = collect_parser(sub, minutes=40, threads=0)
     c.add_argument("--keep-runs", action="store_true")
     c.add_argument("--cycle", default=",".join(map(str, CYCLE)), help="levels in %% the batches cycle through")
-    c.add_argument("--design", choices=DESIGNS, default="nosync",
-                   help="the check's rounds: side by side with or without the handshake, or one after the other "
-                        "(default: nosync, the check's default since duet_designs.py's second run)")
+    c.add_argument("--design", choices=DESIGNS, default="alternate",
+                   help="the check's rounds: taking turns (alternate, the check's default), side by side with or "
+                        "without the handshake, or one after the other")
     c.set_defaults(func=collect)
     r = report_parser(sub, report)
     r.add_argument("--budget-s", type=float, default=180)

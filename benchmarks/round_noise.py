@@ -20,6 +20,7 @@ hits each alike, and then takes each setting's round spread apart:
 Settings (each changes one thing against `baseline`, for both sides):
   baseline  the check as shipped (alternate rounds since they were adopted; before, side by side)
   side-by-side  base and head at once, each on its own CPUs (the design before alternate rounds)
+  alt-t1    alternate rounds at one thread per process (both processes on every CPU)
   norand    address-space randomisation off (setarch -R; inherited by every worker)
   hashseed  PYTHONHASHSEED=0
   malloc    glibc malloc thresholds fixed (no dynamic mmap threshold, no trimming): large
@@ -61,6 +62,7 @@ def settings() -> dict[str, tuple[list[str], dict[str, str], list[str]]]:
     return {
         "baseline": ([], {}, []),
         "side-by-side": ([], {}, ["--side-by-side"]),
+        "alt-t1": ([], {}, ["--threads", "1"]),
         "norand": (["setarch", os.uname().machine, "-R"], {}, []),
         "hashseed": ([], {"PYTHONHASHSEED": "0"}, []),
         "malloc": ([], {"GLIBC_TUNABLES": MALLOC}, []),

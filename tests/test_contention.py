@@ -169,3 +169,17 @@ def test_a_busy_record_is_logged_ok_question_mark_with_its_reason(tmp_path):
     lines = [ln for ln in buf.getvalue().splitlines() if "lstm128" in ln]
     assert "ok? torch:" in lines[0] and busy in lines[0]
     assert "ok torch:" in lines[1] and "busy" not in lines[1]
+
+
+def test_windows_added_up_are_judged_on_their_summed_rounding():
+    """An alternate round watches each timed repeat alone: six 0.2 s windows round their tick
+    counts six times, so their sum is not read as finely as one 1.2 s window."""
+    one = ct.between(snap(0.0, 0.0, 0), snap(0.2, 0.2, 22), tick_s=0.01)  # 0.02 s foreign in 0.2 s
+    six = one + one + one + one + one + one
+    assert six.windows == 6 and six.window_s == pytest.approx(1.2)
+    assert six.foreign_cores == pytest.approx(0.1)
+    assert six.resolution_cores == pytest.approx(2 * 2 * 0.01 * 6 / 1.2)
+    assert not six.busy()  # 0.1 cores is inside six windows' rounding
+    # a real program on the CPUs (0.9 cores) is still caught through the rounding
+    hog = ct.between(snap(0.0, 0.0, 0), snap(0.2, 0.2, 38), tick_s=0.01)
+    assert sum([hog] * 5, hog).busy()

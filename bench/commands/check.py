@@ -335,6 +335,7 @@ def add_parsers(sub: Any) -> None:
             c.add_argument("--summary-md", metavar="FILE", help="append the verdict table as markdown to FILE "
                                                                 "(e.g. $GITHUB_STEP_SUMMARY)")
             counts_cmd.add_counts_args(c, "instead of rounds of the clock, count each side once")
-            selection.add_selection_args(c, threads_default="half the cores, one half per side; with --sequential "
-                                                            "all cores but one, left to the OS: processes then vary less")
+            selection.add_selection_args(c, threads_default="every core, the sides taking turns; with --side-by-side "
+                                                            "half the cores, one half per side; with --sequential all "
+                                                            "cores but one, left to the OS")
             c.set_defaults(profile="ci", rounds=6)

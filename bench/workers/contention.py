@@ -96,6 +96,7 @@ class Contention:
     cpus: tuple[int, ...]
     loadavg_1m_max: float | None
     tick_s: float = _TICK_S
+    windows: int = 1  # windows added up: each brings its own rounding of the tick counts
 
     @property
     def foreign_cores(self) -> float | None:
@@ -105,8 +106,10 @@ class Contention:
 
     @property
     def resolution_cores(self) -> float:
-        """How far the tick counts alone can move foreign_cores (see the module's docstring)."""
-        return 2 * len(self.cpus) * self.tick_s / self.window_s if self.window_s > 0 else float("inf")
+        """How far the tick counts alone can move foreign_cores (see the module's docstring): ~2
+        ticks per CPU per window, so many short windows (an alternate round's repeats, watched one
+        by one) are judged on their summed rounding, not one window's."""
+        return 2 * len(self.cpus) * self.tick_s * self.windows / self.window_s if self.window_s > 0 else float("inf")
 
     def busy(self, threshold_cores: float = BUSY_THRESHOLD_CORES) -> bool:
         f = self.foreign_cores
@@ -126,13 +129,13 @@ class Contention:
         return Contention(self.window_s + other.window_s, plus(self.foreign_cpu_s, other.foreign_cpu_s),
                           plus(self.steal_cpu_s, other.steal_cpu_s), self.own_cpu_s + other.own_cpu_s,
                           tuple(sorted(set(self.cpus) | set(other.cpus))), max(loads) if loads else None,
-                          self.tick_s)
+                          self.tick_s, self.windows + other.windows)
 
     def to_dict(self, threshold_cores: float = BUSY_THRESHOLD_CORES) -> dict:
         return {"window_s": self.window_s, "foreign_cpu_s": self.foreign_cpu_s,
                 "foreign_cores": self.foreign_cores, "resolution_cores": self.resolution_cores,
                 "steal_cpu_s": self.steal_cpu_s, "own_cpu_s": self.own_cpu_s, "cpus": list(self.cpus),
-                "loadavg_1m_max": self.loadavg_1m_max, "threshold_cores": threshold_cores,
+                "loadavg_1m_max": self.loadavg_1m_max, "threshold_cores": threshold_cores, "windows": self.windows,
                 "busy": self.busy(threshold_cores)}
 
 

@@ -96,7 +96,14 @@ def run_cell(job: Job, run: Run, code_root: Path, watch: Watch) -> CellOutcome:
     # and would otherwise overwrite round 0 with every later round. Absolute: the worker runs in
     # code_root, not here.
     staged = replace(job, run_dir=str(run.staging(*key).resolve()))
-    rec = run_worker(staged, run.job_path(*key).resolve(), watch, worker_env(job.cell, code_root), code_root)
+    env = worker_env(job.cell, code_root)
+    if job.sync_dir and turns.is_seat(job.sync_dir):
+        # Taking turns, a side's idle threads must not spin into the other side's turn: numpy's
+        # OpenBLAS threads spin ~0.1 s of CPU after each product by default (2^28 cycles; measured
+        # 0.13 s after a 1024^2 sgemm here, 0.00 s with 2^4), which the next side's sgemm
+        # calibration read as 0.2-0.4 cores of contention. The frameworks' own kernels do not use it.
+        env["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    rec = run_worker(staged, run.job_path(*key).resolve(), watch, env, code_root)
     return file_record(run, rec, job)
 
 

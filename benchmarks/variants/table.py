@@ -112,10 +112,7 @@ def main() -> int:
                     verdicts.append(f"- {fw} {model}: default at {100 * gfl / sgemm:.0f}% of sgemm, under the "
                                     f"{LSTM_GOAL_PCT:.0f}% goal")
     out += ["", "## The defaults against the measurement", ""] + verdicts
-    sweep = {}
-    for r in recs:
-        if r["model"] == "lstm128" and actual_variant(r) == defaults.cpu_default(r["framework"], "lstm128", "rnn"):
-            sweep.setdefault((r["framework"], r["batch_size"]), r)
+    sweep = lstm128_sweep(recs)
     batches = sorted({b for _, b in sweep})
     out += ["", "## lstm128: batch sensitivity (each framework's default)", "",
             "Step time in ms (median of per-process medians); samples/s in brackets; "
@@ -147,6 +144,15 @@ def main() -> int:
     return 0
 
 
+def lstm128_sweep(recs: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(framework, batch) -> the pooled record of lstm128 in each framework's CPU default."""
+    sweep: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in recs:
+        if r["model"] == "lstm128" and actual_variant(r) == defaults.cpu_default(r["framework"], "lstm128", "rnn"):
+            sweep.setdefault((r["framework"], r["batch_size"]), r)
+    return sweep
+
+
 def per_process_memory_mb(rec: dict[str, Any], procs: list[dict[str, Any]]) -> list[float]:
     """The tensor-level memory of one training step (MB) in each ok process of the cell: a
     deterministic figure, so its processes should agree (the bars show it if they do not)."""
@@ -155,8 +161,8 @@ def per_process_memory_mb(rec: dict[str, Any], procs: list[dict[str, Any]]) -> l
             and (r.get("memory") or {}).get("tensor_peak_bytes") is not None]
 
 
-def _plot(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], path: Path, title: str,
-          procs: list[dict[str, Any]], about: str) -> None:
+def batch_figure(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], title: str,
+                 procs: list[dict[str, Any]], about: str):
     """Training samples/s and the memory of one training step against batch size, median and
     min..max over processes, the memory beside lstm128's analytic floor (two questions: how fast,
     and what the batch costs in memory; ms per sample would repeat the first, inverted). In
@@ -192,9 +198,18 @@ def _plot(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], path
                               **plot.FLOOR_LINE)
         plot.finish(fig, "lstm128 against batch size, each framework's default: median and min..max over processes",
                     f"run {title}", [plot.legend_handles(styles) + ([floor_handle] if floor else [])], about)
+    return fig
+
+
+def _plot(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], path: Path, title: str,
+          procs: list[dict[str, Any]], about: str) -> None:
+    from bench.show import plot
+
+    fig = batch_figure(sweep, batches, title, procs, about)
     tmp = path.with_suffix(".tmp.png")
     plot.save(fig, tmp)
     tmp.replace(path)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -258,6 +258,52 @@ def test_check_cli_exit_codes(tmp_path, capsys):
     assert "**REGRESSED**" in md.read_text() and "slower by" in md.read_text()
 
 
+def test_metrics_one_side_lacks_are_named_under_the_table_not_dropped(tmp_path, capsys):
+    """Base measured RSS growth only (an older run), head tensor memory too; in cell c2 head did
+    not train to an accuracy. Memory and c2's accuracy get no verdict, and the table, the
+    markdown summary and --format json each say which metric, on which side, in which cells, why."""
+    rd = tmp_path / "results"
+    base = side([1000] * 3) + [proc("c2", i, 1000) for i in range(3)]
+    head = side([1000] * 3, mem=80e6) + [proc("c2", i, 1000, mem=80e6, acc=None) for i in range(3)]
+    write_run(rd, "old", base)
+    write_run(rd, "new", head)
+    cmp = compare.compare(base, head)
+    assert {(f.key, f.rule) for f in cmp.findings} >= {("c1", "accuracy"), ("c1", "train")}
+    assert not any(f.rule == "memory" or (f.key, f.rule) == ("c2", "accuracy") for f in cmp.findings)
+    gaps = {x.metric: x for x in cmp.left_out}
+    assert set(gaps) == {"memory", "accuracy"}
+    assert (gaps["memory"].measured_in, gaps["memory"].cells) == ("head", ("c1", "c2"))
+    assert "RSS growth only" in gaps["memory"].why and "compared as rss" in gaps["memory"].why
+    assert (gaps["accuracy"].measured_in, gaps["accuracy"].cells) == ("base", ("c2",))
+    assert "head did not train" in gaps["accuracy"].why
+    line = compare.left_out_words(cmp)
+    assert line.startswith("not compared: memory (c1, c2) measured in head only") and "accuracy (c2)" in line
+    assert line in compare.summary_markdown(cmp)
+
+    assert cli.main(["--results-dir", str(rd), "compare", "old", "new"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert "not compared: memory (c1, c2) measured in head only: base's records have RSS growth only" in out
+    assert cli.main(["--results-dir", str(rd), "compare", "old", "new", "--format", "json"]) == 0
+    import json
+    doc = json.loads(capsys.readouterr().out)
+    assert {(x["metric"], x["measured_in"], tuple(x["cells"])) for x in doc["not_compared"]} == {
+        ("memory", "head", ("c1", "c2")), ("accuracy", "base", ("c2",))}
+    # Sets measuring the same metrics leave nothing out, and say nothing.
+    same = compare.compare(head, head)
+    assert same.left_out == () and compare.left_out_words(same) is None
+
+
+def test_accuracy_after_different_training_is_said_to_be_left_out():
+    base = side([1000] * 3)
+    head = side([1000] * 3)
+    for r in head:
+        r["cell"]["train"]["steps"] = 20
+    cmp = compare.compare(base, head)
+    (gap,) = cmp.left_out
+    assert (gap.metric, gap.measured_in, gap.cells) == ("accuracy", "both", ("c1",))
+    assert "different recipes" in gap.why
+
+
 def test_check_passes_when_a_regression_past_the_floor_is_ruled_out(tmp_path, capsys):
     """The one-sided gate (issue 41): head/base per round +1.5% with a spread giving a 95%
     interval of about -1%..+4% at a 3% floor. The interval cannot rule out a speed-up past 3%, so

@@ -366,3 +366,37 @@ def test_accuracy_has_no_empty_panel_and_a_percent_axis(figures):
     low, high = panels[0].get_ylim()
     assert 0 <= low < 97 < high <= 100  # test accuracy in %, the 97% target inside
     assert "test accuracy, %" in fig.get_supylabel()
+
+
+BATCH_BASELINE = ROOT / "results" / "baselines" / "cpu-2core-lstm128-batch-2026-12-02"
+
+
+def test_lstm128_batch_figure_shows_speed_and_memory_against_the_floor():
+    """benchmarks/variants/table.py's figure from the committed sweep: samples/s and the memory of
+    a training step (not ms per sample, samples/s inverted), the memory points the records' tensor
+    figures, the floor the analytic one, and the title naming host, threads, profile and date."""
+    import importlib.util
+
+    from bench.records import pool
+    from bench.records.record import Status
+
+    spec = importlib.util.spec_from_file_location("variants_table", ROOT / "benchmarks" / "variants" / "table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    procs = results.read_rounds(BATCH_BASELINE)
+    sweep = table.lstm128_sweep([r for r in pool.pool_records(procs) if r.get("status") == Status.OK])
+    batches = sorted({b for _, b in sweep})
+    fig = table.batch_figure(sweep, batches, BATCH_BASELINE.name, procs,
+                             plot.run_about(list(sweep.values()), results.read_manifest(BATCH_BASELINE)))
+    speed_ax, mem_ax = fig.axes
+    assert (speed_ax.get_title(), mem_ax.get_title()) == ("Training speed", "Memory of one training step")
+    assert not any("ms per sample" in ax.get_ylabel() for ax in fig.axes)
+    assert "AMD EPYC, 2 cores · 2 threads · ci profile · 2026-12-02" in plot.figure_title(fig)
+    medians = [tuple(round(y, 3) for y in c.lines[0].get_ydata()) for c in mem_ax.containers]  # one per framework
+    (floor,) = [line for line in mem_ax.get_lines() if line.get_linestyle() == ":"]
+    at = batches.index(128)
+    torch_b128 = next(r for r in procs if r["framework"] == "torch" and r["batch_size"] == 128)
+    assert len(medians) == 3 and round(torch_b128["memory"]["tensor_peak_bytes"] / 1e6, 3) in {m[at] for m in medians}
+    assert floor.get_ydata()[at] == pytest.approx(torch_b128["analytic"]["train_floor_bytes"] / 1e6)
+    import matplotlib.pyplot as plt
+    plt.close(fig)

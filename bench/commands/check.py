@@ -94,6 +94,10 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
                   format_value(f.rule, f.head), f"{n[0]}+{n[1]}" + (" paired" if cmp.paired else ""), escape(f.why),
                   f.verdict, style=colour.get(f.verdict, ""))
     console.print(t)
+    from ..decide.compare import left_out_words
+
+    if (gap := left_out_words(cmp)) is not None:  # a metric one side lacks is said, not dropped
+        console.print(f"[yellow]{escape(gap)}[/]")
     for d in diffs:
         why = "--allow-host-mismatch" if hosts.is_mismatch(d) else "--force"
         console.print(f"[yellow]warning ({why}): figures from different hosts or hours differ by the host, not only "

@@ -374,6 +374,74 @@ def node_hosts(recs: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """A metric of joined cells that no verdict covers because the sides do not both have it
+    (tensor memory measured in one run only, accuracy trained in one only...): said under the
+    table rather than dropped without a word. `measured_in`: "base", "head" or "both" (both have
+    figures that cannot be compared, e.g. accuracy after different training)."""
+
+    metric: str
+    measured_in: str
+    why: str
+    cells: tuple[str, ...]
+
+    def words(self) -> str:
+        where = "on both sides but not comparable" if self.measured_in == "both" else f"in {self.measured_in} only"
+        cells = ", ".join(self.cells) if len(self.cells) <= 2 else f"{len(self.cells)} cells"
+        return f"{self.metric} ({cells}) measured {where}: {self.why}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "measured_in": self.measured_in, "why": self.why, "cells": list(self.cells)}
+
+
+def _missing_why(rule: Rule, lacks: dict[str, Any], other: str) -> str:
+    """Why a metric one side has is not judged: what the other side measured instead, where it says."""
+    if rule.name == "memory" and lacks.get("device") == "cpu" and Record(lacks).rss_delta_train_bytes is not None:
+        # Older records (and a framework that cannot see its tensors) carry RSS growth only.
+        return f"{other}'s records have RSS growth only, not tensor memory: a different figure (compared as rss)"
+    if rule.name == "accuracy":
+        return f"{other} did not train to a test accuracy"
+    if rule.name == "counts":
+        return f"{other} was made without --counts"
+    return f"{other}'s records have no {rule.name} figure"
+
+
+def _left_out_of(rule: Rule, key: str, bq: dict[int, dict[str, Any]], hq: dict[int, dict[str, Any]],
+                 s: Sides | None) -> tuple[str, str, str, str] | None:
+    """(metric, measured_in, why, key) when a metric of a joined cell gets no verdict, else None."""
+    def first_with(procs: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+        return next((r for r in procs.values() if value(rule, r) is not None), None)
+
+    if s is None:
+        b, h = first_with(bq), first_with(hq)
+        if b is None and h is None:
+            return None  # neither side measured it: nothing was dropped
+        if b is not None and h is not None:
+            return rule.name, "both", "no round has it on both sides", key
+        side, other = ("base", "head") if h is None else ("head", "base")
+        lacks = next(iter((hq if h is None else bq).values()))
+        return rule.name, side, _missing_why(rule, lacks, other), key
+    if rule.kind == Judge.ACCURACY:
+        return rule.name, "both", "the sides trained different recipes (steps, seed or model), so accuracy says " \
+                                  "nothing about the change", key
+    return rule.name, "both", "a zero or negative figure on one side (not measured)", key
+
+
+def _group_left_out(rows: list[tuple[str, str, str, str]]) -> tuple[LeftOut, ...]:
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for metric, side, why, key in rows:
+        grouped.setdefault((metric, side, why), []).append(key)
+    return tuple(LeftOut(m, side, why, tuple(keys)) for (m, side, why), keys in grouped.items())
+
+
+def left_out_words(cmp: "Comparison") -> str | None:
+    """One line for under the table: the metrics compared on one side only and why, or None."""
+    if not cmp.left_out:
+        return None
+    return "not compared: " + "; ".join(x.words() for x in cmp.left_out)
+
+
+@dataclass(frozen=True)
 class Comparison:
     findings: tuple[Finding, ...]
     only_base: tuple[str, ...]
@@ -392,6 +460,8 @@ class Comparison:
     # key -> paired rounds left out because either side was timed while other programs used its
     # CPUs (bench.workers.contention): a busy machine slows one side of a round, not the code.
     dropped_busy: dict[str, int] = field(default_factory=dict)
+    # Metrics of joined cells that got no verdict because one side lacks them (LeftOut).
+    left_out: tuple[LeftOut, ...] = ()
 
     @property
     def regressions(self) -> list[Finding]:
@@ -424,7 +494,8 @@ class Comparison:
                 "decisions": [f.to_dict() for f in self.findings],
                 "processes": {k: list(v) for k, v in self.rounds.items()}, "only_base": list(self.only_base),
                 "only_head": list(self.only_head), "not_ok": list(self.not_ok), "model_diffs": list(self.model_diffs),
-                "nodes": dict(self.nodes), "dropped_busy_rounds": dict(self.dropped_busy)}
+                "nodes": dict(self.nodes), "dropped_busy_rounds": dict(self.dropped_busy),
+                "not_compared": [x.to_dict() for x in self.left_out]}
 
 
 # "ok" is exit 0, a pass: every gated metric's regression past its floor is ruled out (the word is
@@ -479,6 +550,7 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
     alpha = round(1.0 - confidence, 12)  # 1 - 0.95 is 0.05000000000000004 in binary
     items: list[tuple[Rule, Sides]] = []
     not_ok, counts, all_busy = [], {}, []
+    missing: list[tuple[str, str, str, str]] = []
     hb, hh = node_hosts(base), node_hosts(head)
     for key in [k for k in dict.fromkeys(r["key"] for r in base) if k in all_h]:
         bp, hp = bk.get(key, {}), hk.get(key, {})
@@ -495,6 +567,8 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
             s = sides_of(key, rule, bq, hq, paired, designs.get(key))
             if s is not None:
                 items.append((rule, s))
+            elif (gap := _left_out_of(rule, key, bq, hq, None)) is not None:
+                missing.append(gap)
     held = [i for i, (rule, _) in enumerate(items) if rule.kind == Judge.ROUNDS and rule.name in gate]
     judged: dict[int, Finding | None] = {i: judge(rule, s, alpha) for i, (rule, s) in enumerate(items)
                                          if i not in held}
@@ -502,6 +576,8 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
                         lambda f: f is not None and f.verdict == Verdict.REGRESSED, alpha, family)
     judged.update((i, f) for i, (f, _) in zip(held, shared))
     findings = [replace(f, gated=items[i][0].name in gate) for i, f in sorted(judged.items()) if f is not None]
+    missing += [_left_out_of(items[i][0], items[i][1].key, {}, {}, items[i][1]) for i, f in sorted(judged.items())
+                if f is None]
     findings += [replace(f, gated=f.rule in gate) for f in all_busy]
     return Comparison(tuple(findings),
                       tuple(k for k in dict.fromkeys(r["key"] for r in base) if k not in all_h and k not in explained),
@@ -510,7 +586,7 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
                       tuple(f"model {n} differs between the sets: {d}" for n, d in diffs.items()),
                       {k: _where(hb.get(k, set()), hh.get(k, set())) for k in counts if k in hb or k in hh},
                       alpha, max(family, len(held)), {k: d for k, d in designs.items() if k in counts},
-                      {k: len(v) for k, v in busy.items() if v})
+                      {k: len(v) for k, v in busy.items() if v}, _group_left_out(missing))
 
 
 def _model_name(rec: dict[str, Any]) -> str | None:
@@ -553,6 +629,8 @@ def summary_markdown(cmp: Comparison) -> str:
         lines.append(f"| {f.key} | {f.rule}{'' if f.gated else ' (advisory)'} | {format_value(f.rule, f.base)} | "
                      f"{format_value(f.rule, f.head)} | {f.why} | **{f.verdict}** |")
     lines.append("")
+    if (gap := left_out_words(cmp)) is not None:
+        lines += [gap, ""]
     lines.append(overall_words(cmp, "**"))
     return "\n".join(lines) + "\n"
 

@@ -112,10 +112,7 @@ def main() -> int:
                     verdicts.append(f"- {fw} {model}: default at {100 * gfl / sgemm:.0f}% of sgemm, under the "
                                     f"{LSTM_GOAL_PCT:.0f}% goal")
     out += ["", "## The defaults against the measurement", ""] + verdicts
-    sweep = {}
-    for r in recs:
-        if r["model"] == "lstm128" and actual_variant(r) == defaults.cpu_default(r["framework"], "lstm128", "rnn"):
-            sweep.setdefault((r["framework"], r["batch_size"]), r)
+    sweep = lstm128_sweep(recs)
     batches = sorted({b for _, b in sweep})
     out += ["", "## lstm128: batch sensitivity (each framework's default)", "",
             "Step time in ms (median of per-process medians); samples/s in brackets; "
@@ -140,34 +137,75 @@ def main() -> int:
     if args.md:
         results.atomic_write_bytes(Path(args.md), text.encode())
     if args.plot:
-        _plot(sweep, batches, Path(args.plot), run_dir.name)
+        from bench.show import plot
+
+        _plot(sweep, batches, Path(args.plot), run_dir.name, kept,
+              plot.run_about(list(sweep.values()), results.read_manifest(run_dir)))
     return 0
 
 
-def _plot(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], path: Path, title: str) -> None:
-    """ms per sample and samples/s against batch size, min..max over processes: in bench.show.plot's
-    style (a framework's colour and lstm128's marker as in every other plot, ticks at the batch
-    sizes, at most 1200 px wide), the run id at the foot."""
+def lstm128_sweep(recs: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(framework, batch) -> the pooled record of lstm128 in each framework's CPU default."""
+    sweep: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in recs:
+        if r["model"] == "lstm128" and actual_variant(r) == defaults.cpu_default(r["framework"], "lstm128", "rnn"):
+            sweep.setdefault((r["framework"], r["batch_size"]), r)
+    return sweep
+
+
+def per_process_memory_mb(rec: dict[str, Any], procs: list[dict[str, Any]]) -> list[float]:
+    """The tensor-level memory of one training step (MB) in each ok process of the cell: a
+    deterministic figure, so its processes should agree (the bars show it if they do not)."""
+    return [r["memory"]["tensor_peak_bytes"] / 1e6 for r in procs
+            if r["key"] == rec["key"] and r.get("status") == Status.OK
+            and (r.get("memory") or {}).get("tensor_peak_bytes") is not None]
+
+
+def batch_figure(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], title: str,
+                 procs: list[dict[str, Any]], about: str):
+    """Training samples/s and the memory of one training step against batch size, median and
+    min..max over processes, the memory beside lstm128's analytic floor (two questions: how fast,
+    and what the batch costs in memory; ms per sample would repeat the first, inverted). In
+    bench.show.plot's style, titled with host, threads, profile and date, the run id at the foot."""
+    from matplotlib.lines import Line2D
+
     from bench.show import plot
 
     with plot.style():
-        fig, ((ax1, ax2),) = plot.new_figure(1, 2, 4.8)
+        fig, ((speed_ax, mem_ax),) = plot.new_figure(1, 2, 5.0)
         styles = plot.series_styles((fw, fw) for fw in FRAMEWORKS if any((fw, b) in sweep for b in batches))
+        marker = plot.model_marker("lstm128")
         for (fw, _), st in styles.items():
             bs = [b for b in batches if (fw, b) in sweep]
-            step = [per_process(sweep[(fw, b)], "step_ms") for b in bs]
-            rate = [per_process(sweep[(fw, b)]) for b in bs]
-            for ax, vals in ((ax1, [[v / b for v in s] for s, b in zip(step, bs)]), (ax2, rate)):
-                pts = [(m, m - min(v), max(v) - m) for m, v in ((statistics.median(v), v) for v in vals)]
-                plot.errorbar(ax, bs, pts, st, plot.model_marker("lstm128"), lw=1.6)
-        for ax in (ax1, ax2):
+            for ax, vals in ((speed_ax, [per_process(sweep[(fw, b)]) for b in bs]),
+                             (mem_ax, [per_process_memory_mb(sweep[(fw, b)], procs) for b in bs])):
+                xs = [b for b, v in zip(bs, vals) if v]
+                pts = [(m, m - min(v), max(v) - m) for m, v in ((statistics.median(v), v) for v in vals if v)]
+                if xs:
+                    plot.errorbar(ax, xs, pts, st, marker, lw=1.6)
+        floor = sorted({(r["batch_size"], r["analytic"]["train_floor_bytes"] / 1e6) for r in sweep.values()
+                        if (r.get("analytic") or {}).get("train_floor_bytes")})
+        if floor:
+            mem_ax.plot([b for b, _ in floor], [v for _, v in floor], marker=marker, markersize=4, **plot.FLOOR_LINE)
+        for ax in (speed_ax, mem_ax):
             plot.batch_axis(ax, batches)
             ax.set_xlabel("batch size (samples per training step)")
             ax.set_ylim(bottom=0)
-        ax1.set(title="Time per sample (step time / batch)", ylabel="ms per sample")
-        ax2.set(title="Training speed", ylabel="training samples per second")
-        plot.finish(fig, "lstm128 on the 2-core CPU, each framework's default: median and min..max over processes",
-                    f"run {title}", [plot.legend_handles(styles)])
+        speed_ax.set(title="Training speed", ylabel="training samples per second")
+        mem_ax.set(title="Memory of one training step", ylabel="MB, tensor-level")
+        floor_handle = Line2D([], [], marker=marker, markersize=4,
+                              label="analytic floor (weights, grads, Adam state, batch, saved activations)",
+                              **plot.FLOOR_LINE)
+        plot.finish(fig, "lstm128 against batch size, each framework's default: median and min..max over processes",
+                    f"run {title}", [plot.legend_handles(styles) + ([floor_handle] if floor else [])], about)
+    return fig
+
+
+def _plot(sweep: dict[tuple[str, int], dict[str, Any]], batches: list[int], path: Path, title: str,
+          procs: list[dict[str, Any]], about: str) -> None:
+    from bench.show import plot
+
+    fig = batch_figure(sweep, batches, title, procs, about)
     tmp = path.with_suffix(".tmp.png")
     plot.save(fig, tmp)
     tmp.replace(path)

@@ -98,6 +98,8 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
         why = "--allow-host-mismatch" if hosts.is_mismatch(d) else "--force"
         console.print(f"[yellow]warning ({why}): figures from different hosts or hours differ by the host, not only "
                       f"the code[/]: {escape(d)}" if why != "--force" else f"[yellow]warning (--force)[/]: {escape(d)}")
+    for line in cmp.packages:  # two environments: what a version A/B changed
+        console.print(escape(line), markup=False)
     for line in cmp.model_diffs:  # its cells cannot join: say why instead of listing them as only-in
         console.print(f"[yellow]{escape(line)}[/]")
     for label, keys in (("only in base", cmp.only_base), ("only in head", cmp.only_head),

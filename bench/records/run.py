@@ -56,6 +56,7 @@ class Manifest:
     duet_cpus: tuple[tuple[int, ...], ...] | None = None
     duet_handshake: bool | None = None
     counts: Mapping[str, int] | None = None
+    envs: Mapping[str, Any] | None = None  # package environments: name -> spec, pin hash, pins (bench/runner/envs.py)
     finished_utc: str | None = None
     other: Mapping[str, Any] = field(default_factory=dict)
 

@@ -333,30 +333,31 @@ def env_names(recs: Iterable[dict[str, Any]]) -> set[str]:
 
 
 def package_differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[str]:
-    """Where the two sets ran in different package environments: one line per pair of
-    environments saying which packages differ (versions, and packages only one side has)."""
-    def versions(recs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-        out: dict[str, dict[str, str]] = {}
+    """One line per pair of package environments whose packages differ between the sets: an
+    environment of one name on both sides (its pins may have moved, or check --base-env own), else
+    the environments only one side has. Packages only one side lists are named where both sides
+    list every package they installed (an environment's pins), not just those a worker imported."""
+    def versions(recs: list[dict[str, Any]]) -> dict[str, tuple[dict[str, str], bool]]:
+        out: dict[str, tuple[dict[str, str], bool]] = {}
         for r in recs:
             if r.get("status") == Status.OK:
-                out.setdefault(env_name(r), {}).update(package_versions(r))
+                got, complete = out.get(env_name(r), ({}, True))
+                got.update(package_versions(r))
+                out[env_name(r)] = (got, complete and bool((r.get("environment") or {}).get("pins")))
         return out
 
     vb, vh = versions(base), versions(head)
-    if set(vb) == set(vh) and len(vb) <= 1:
-        return []
+    only_b, only_h = sorted(set(vb) - set(vh)), sorted(set(vh) - set(vb))
+    pairs = [(e, e) for e in sorted(set(vb) & set(vh))] + [(eb, eh) for eb in only_b for eh in only_h]
     lines = []
-    for eb in sorted(vb):
-        for eh in sorted(vh):
-            if eb == eh and len(vb) == len(vh) == 1:
-                continue
-            b, h = vb[eb], vh[eh]
-            changed = [f"{p} {b[p]} -> {h[p]}" for p in sorted(set(b) & set(h)) if b[p] != h[p]]
-            only_b = [f"{p} {b[p]}" for p in sorted(set(b) - set(h))]
-            only_h = [f"{p} {h[p]}" for p in sorted(set(h) - set(b))]
-            parts = ([", ".join(changed)] if changed else []) + \
-                ([f"only in base: {', '.join(only_b)}"] if only_b else []) + \
-                ([f"only in head: {', '.join(only_h)}"] if only_h else [])
+    for eb, eh in pairs:
+        (b, cb), (h, ch) = vb[eb], vh[eh]
+        changed = [f"{p} {b[p]} -> {h[p]}" for p in sorted(set(b) & set(h)) if b[p] != h[p]]
+        parts = [", ".join(changed)] if changed else []
+        if cb and ch:
+            parts += [f"only in {side}: {', '.join(f'{p} {v[p]}' for p in sorted(set(v) - set(w)))}"
+                      for side, v, w in (("base", b, h), ("head", h, b)) if set(v) - set(w)]
+        if parts or eb != eh:
             lines.append(f"packages differ between environment {eb or '(harness)'} (base) and {eh or '(harness)'} "
                          f"(head): " + ("; ".join(parts) if parts else "none"))
     return lines

@@ -43,6 +43,7 @@ LAST_USE = "last-use"  # touched on every use (envs lists and prunes by it)
 CACHE_VARIABLE = "LSTM_BENCH_ENV_CACHE"
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,39}")
 BUILD_PREFIX = ".build-"
+RUNNER_ONLY = frozenset({"uv"})  # the project's dependencies left out of an environment
 
 
 class EnvError(ValueError):
@@ -301,7 +302,8 @@ def project_dependencies(code_root: Path, extras: tuple[str, ...] = ()) -> list[
 
     for e in extras:
         add(e)
-    return deps
+    # The runner's own tools: a worker never builds an environment.
+    return [d for d in deps if re.split(r"[\s\[<>=!~;(]", d.strip(), maxsplit=1)[0].lower() not in RUNNER_ONLY]
 
 
 def interpreter_tag(python: str) -> str:

@@ -161,8 +161,9 @@ def _one(side: Side, cell: Cell, round_: int, mode: str, ctx: RunContext, cpus: 
         process.write_outcome(side.run, job, "skipped", reason)
         outcome = CellOutcome(cell.key, "skipped", reason)
     else:
+        env = side.env_for(cell.env)  # a package environment's interpreter, or this one (None)
         outcome = process.run_cell(job, side.run, side.code_root, replace(ctx.watch, rendezvous=rendezvous),
-                                   side.env_for(cell.env))
+                                   **({"env": env} if env is not None else {}))
     outcome = labelled(outcome, round_, mode, side.name if ctx.tag else None)
     ctx.ui.cell_finished(cell, outcome)
     return outcome

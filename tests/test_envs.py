@@ -244,3 +244,25 @@ def test_run_with_an_environment_that_cannot_be_built_exits_2_and_writes_nothing
     assert len(lines) == 1 and "environment bad: cannot resolve lbtiny==3.0" in lines[0]
     assert not (tmp_path / "res" / "r").exists()
     assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_base_env_own_goes_with_against_only(tmp_path, capsys):
+    code = main(["check", "--base-env", "own", "-f", "torch", "-m", "lstm128", "--results-dir", str(tmp_path)])
+    assert code == 2 and "--base-env own goes with --against REF" in capsys.readouterr().err
+
+
+def test_own_base_env_is_built_from_the_refs_pyproject_with_the_cells_extras(tmp_path, monkeypatch):
+    from bench.commands import check, run as run_cmd
+
+    seen = {}
+
+    def fake_build(specs, args, console, code_root):
+        seen.update(spec=specs[0], root=code_root)
+        return (envs.BuiltEnv("own", "h", tmp_path, ("torch==2.13.0",)),)
+
+    monkeypatch.setattr(run_cmd, "build_envs", fake_build)
+    cells = [Cell(fw, ModelSpec("lstm128"), TrainSpec(steps=12), threads=2, protocol=Protocol(1, 1, 1))
+             for fw in ("torch", "jax", "torch")]
+    built = check.own_base_env(None, cells, tmp_path / "ref", None)
+    assert built.pin_hash == "h" and seen["root"] == tmp_path / "ref"
+    assert seen["spec"] == envs.EnvSpec("own", (), ("torch", "jax"))

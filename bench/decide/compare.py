@@ -327,9 +327,10 @@ def _fingerprint(recs: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
     return out
 
 
-def env_names(recs: Iterable[dict[str, Any]]) -> set[str]:
-    """The package environments a set's cells ran in ("" = the harness's own interpreter)."""
-    return {env_name(r) for r in recs}
+def env_names(recs: Iterable[dict[str, Any]]) -> set[tuple[str, str | None]]:
+    """The package environments a set's cells ran in: (name, pin hash); ("", None) = the harness's
+    own interpreter; check --base-env own's base: ("", its pin hash)."""
+    return {(env_name(r), (r.get("environment") or {}).get("pin_hash")) for r in recs}
 
 
 def package_differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[str]:

@@ -266,3 +266,19 @@ def test_own_base_env_is_built_from_the_refs_pyproject_with_the_cells_extras(tmp
     built = check.own_base_env(None, cells, tmp_path / "ref", None)
     assert built.pin_hash == "h" and seen["root"] == tmp_path / "ref"
     assert seen["spec"] == envs.EnvSpec("own", (), ("torch", "jax"))
+
+
+def test_envs_lists_the_cache_and_prunes_by_age(tmp_path, capsys):
+    cache = tmp_path / "c"
+    for h, used in (("aaa", "2020-01-01T00:00:00Z"), ("bbb", "2999-01-01T00:00:00Z")):
+        (cache / h).mkdir(parents=True)
+        (cache / h / envs.MARKER).write_text(json.dumps({"pins": ["lbtiny==1.0"], "built_utc": used, "build_s": 1.5}))
+        (cache / h / envs.LAST_USE).write_text(used + "\n")
+        (cache / h / "blob").write_bytes(b"x" * 2_000_000)
+    assert main(["envs", "--env-cache", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "aaa" in out and "bbb" in out and "2 environment(s), 4 MB" in out
+    assert main(["envs", "--env-cache", str(cache), "--prune", "30d"]) == 0
+    assert sorted(p.name for p in cache.iterdir()) == ["bbb"]
+    assert main(["envs", "--env-cache", str(cache), "--prune", "all"]) == 0 and list(cache.iterdir()) == []
+    assert main(["envs", "--env-cache", str(cache), "--prune", "soon"]) == 2

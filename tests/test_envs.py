@@ -178,6 +178,8 @@ def test_environments_hold_their_own_versions_and_the_cache_is_reused(built, whe
         out = subprocess.run([str(env.python), "-c", "import lbtiny, numpy; print(lbtiny.__version__)"],
                              capture_output=True, text=True, check=True)
         assert out.stdout.strip() == version
+    # Nothing leaks in from the runner's interpreter (pytest is installed there, not here).
+    assert subprocess.run([str(old.python), "-c", "import pytest"], capture_output=True).returncode != 0
     marker = json.loads((old.directory / envs.MARKER).read_text())
     again = b.build(envs.EnvSpec("other-name", ("lbtiny==1.0",)), ROOT)  # a name is the run's; the pins key the cache
     assert (again.directory, again.pin_hash, again.built_now) == (old.directory, old.pin_hash, False)
@@ -282,3 +284,28 @@ def test_envs_lists_the_cache_and_prunes_by_age(tmp_path, capsys):
     assert sorted(p.name for p in cache.iterdir()) == ["bbb"]
     assert main(["envs", "--env-cache", str(cache), "--prune", "all"]) == 0 and list(cache.iterdir()) == []
     assert main(["envs", "--env-cache", str(cache), "--prune", "soon"]) == 2
+
+
+def test_the_environment_is_a_dimension_of_labels_exports_and_the_claim():
+    from bench.decide import claim
+    from bench.records.record import cell_label
+    from bench.show import tidy
+
+    r = rec("jax10", ["jax==0.10.2"], {"jax": "0.10.2"}, 1000)
+    assert cell_label(r) == "jax@jax10 lstm128 cpu b128"
+    row = tidy.row(r, "run1")
+    assert row["env"] == "jax10" and row["env_pin_hash"] == "jax10jax10"
+    assert not any(k.startswith(("imported_versions", "environment.pins")) for k in row)
+    assert cell_label(rec("", [], {}, 1000)) == "jax lstm128 cpu b128"  # the harness's interpreter: no suffix
+
+    def claim_rec(model: str, env: str, speed: float) -> dict:
+        d = rec(env, [], {}, speed)
+        family = "cnn" if model == "cnn_tutorial" else "rnn"
+        d.update(model=model, cell={**d["cell"], "model": {"name": model, "family": family}},
+                 analytic={"measured_memory_bytes": 1e6, "train_floor_bytes": 1e6})
+        return d
+
+    recs = [claim_rec("lstm128", "a", 100.0), claim_rec("cnn_tutorial", "a", 200.0),
+            claim_rec("lstm128", "b", 100.0), claim_rec("cnn_tutorial", "b", 50.0)]
+    rows = {r.group: r.speed_ratio for r in claim.claim_rows(recs)}
+    assert rows == {"jax:default@a cpu b128": 0.5, "jax:default@b cpu b128": 2.0}  # each RNN with its own env's CNN

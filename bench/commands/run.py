@@ -41,6 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if data_path:
         data.load(data_path)  # a bad file fails here, before any cell starts
     counts_cmd.check_flags(args)
+    if args.resume and args.env:
+        raise UsageError("--env names a new run's environments: a resumed run uses those in its manifest")
     for flag, given in (("--retry-failed", args.retry_failed), ("--retry-suspect", args.retry_suspect)):
         if given and not args.resume:
             raise UsageError(f"{flag} reruns cells of an earlier run: give it with --resume RUN_ID")
@@ -120,6 +122,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Built (or found cached) before the run exists: a failed build is one line, exit 2, and no
         # run that would silently lack one side of an A/B; environments built meanwhile stay cached.
         built = build_envs(env_specs, args, console) if todo else ()
+        if built and args.resume:  # a cell's processes must not span two pin sets: pooled, they would mix
+            made = run.manifest.envs or {}
+            moved = [b.name for b in built if made.get(b.name, {}).get("pin_hash") not in (None, b.pin_hash)]
+            if moved:
+                raise UsageError(f"environment {moved[0]} now resolves to other pins than run {run.run_id} was made "
+                                 f"with: pin its packages exactly, or start a new run")
         if built and not args.resume:
             extra["envs"] = {b.name: {**spec.to_dict(), "pin_hash": b.pin_hash, "pins": list(b.pins)}
                              for spec, b in zip(env_specs, built)}

@@ -22,6 +22,7 @@ uv is imported lazily (`uv` on PyPI ships the binary): bench stays importable wi
 """
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import os
@@ -451,8 +452,10 @@ def prune(cache_dir: Path, older_than_s: float | None, now: float | None = None)
     now = time.time() if now is None else now
     removed = []
     for e in cached(cache_dir):
-        used = time.mktime(time.strptime(e.last_use_utc, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone \
-            if e.last_use_utc else 0.0
+        try:
+            used = calendar.timegm(time.strptime(e.last_use_utc, "%Y-%m-%dT%H:%M:%SZ"))
+        except ValueError:
+            used = 0.0  # unreadable: as old as can be
         if older_than_s is None or now - used > older_than_s:
             shutil.rmtree(e.directory, ignore_errors=True)
             removed.append(e.directory)

@@ -118,3 +118,27 @@ def environment(threads: int) -> dict[str, object]:
         "executable": sys.executable,
         "utc": utc_now(),
     }
+
+
+# Top-level modules of the harness itself: on a worker's PYTHONPATH, never an installed package's.
+_OWN_MODULES = frozenset({"bench", "impls", "tests", "__main__"})
+
+
+def imported_versions() -> dict[str, str]:
+    """{distribution: version} of every installed package a module of which this process has
+    imported: the versions a worker actually ran with (in a package environment, that
+    environment's), not what the runner's interpreter has installed."""
+    from importlib import metadata
+
+    try:
+        owners = metadata.packages_distributions()
+    except Exception:  # a broken distribution's metadata must not cost the record
+        return {}
+    out: dict[str, str] = {}
+    for top in {name.partition(".")[0] for name in list(sys.modules)} - _OWN_MODULES:
+        for dist in owners.get(top, ()):
+            try:
+                out[dist.lower().replace("_", "-")] = metadata.version(dist)
+            except Exception:
+                continue
+    return dict(sorted(out.items()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,12 +193,17 @@ class Cell:
     protocol: Protocol = field(default_factory=Protocol)
     profile: str = "custom"
     strict: bool = False
+    # The named package environment its worker runs in (bench/runner/envs.py); "" = the
+    # interpreter the harness runs in. Part of the key: one run may hold a cell in several.
+    env: str = ""
 
     def __post_init__(self) -> None:
         _check(self.device in DEVICES, f"unknown device {self.device!r} (choose from {', '.join(DEVICES)})")
         _check(self.precision in PRECISIONS, f"unknown precision {self.precision!r} (choose from {', '.join(PRECISIONS)})")
         _check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
         _check(bool(self.framework) and bool(self.variant), "framework and variant must be named")
+        _check(not self.env or re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,39}", self.env) is not None,
+               f"bad environment name {self.env!r}: letters, digits, _ and - (up to 40)")
         _check(self.train.steps >= self.protocol.measured_steps,
                f"{self.model.name}: {self.train.steps} steps is fewer than the timing protocol needs "
                f"({self.protocol.measured_steps})")
@@ -210,14 +216,15 @@ class Cell:
                            "p": _digest_view(self.protocol.to_dict())}, sort_keys=True)
         digest = hashlib.sha256(body.encode()).hexdigest()[:8]
         return (f"{self.framework}.{self.variant}.{self.model.name}.{self.device}."
-                f"b{self.train.batch_size}.{self.precision}.t{self.threads}.{digest}")
+                f"b{self.train.batch_size}.{self.precision}.t{self.threads}."
+                + (f"{ENV_KEY_MARK}{self.env}." if self.env else "") + digest)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "framework": self.framework, "variant": self.variant, "model": self.model.to_dict(),
             "train": self.train.to_dict(), "device": self.device, "precision": self.precision,
             "threads": self.threads, "protocol": self.protocol.to_dict(), "profile": self.profile,
-            "strict": self.strict,
+            "strict": self.strict, **({"env": self.env} if self.env else {}),
         }
 
     @classmethod
@@ -227,6 +234,15 @@ class Cell:
         d["train"] = TrainSpec.from_dict(d["train"])
         d["protocol"] = Protocol.from_dict(d.get("protocol", {}))
         return cls(**_known(cls, d))
+
+
+# How a key names its cell's environment ("torch.default.lstm128.cpu.b128.fp32.t2.env=new.1a2b3c4d"):
+# bench.decide.compare strips it to join one cell measured in two environments.
+ENV_KEY_MARK = "env="
+
+
+def key_without_env(key: str) -> str:
+    return re.sub(rf"\.{re.escape(ENV_KEY_MARK)}[A-Za-z0-9_-]+\.", ".", key)
 
 
 # Fields added after records were first published, with their defaults: left out of the key's

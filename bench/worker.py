@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from . import analytic, data, faults, measure, nvml, reference, registry
+from . import analytic, data, envinfo, faults, measure, nvml, reference, registry
 from .workers import contention, handshake, turns
 from .records import record, results
 from .workers.job import EXIT_REFUSED, PROGRESS, REFUSED, Job, JobRefused
@@ -491,6 +491,7 @@ def run_job(job: Job) -> dict[str, Any]:
         rec.update(status=classify(e), reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                    error_tail=lines[-15:])
     rec["wall_s"] = time.perf_counter() - t0
+    rec["imported_versions"] = envinfo.imported_versions()
     return rec
 
 

@@ -15,7 +15,14 @@ STATE = {"gpu": True, "fast_path": True}
 
 
 def versions():
-    return {"fake": "0"}
+    out = {"fake": "0"}
+    try:  # the tiny package of the environment tests (tests/test_envs.py): which one this worker ran with
+        import lbtiny
+
+        out["lbtiny"] = lbtiny.__version__
+    except ImportError:
+        pass
+    return out
 
 
 def gpu_available():

@@ -13,6 +13,7 @@ from bench import cli, measure
 from bench.decide import compare, stats
 from bench.records import results
 from bench.runner import schedule
+from bench.workers import turns
 from bench.records.pool import pool_records
 from test_cli import FAKE, bench
 
@@ -392,8 +393,16 @@ def test_check_against_runs_base_code_and_head_code_in_interleaved_rounds(tmp_pa
     for d in (base_dir, head_dir):
         plan = results.read_manifest(d)["sequential"]
         assert plan["n_max"] == {b[0]["key"]: 2} and (plan["spending"], plan["min_rounds"]) == ("obrien-fleming", 2)
-    assert {r["threads"] for r in b + h} == {measure.check_threads_default()}  # half the cores each
-    if schedule.duet_cpus(measure.check_threads_default()):
+    alternate = results.read_manifest(head_dir).get("duet_design") == "alternate"
+    assert alternate is turns.supported(ROOT)  # taking turns is the default where both sides' code can
+    assert {r["threads"] for r in b + h} == {measure.check_threads_default(alternate=alternate)}
+    if alternate:
+        # Taking turns: both sides on the same CPUs (every one this process may use), their timed
+        # repeats one after the other; the records say so.
+        assert all(r["cpus"] == b[0]["cpus"] for r in b + h)
+        assert {r["duet"]["design"] for r in b + h} == {"alternate"}
+        assert all(r["duet"]["went_alone"] == 0 for r in b + h)
+    elif schedule.duet_cpus(measure.check_threads_default()):
         # Duet (the default where the CPUs suffice): base and head of a round ran at once, on
         # disjoint CPUs that swapped from round 0 to round 1.
         assert b[0]["cpus"] == h[1]["cpus"] and h[0]["cpus"] == b[1]["cpus"]

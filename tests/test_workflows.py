@@ -61,3 +61,15 @@ def test_perf_workflow_is_cheap_and_its_glob_safe():
     assert "set -- results/*-head" not in PERF.read_text()
     after = [s for s in doc["jobs"]["trend"]["steps"] if s.get("uses", "").startswith(("benchmark-action", "actions/cache"))]
     assert after and all("steps.export.outputs.found == 'true'" in s.get("if", "") for s in after)
+
+
+def test_perf_check_runs_the_base_on_its_own_pins_when_dependency_files_change():
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load(PERF.read_text())
+    step = next(s for s in doc["jobs"]["check"]["steps"] if s.get("name") == "bench check against the base")
+    run = step["run"]
+    assert '--base-env "$base_env"' in run and "base_env=shared" in run and "base_env=own" in run
+    diff = next(line for line in run.splitlines() if "git diff --name-only" in line)
+    assert all(p in diff for p in ("pyproject.toml", "requirements*.txt", "*.lock"))
+    # uv reads no pip flags: the CPU torch index reaches the environment builder as pip's setting
+    assert step["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"

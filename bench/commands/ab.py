@@ -56,9 +56,11 @@ def confidence(args: argparse.Namespace) -> float:
 
 @contextlib.contextmanager
 def sides(args: argparse.Namespace, sel: Selection, cells: list[Cell], base_root: Path, names: tuple[str, str],
-          label: str) -> Iterator[tuple[Side, ...]]:
+          label: str, base_env: Any = None) -> Iterator[tuple[Side, ...]]:
     """Make the two sides' run directories (paired by a shared check_id) under --results-dir, each
-    locked for as long as the block runs (bench.records.runlock: one runner per run)."""
+    locked for as long as the block runs (bench.records.runlock: one runner per run). `base_env`:
+    the package environment (bench.runner.envs.BuiltEnv) the base side's workers run in (check
+    --base-env own), said in its manifest; None: both sides run in this interpreter."""
     run_id = schedule.new_run_id(sel.profile)
     results_dir = Path(args.results_dir)
     check_id = uuid.uuid4().hex[:12]
@@ -68,9 +70,12 @@ def sides(args: argparse.Namespace, sel: Selection, cells: list[Cell], base_root
             rid = f"{run_id}-{name}"
             results.run_dir(results_dir, rid)  # an id, whose directory lies inside the results directory
             locks.enter_context(runlock.hold(results_dir / rid))
+            own = base_env if name == names[0] else None
+            extra = {"envs": {"own": {"pin_hash": own.pin_hash, "pins": list(own.pins)}}} if own is not None else {}
             run = Run.create(results_dir / rid, rid, cells, sys.argv[1:], profile=sel.profile, data=None,
-                             rounds={"full": args.rounds, "memory": 0}, check_id=check_id, side=name, against=label)
-            made.append(Side(name, root, run))
+                             rounds={"full": args.rounds, "memory": 0}, check_id=check_id, side=name, against=label,
+                             **extra)
+            made.append(Side(name, root, run, own=own))
         yield tuple(made)
 
 def choose_duet_cpus(args: argparse.Namespace, cells: list[Cell], sides: tuple[Side, ...], console: Any,

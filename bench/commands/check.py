@@ -8,6 +8,7 @@ plan fixed before the first look (bench.decide.sequential), so the stated error 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,8 @@ def _print_comparison(cmp, console, only_changes: bool, diffs: list[str] = ()) -
         why = "--allow-host-mismatch" if hosts.is_mismatch(d) else "--force"
         console.print(f"[yellow]warning ({why}): figures from different hosts or hours differ by the host, not only "
                       f"the code[/]: {escape(d)}" if why != "--force" else f"[yellow]warning (--force)[/]: {escape(d)}")
+    for line in cmp.packages:  # two environments: what a version A/B changed
+        console.print(escape(line), markup=False)
     for line in cmp.model_diffs:  # its cells cannot join: say why instead of listing them as only-in
         console.print(f"[yellow]{escape(line)}[/]")
     for label, keys in (("only in base", cmp.only_base), ("only in head", cmp.only_head),
@@ -177,7 +180,10 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
         raise UsageError("--rounds must be >= 2 (one round cannot show a spread), --max-rounds >= --rounds, "
                          "--budget-s > 0")
     console = make_console(stderr=args.format == "json")
-    with ab.worktree(args.against) as tree, ab.sides(args, sel, cells, tree, ("base", "head"), args.against) as sides:
+    with contextlib.ExitStack() as stack:
+        tree = stack.enter_context(ab.worktree(args.against))
+        base_env = own_base_env(args, cells, tree, console) if args.base_env == "own" else None
+        sides = stack.enter_context(ab.sides(args, sel, cells, tree, ("base", "head"), args.against, base_env))
         alternate = ab.choose_alternate(args, sides, cells, console)
         duet = ab.choose_duet_cpus(args, cells, sides, console, alternate)
         synced = ab.choose_handshake(args, sides, duet, console)
@@ -199,6 +205,19 @@ def _run_against(args: argparse.Namespace) -> tuple[str, str]:
     return str(sides[0].run_dir), str(sides[1].run_dir)
 
 
+def own_base_env(args: argparse.Namespace, cells: list, tree: Path, console: Any) -> Any:
+    """check --base-env own: the base side's package environment, built from REF's own declared
+    dependencies (its pyproject's dependencies and the extras of the cells' frameworks), so a
+    change of pins is measured, not only a change of code (bench/runner/envs.py)."""
+    from .. import registry
+    from ..runner import envs
+    from .run import build_envs
+
+    extras = tuple(dict.fromkeys(registry.FRAMEWORKS[c.framework].extra for c in cells))
+    (built,) = build_envs([envs.EnvSpec("own", extras=extras)], args, console, code_root=tree)
+    return built
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 pass (no gated metric regressed past its floor: each such regression ruled out), 1
     regressed, 3 inconclusive (gated metrics), 2 bad input."""
@@ -214,6 +233,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.format == "json":
             raise UsageError("check --calibrate prints a table; --format json is for decisions")
         return calibrate.cmd_calibrate(args)
+    if getattr(args, "base_env", "shared") == "own" and (not args.against or args.counts or args.calibrate):
+        raise UsageError("--base-env own goes with --against REF (timed rounds; not --counts or --calibrate)")
     if args.against and not args.counts:
         args.base, args.head = _run_against(args)
     elif not (args.base and args.head):
@@ -310,6 +331,14 @@ def add_parsers(sub: Any) -> None:
             c.add_argument("--against", metavar="GIT_REF",
                            help="run the selection below with GIT_REF's code and this checkout's, in rounds of fresh "
                                 "processes interleaved in this job, then judge (the trustworthy mode on shared runners)")
+            c.add_argument("--base-env", choices=("shared", "own"), default="shared",
+                           help="with --against: shared (default) runs REF's code with this interpreter's packages, "
+                                "so a change of dependency pins cannot show; own builds the base side a package "
+                                "environment from REF's own pyproject (its dependencies and the cells' framework "
+                                "extras) with uv (docs/envs.md)")
+            c.add_argument("--env-cache", metavar="DIR",
+                           help="with --base-env own: where environments are built and kept (default: "
+                                "$LSTM_BENCH_ENV_CACHE, else ~/.cache/lstm-bench/envs)")
             c.add_argument("--budget-s", type=float, default=180.0,
                            help="seconds per cell for adaptive rounds (default 180)")
             c.add_argument("--max-rounds", type=int, default=40,

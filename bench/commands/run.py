@@ -7,6 +7,7 @@ import collections
 import contextlib
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if data_path:
         data.load(data_path)  # a bad file fails here, before any cell starts
     counts_cmd.check_flags(args)
+    if args.resume and args.env:
+        raise UsageError("--env names a new run's environments: a resumed run uses those in its manifest")
     for flag, given in (("--retry-failed", args.retry_failed), ("--retry-suspect", args.retry_suspect)):
         if given and not args.resume:
             raise UsageError(f"{flag} reruns cells of an earlier run: give it with --resume RUN_ID")
@@ -59,16 +62,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             todo = schedule.remaining(run, cells, args.retry_failed, rounds, retry_busy=args.retry_suspect,
                                       dry_run=args.dry_run)
             data_path = run.manifest.data
+            env_specs = _manifest_envs(run.manifest.envs)
             run_id = run.run_id
             console.print(f"resuming {run_id}: {len(cells) - len(todo)} of {len(cells)} cells already done")
         else:
             extra: dict[str, Any] = {}
             if conf is not None:
                 cells, label = conf_cells, conf.label
+                env_specs = conf.envs
                 # The config's text goes into the manifest: the run says what asked for it.
                 extra = {"profile": ",".join(dict.fromkeys(c.profile for c in cells)), "config": conf.manifest_entry()}
             else:
-                sel = selection.from_args(args)
+                env_specs = _env_args(args)
+                sel = replace(selection.from_args(args), envs=tuple(e.name for e in env_specs))
                 cells = plan(sel)
                 label = sel.profile
                 extra = {"profile": sel.profile}
@@ -113,6 +119,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_USAGE if too_big else 0
         if too_big:
             raise UsageError(too_big[0] + (f" (and {len(too_big) - 1} more; see run --dry-run)" if len(too_big) > 1 else ""))
+        # Built (or found cached) before the run exists: a failed build is one line, exit 2, and no
+        # run that would silently lack one side of an A/B; environments built meanwhile stay cached.
+        built = build_envs(env_specs, args, console) if todo else ()
+        if built and args.resume:  # a cell's processes must not span two pin sets: pooled, they would mix
+            made = run.manifest.envs or {}
+            moved = [b.name for b in built if made.get(b.name, {}).get("pin_hash") not in (None, b.pin_hash)]
+            if moved:
+                raise UsageError(f"environment {moved[0]} now resolves to other pins than run {run.run_id} was made "
+                                 f"with: pin its packages exactly, or start a new run")
+        if built and not args.resume:
+            extra["envs"] = {b.name: {**spec.to_dict(), "pin_hash": b.pin_hash, "pins": list(b.pins)}
+                             for spec, b in zip(env_specs, built)}
         cluster = None
         if args.executor == "ray" and todo:  # connected before the run is created: a failure leaves nothing
             from ..runner import ray_executor
@@ -129,7 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                              rounds={"full": rounds.full, "memory": rounds.memory, "memory_jobs": rounds.memory_jobs},
                              **extra)
         try:
-            return _execute(args, console, run, cells, todo, data_path, rounds, est, cluster)
+            return _execute(args, console, run, cells, todo, data_path, rounds, est, cluster,
+                            tuple((b.name, b) for b in built))
         except OSError as e:  # the results disk failed mid-run: what was filed stays, the run can resume
             run.finish("failed")  # where the disk still takes it
             raise results.ResultsError(f"{results.os_error_line(e)}; the run stopped (records filed so far are "
@@ -137,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _execute(args: argparse.Namespace, console: Any, run: Run, cells: list, todo: list, data_path: str | None,
-             rounds: Any, est: Any, cluster: Any) -> int:
+             rounds: Any, est: Any, cluster: Any, envs: tuple = ()) -> int:
     """Run the planned cells into `run` (its lock held), print the table; the exit status."""
     run.planned(est.seconds, args.executor)  # the estimate kept, so it can be checked against the run
     run_dir, run_id = run.directory, run.run_id
@@ -150,10 +169,11 @@ def _execute(args: argparse.Namespace, console: Any, run: Run, cells: list, todo
                           "worker cold (records say start: spawn)")
         t_run0 = time.monotonic()
         code = ray_executor.execute(cluster, run, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet),
-                                    rounds)
+                                    rounds, envs)
     else:
         t_run0 = time.monotonic()
-        code = schedule.execute(run, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet), rounds, args.start)
+        code = schedule.execute(run, todo, data_path, timeout_s, RunUI(console, quiet=args.quiet), rounds, args.start,
+                                envs)
     if args.counts and code != 130:
         counts_cmd.add_to_run(run, todo, args, console, data_path)
     from ..show import report
@@ -188,6 +208,49 @@ BROKEN = ("failed", "oom", "timeout")
 EXIT_CELLS_FAILED = 1
 
 
+def _env_args(args: argparse.Namespace) -> list:
+    """--env NAME=SPEC (repeatable) -> the environment specs (a bad one: a usage error)."""
+    from ..runner import envs
+
+    try:
+        specs = [envs.parse_env_arg(t) for t in args.env or ()]
+    except envs.EnvError as e:
+        raise UsageError(str(e)) from None
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UsageError(f"--env names environment {dup[0]} twice")
+    return specs
+
+
+def _manifest_envs(entries: Any) -> list:
+    from ..runner import envs
+
+    return [envs.EnvSpec.from_dict(name, d) for name, d in (entries or {}).items()]
+
+
+def build_envs(specs: list, args: argparse.Namespace, console: Any, code_root: Path = envinfo.REPO_ROOT) -> tuple:
+    """Each environment resolved and built, or found in the cache (bench/runner/envs.py); one
+    line per environment. A failure is a usage error: one line with the resolver's reason."""
+    if not specs:
+        return ()
+    from ..runner import envs
+
+    builder = envs.Builder(cache_dir=Path(args.env_cache).expanduser() if getattr(args, "env_cache", None)
+                           else envs.default_cache_dir())
+    out = []
+    for spec in specs:
+        try:
+            b = builder.build(spec, code_root)
+        except envs.EnvError as e:
+            raise UsageError(str(e)) from None
+        how = f"built in {b.build_s:.1f} s" if b.built_now else "cached"
+        console.print(f"environment {b.name}: {how}, {len(b.pins)} pins ({b.pin_hash}) -> {b.directory}",
+                      markup=False)
+        out.append(b)
+    return tuple(out)
+
+
 def default_memory_jobs() -> int:
     """Memory-only processes at once: two where the run may use two CPUs or more. Not more: each
     holds a framework's whole footprint (TF's ~1 GB RSS), and only two were measured."""
@@ -219,7 +282,8 @@ _CONFIG_CONFLICTS = (("--all", "all", False), ("--framework", "framework", None)
                      ("--precision", "precision", None), ("--steps", "steps", None), ("--warmup", "warmup", None),
                      ("--repeats", "repeats", None), ("--repeat-steps", "repeat_steps", None),
                      ("--seed", "seed", 0), ("--seeds", "seeds", None), ("--strict", "strict", False),
-                     ("--target-accuracy", "target_accuracy", None), ("--eval-every", "eval_every", None))
+                     ("--target-accuracy", "target_accuracy", None), ("--eval-every", "eval_every", None),
+                     ("--env", "env", None))
 
 
 def _config(args: argparse.Namespace):
@@ -256,6 +320,13 @@ def add_parser(sub: Any) -> None:
                         "them is timed; default 2 on a machine with 2+ CPUs, 1 turns it off)")
     r.add_argument("--config", metavar="FILE.toml",
                    help="models and sweeps from a TOML file (see examples/sweep.toml) instead of the selection flags")
+    r.add_argument("--env", action="append", metavar="NAME=PKG[,PKG...]",
+                   help="run every cell in a package environment built with uv from these packages (with the "
+                        "project's own dependencies), e.g. --env jax09=jax==0.9.2,optax==0.2.8; repeatable: the "
+                        "cells run once per environment (docs/envs.md)")
+    r.add_argument("--env-cache", metavar="DIR",
+                   help=f"where environments are built and kept (default: $LSTM_BENCH_ENV_CACHE, else "
+                        f"~/.cache/lstm-bench/envs)")
     r.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: the cells one after another on this machine (default); ray: each cell as a Ray "
                         "task on a cluster, CPU cells asking for --threads CPUs, GPU cells for one GPU (needs "

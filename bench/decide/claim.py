@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..records.record import Record, Status, TextEnum, by_node, node_of, seed_of
+from ..records.record import Record, Status, TextEnum, by_node, env_name, env_suffix, node_of, seed_of
 
 CLAIM_CNN = "cnn_tutorial"
 # Within +-5% counts as "the same": RSS and allocator peaks move by a few MB between runs, and a
@@ -94,7 +94,7 @@ def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
     several = by_node(ok)[1]
     # Paired by seed as well: a --seeds run has one comparison per seed, each labelled with it;
     # and by node: a speed ratio across two machines says nothing about the models.
-    cnns = {(r["framework"], r["variant"], r["device"], r["batch_size"], seed_of(r), node_of(r)): r
+    cnns = {(r["framework"], r["variant"], env_name(r), r["device"], r["batch_size"], seed_of(r), node_of(r)): r
             for r in ok if r["model"] == CLAIM_CNN}
     out = []
     for r in ok:
@@ -102,7 +102,7 @@ def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
         if rv.family != "rnn":
             continue
         seed = seed_of(r)
-        gk = (r["framework"], r["variant"], r["device"], r["batch_size"], seed, node_of(r))
+        gk = (r["framework"], r["variant"], env_name(r), r["device"], r["batch_size"], seed, node_of(r))
         cnn = cnns.get(gk)
         if cnn is None:
             continue
@@ -120,7 +120,7 @@ def claim_rows(records: Iterable[dict[str, Any]]) -> list[ClaimRow]:
         spreads = [v for v in (rv.rss_delta_spread, cv.rss_delta_spread) if v is not None]
         noise = max(spreads) if len(spreads) == 2 else None
         where = f" on {node_of(r)}" if several else ""
-        group = f"{r['framework']}:{r['variant']} {r['device']}{where} b{r['batch_size']}" + \
+        group = f"{r['framework']}:{r['variant']}{env_suffix(r)} {r['device']}{where} b{r['batch_size']}" + \
             (f" seed {seed}" if seed else "")
         decided, basis = speed_decision(r, cnn)
         out.append(ClaimRow(group, r["model"], speed, mem, floor, src_r, rss, noise, r["framework"], r["batch_size"],

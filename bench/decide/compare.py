@@ -40,9 +40,9 @@ import numpy as np
 from . import stats
 from ..records.pool import group_rounds, measured_memory
 from . import hosts
-from ..records.record import Record, Status, TextEnum, Verdict, node_of
+from ..records.record import Record, Status, TextEnum, Verdict, env_name, node_of, package_versions
 from .sequential import Design
-from ..spec import ModelSpec
+from ..spec import ModelSpec, key_without_env
 
 DETERMINISTIC_TOLERANCE = 0.005  # processes of one side may differ this much on a "deterministic" figure
 
@@ -327,12 +327,70 @@ def _fingerprint(recs: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
     return out
 
 
+def env_names(recs: Iterable[dict[str, Any]]) -> set[tuple[str, str | None]]:
+    """The package environments a set's cells ran in: (name, pin hash); ("", None) = the harness's
+    own interpreter; check --base-env own's base: ("", its pin hash)."""
+    return {(env_name(r), (r.get("environment") or {}).get("pin_hash")) for r in recs}
+
+
+def package_differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[str]:
+    """One line per pair of package environments whose packages differ between the sets: an
+    environment of one name on both sides (its pins may have moved, or check --base-env own), else
+    the environments only one side has. Packages only one side lists are named where both sides
+    list every package they installed (an environment's pins), not just those a worker imported."""
+    def versions(recs: list[dict[str, Any]]) -> dict[str, tuple[dict[str, str], bool]]:
+        out: dict[str, tuple[dict[str, str], bool]] = {}
+        for r in recs:
+            if r.get("status") == Status.OK:
+                got, complete = out.get(env_name(r), ({}, True))
+                got.update(package_versions(r))
+                out[env_name(r)] = (got, complete and bool((r.get("environment") or {}).get("pins")))
+        return out
+
+    vb, vh = versions(base), versions(head)
+    only_b, only_h = sorted(set(vb) - set(vh)), sorted(set(vh) - set(vb))
+    pairs = [(e, e) for e in sorted(set(vb) & set(vh))] + [(eb, eh) for eb in only_b for eh in only_h]
+    lines = []
+    for eb, eh in pairs:
+        (b, cb), (h, ch) = vb[eb], vh[eh]
+        changed = [f"{p} {b[p]} -> {h[p]}" for p in sorted(set(b) & set(h)) if b[p] != h[p]]
+        parts = [", ".join(changed)] if changed else []
+        if cb and ch:
+            parts += [f"only in {side}: {', '.join(f'{p} {v[p]}' for p in sorted(set(v) - set(w)))}"
+                      for side, v, w in (("base", b, h), ("head", h, b)) if set(v) - set(w)]
+        if parts or eb != eh:
+            lines.append(f"packages differ between environment {eb or '(harness)'} (base) and {eh or '(harness)'} "
+                         f"(head): " + ("; ".join(parts) if parts else "none"))
+    return lines
+
+
+def align_envs(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The head records, those of a cell that differs from one base cell only in its package
+    environment given that base cell's key, so two runs of one cell in two environments (the
+    version A/B) join. Only a one-to-one match is joined: within one run, cells of several
+    environments keep their own keys."""
+    bkeys, hkeys = {r["key"] for r in base}, {r["key"] for r in head}
+    by_b: dict[str, set[str]] = {}
+    by_h: dict[str, set[str]] = {}
+    for keys, other, by in ((bkeys, hkeys, by_b), (hkeys, bkeys, by_h)):
+        for k in keys - other:
+            by.setdefault(key_without_env(k), set()).add(k)
+    rename = {next(iter(hs)): next(iter(by_b[s])) for s, hs in by_h.items()
+              if len(hs) == 1 and len(by_b.get(s, ())) == 1}
+    return [{**r, "key": rename[r["key"]]} if r["key"] in rename else r for r in head] if rename else head
+
+
 def differences(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> list[str]:
     """One line per way the two sets differ in machine, framework versions, threads,
-    precision, device or the node a cell ran on (empty: comparable)."""
+    precision, device or the node a cell ran on (empty: comparable). Framework versions that
+    differ because the sets ran in different package environments are what such a comparison
+    asks about: package_differences says them, not this."""
     fb, fh = _fingerprint(base), _fingerprint(head)
     out = []
+    envs_differ = env_names(base) != env_names(head)
     for what in fb:
+        if what == "framework versions" and envs_differ:
+            continue
         if what == "framework versions":
             # compare per framework: a set with only torch is not "different" from one with torch + tf
             by_fw_b = {s.split(":")[0]: s for s in fb[what]}
@@ -462,6 +520,8 @@ class Comparison:
     dropped_busy: dict[str, int] = field(default_factory=dict)
     # Metrics of joined cells that got no verdict because one side lacks them (LeftOut).
     left_out: tuple[LeftOut, ...] = ()
+    # The sets ran in different package environments: which packages differ (package_differences).
+    packages: tuple[str, ...] = ()
 
     @property
     def regressions(self) -> list[Finding]:
@@ -495,7 +555,7 @@ class Comparison:
                 "processes": {k: list(v) for k, v in self.rounds.items()}, "only_base": list(self.only_base),
                 "only_head": list(self.only_head), "not_ok": list(self.not_ok), "model_diffs": list(self.model_diffs),
                 "nodes": dict(self.nodes), "dropped_busy_rounds": dict(self.dropped_busy),
-                "not_compared": [x.to_dict() for x in self.left_out]}
+                "not_compared": [x.to_dict() for x in self.left_out], "packages": list(self.packages)}
 
 
 # "ok" is exit 0, a pass: every gated metric's regression past its floor is ruled out (the word is
@@ -540,6 +600,7 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
     outside it: identical code gives identical figures there, so no noise can raise a false
     alarm to correct for. Advisory rounds metrics decide no exit code: they keep the whole
     error. `family`: the family's size when cells are still to come (the check's loop)."""
+    head = align_envs(base, head)
     bk, hk = ok_rounds(base), ok_rounds(head)
     busy = busy_rounds(bk, hk) if paired else {}
     all_b = {r["key"] for r in base}
@@ -586,7 +647,8 @@ def compare(base: list[dict[str, Any]], head: list[dict[str, Any]], rules: tuple
                       tuple(f"model {n} differs between the sets: {d}" for n, d in diffs.items()),
                       {k: _where(hb.get(k, set()), hh.get(k, set())) for k in counts if k in hb or k in hh},
                       alpha, max(family, len(held)), {k: d for k, d in designs.items() if k in counts},
-                      {k: len(v) for k, v in busy.items() if v}, _group_left_out(missing))
+                      {k: len(v) for k, v in busy.items() if v}, _group_left_out(missing),
+                      tuple(package_differences(base, head)))
 
 
 def _model_name(rec: dict[str, Any]) -> str | None:

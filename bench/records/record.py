@@ -239,9 +239,35 @@ class Record:
 
 
 # --- labels and groupings shared by the tables, plots and exports ----------------------------
+def env_name(rec: Mapping[str, Any]) -> str:
+    """The package environment a record's cell ran in ("" = the harness's own interpreter)."""
+    return str((rec.get("cell") or {}).get("env") or "")
+
+
+def env_suffix(rec: Mapping[str, Any]) -> str:
+    """"@NAME" for a cell of a package environment, else "": how every label names it."""
+    env = env_name(rec)
+    return f"@{env}" if env else ""
+
+
 def framework_label(rec: Mapping[str, Any]) -> str:
-    """framework[:variant], the variant left out when it is "default"."""
-    return rec["framework"] + ("" if rec.get("variant") == "default" else f":{rec.get('variant')}")
+    """framework[:variant][@env], the variant left out when it is "default", the environment when
+    the cell ran in the harness's own interpreter."""
+    return rec["framework"] + ("" if rec.get("variant") == "default" else f":{rec.get('variant')}") + env_suffix(rec)
+
+
+def package_versions(rec: Mapping[str, Any]) -> dict[str, str]:
+    """The package versions a record's worker ran with: its environment's resolved pins, else the
+    versions its worker reported having imported, else its framework's versions."""
+    pins = (rec.get("environment") or {}).get("pins")
+    if pins:
+        out = {}
+        for p in pins:
+            name, sep, ver = str(p).partition("==")
+            if sep:
+                out[name.strip().lower()] = ver.split(";")[0].strip()
+        return out
+    return dict(rec.get("imported_versions") or rec.get("framework_versions") or {})
 
 
 def cell_label(rec: Mapping[str, Any]) -> str:

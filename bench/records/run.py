@@ -57,6 +57,7 @@ class Manifest:
     duet_handshake: bool | None = None
     duet_design: str | None = None  # "alternate" (taking turns on one CPU set) or "side by side"
     counts: Mapping[str, int] | None = None
+    envs: Mapping[str, Any] | None = None  # package environments: name -> spec, pin hash, pins (bench/runner/envs.py)
     finished_utc: str | None = None
     other: Mapping[str, Any] = field(default_factory=dict)
 

@@ -45,7 +45,9 @@ _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 SWEEP_KEYS = {"frameworks": "strs", "models": "strs", "batch_sizes": "ints", "devices": "strs",
               "precisions": "strs", "variants": "strs", "threads": "ints", "seeds": "ints", "strict": "bool",
-              "profile": "str", "protocol": "table"}
+              "profile": "str", "protocol": "table", "envs": "strs"}
+# [envs.NAME]: a package environment (bench/runner/envs.py) a sweep's cells may run in.
+ENV_KEYS = {"packages": "strs", "extras": "strs", "cache_dir": "str"}
 # [sweep.protocol]: training steps and the Protocol fields, by their names in the record.
 PROTOCOL_KEYS = {"steps": "int", "warmup_steps": "int", "repeats": "int", "steps_per_repeat": "int",
                  "infer_repeats": "int", "memory_steps": "int", "test_samples": "int", "eval_every_steps": "int",
@@ -78,6 +80,9 @@ class Sweep:
     strict: bool = False
     profile: str | None = None
     protocol: Mapping[str, Any] = field(default_factory=dict)
+    # Environment names ([envs.NAME]); empty = every environment the config defines, or the
+    # harness's own interpreter where it defines none.
+    envs: tuple[str, ...] = ()
 
     def recipe(self) -> Profile:
         """The profile this sweep trains by: the named one with the protocol's overrides applied
@@ -105,7 +110,7 @@ class Sweep:
                           profile=self.profile or "custom", variants=self.variants,
                           batch_sizes=self.batch_sizes, threads=t, precision=p, seeds=self.seeds,
                           strict=self.strict, eval_every_steps=self.protocol.get("eval_every_steps", 0),
-                          target_accuracy=self.protocol.get("target_accuracy", 0.0))
+                          target_accuracy=self.protocol.get("target_accuracy", 0.0), envs=self.envs)
                 for p in self.precisions for t in ((threads,) if threads else self.threads)]
 
 
@@ -115,6 +120,13 @@ class Config:
     text: str  # kept whole in the run's manifest: the run describes itself, --resume needs no file
     models: Mapping[str, ModelSpec]  # the file's own models (zoo models are looked up by name)
     sweeps: tuple[Sweep, ...]
+    env_specs: tuple[Any, ...] = ()  # bench.runner.envs.EnvSpec of each [envs.NAME]
+
+    @property
+    def envs(self) -> list[Any]:
+        """The environments some sweep's cells run in (those to build)."""
+        used = {e for sw in self.sweeps for e in sw.envs}
+        return [e for e in self.env_specs if e.name in used]
 
     @property
     def label(self) -> str:
@@ -157,8 +169,9 @@ def parse(text: str, source: str = "<config>") -> Config:
         return lambda msg: errors.append(f"{source}: {where}: {msg}")
 
     for key in doc:
-        if key not in ("models", "sweep"):
-            at("top level")(_unknown(key, ("models", "sweep")))
+        if key not in ("models", "sweep", "envs"):
+            at("top level")(_unknown(key, ("models", "sweep", "envs")))
+    env_specs = _envs(doc.get("envs", {}), at)
     models: dict[str, ModelSpec] = {}
     tables = doc.get("models", {})
     if not isinstance(tables, dict):
@@ -179,13 +192,49 @@ def parse(text: str, source: str = "<config>") -> Config:
         for i, table in enumerate(raw, 1):
             sw = _sweep(table, known, tables, at(f"[[sweep]] #{i}"))
             if sw is not None:
+                names = [e.name for e in env_specs]
+                unknown_envs = [e for e in sw.envs if e not in names]
+                for e in unknown_envs:
+                    at(f"[[sweep]] #{i}")(f"unknown environment {e!r}: no [envs.{e}] table"
+                                          + (f" (defined: {', '.join(names)})" if names else ""))
+                if unknown_envs:
+                    continue
+                if not sw.envs and names:
+                    sw = replace(sw, envs=tuple(names))
                 sweeps.append((i, sw))
     # Sweeps that parsed are planned even when others did not: every error shows at once.
     _, plan_errors = _plan(source, tuple(s for _, s in sweeps), models, 0, [i for i, _ in sweeps])
     errors += plan_errors
     if errors:
         raise ConfigError(errors)
-    return Config(source, text, models, tuple(s for _, s in sweeps))
+    return Config(source, text, models, tuple(s for _, s in sweeps), tuple(env_specs))
+
+
+def _envs(tables: Any, at: Callable[[str], Callable[[str], None]]) -> list[Any]:
+    """[envs.NAME] tables -> environment specs (bench/runner/envs.py); mistakes reported."""
+    from . import envs
+
+    if not isinstance(tables, dict):
+        at("top level")("envs must be tables: [envs.NAME] with packages = [...]")
+        return []
+    out = []
+    for name, table in tables.items():
+        report = at(f"[envs.{name}]")
+        if not isinstance(table, dict):
+            report("an environment is a table: packages = [...]")
+            continue
+        err = _Errors(report)
+        values = _keys(table, ENV_KEYS, err)
+        if "packages" not in table:
+            err('packages is required (a list, e.g. packages = ["jax==0.9.2", "optax==0.2.8"])')
+        if err.count:
+            continue
+        try:
+            out.append(envs.EnvSpec(name, tuple(values.get("packages", ())), tuple(values.get("extras", ())),
+                                    values.get("cache_dir")))
+        except envs.EnvError as e:
+            report(str(e))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

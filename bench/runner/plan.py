@@ -31,6 +31,9 @@ class Selection:
     # Time to accuracy: evaluate every K steps (0 = off; with a target and no K, ~20 evaluations).
     eval_every_steps: int = 0
     target_accuracy: float = 0.0
+    # Package environments (bench/runner/envs.py) by name: every cell once per environment
+    # (empty = the interpreter the harness runs in).
+    envs: tuple[str, ...] = ()
 
 
 def _protocol(sel: Selection, base: Protocol, steps: int) -> Protocol:
@@ -66,10 +69,11 @@ def plan(sel: Selection, models: Mapping[str, ModelSpec] | None = None, profile:
                                             f"{name} ({protocol.measured_steps}: warm-up + repeats x steps)")
                         for seed in sel.seeds or (sel.seed,):
                             train = TrainSpec(batch_size=bs, steps=steps, seed=seed)
-                            cells.append(Cell(framework=fw, variant=variant, model=model, train=train,
-                                              device=device, precision=sel.precision,
-                                              threads=threads if device == "cpu" else 0, protocol=protocol,
-                                              profile=sel.profile, strict=sel.strict))
+                            for env in sel.envs or ("",):
+                                cells.append(Cell(framework=fw, variant=variant, model=model, train=train,
+                                                  device=device, precision=sel.precision,
+                                                  threads=threads if device == "cpu" else 0, protocol=protocol,
+                                                  profile=sel.profile, strict=sel.strict, env=env))
     keys = [c.key for c in cells]
     dup = {k for k in keys if keys.count(k) > 1}
     if dup:

@@ -174,11 +174,13 @@ def _skip_reason(cell: Cell, nodes: list[dict[str, Any]]) -> str | None:
 
 
 def execute(cluster: Cluster, run: Run, cells: list[Cell], data_path: str | None, timeout_s: float, ui: Any,
-            rounds: schedule.Rounds = schedule.Rounds()) -> int:
+            rounds: schedule.Rounds = schedule.Rounds(), envs: tuple[tuple[str, Any], ...] = ()) -> int:
     """schedule.execute's contract on Ray: every outcome gets a record, Ctrl-C/SIGTERM cancels the
     tasks and keeps what finished. Returns 0, or 130 when interrupted. Which processes run is the
     local scheduler's policy (schedule.Pending); here a cell's processes run one after another, its
-    further rounds on the node of its first."""
+    further rounds on the node of its first. A cell of a package environment (`envs`: name ->
+    bench.runner.envs.BuiltEnv) runs in Ray's own runtime environment made from its pins
+    (task_options)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -195,12 +197,16 @@ def execute(cluster: Cluster, run: Run, cells: list[Cell], data_path: str | None
         if node.get("node_id"):
             home[cell.key] = node["node_id"]
     in_flight: dict[Any, Job] = {}
-    side = Side("run", envinfo.REPO_ROOT, run)
+    side = Side("run", envinfo.REPO_ROOT, run, envs=envs)
+    sources = _env_sources() if envs else None
     total = len(cells) * max(rounds.full, rounds.memory)
     ui.start(total)
     ui.advance(total - pending.count())  # done before (--resume) or not worth repeating
 
     def store(job: Job, rec: dict[str, Any]) -> process.CellOutcome:
+        built = side.env_for(job.cell.env)
+        if built is not None:
+            rec = {**rec, "environment": {**built.describe(), "via": "ray runtime_env (uv)"}}
         if cluster.code == "upload" and isinstance(rec.get("env"), dict):
             rec["env"]["git"] = git  # the upload has no .git: the code is this checkout's working tree
         return schedule.labelled(process.file_record(run, rec, job), job.round, job.mode)
@@ -224,7 +230,7 @@ def execute(cluster: Cluster, run: Run, cells: list[Cell], data_path: str | None
         reason = _skip_reason(cell, cluster.nodes)
         if reason:
             return file(job, process.outcome_record(job, "skipped", reason))
-        opts: dict[str, Any] = {"num_gpus": 1} if cell.device == "gpu" else {"num_cpus": cell.threads}
+        opts = task_options(cell, side.env_for(cell.env), sources)
         if home.get(cell.key) in alive:
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(home[cell.key], soft=False)
         in_flight[task.options(**opts).remote(job.to_dict(), timeout_s, cluster.code == "upload")] = job
@@ -256,6 +262,23 @@ def execute(cluster: Cluster, run: Run, cells: list[Cell], data_path: str | None
         schedule.finish((side,), ui, status)
         ray.shutdown()
     return 130 if status == "interrupted" else 0
+
+
+def _env_sources() -> Any:
+    from . import envs
+
+    return envs.pip_sources()
+
+
+def task_options(cell: Cell, built: Any, sources: Any) -> dict[str, Any]:
+    """A cell's Ray task options: its resources, and for a cell of a package environment the
+    runtime environment Ray builds from its pins (bench.runner.envs.ray_runtime_env)."""
+    opts: dict[str, Any] = {"num_gpus": 1} if cell.device == "gpu" else {"num_cpus": cell.threads}
+    if built is not None:
+        from . import envs
+
+        opts["runtime_env"] = envs.ray_runtime_env(built, sources)
+    return opts
 
 
 def _cancel(ray: Any, pending: dict[Any, Job], keep: Any) -> None:

@@ -147,9 +147,11 @@ def remaining(run: Run, cells: list[Cell], retry_failed: bool, rounds: Rounds = 
 
 
 def execute(run: Run, cells: list[Cell], data_path: str | None, timeout_s: float,
-            ui: Any, rounds: Rounds = Rounds(), start: str = "spawn") -> int:
-    """Run `cells` (already planned into the run's manifest). Returns 0, or 130 when interrupted."""
-    return execute_sides((Side("run", envinfo.REPO_ROOT, run),), cells, data_path, timeout_s, ui, rounds, start)
+            ui: Any, rounds: Rounds = Rounds(), start: str = "spawn", envs: tuple[tuple[str, Any], ...] = ()) -> int:
+    """Run `cells` (already planned into the run's manifest), those naming a package environment
+    in it (`envs`: name -> bench.runner.envs.BuiltEnv). Returns 0, or 130 when interrupted."""
+    return execute_sides((Side("run", envinfo.REPO_ROOT, run, envs=envs),), cells, data_path, timeout_s, ui, rounds,
+                         start)
 
 
 def _one(side: Side, cell: Cell, round_: int, mode: str, ctx: RunContext, cpus: tuple[int, ...] = (),
@@ -163,7 +165,9 @@ def _one(side: Side, cell: Cell, round_: int, mode: str, ctx: RunContext, cpus: 
         process.write_outcome(side.run, job, "skipped", reason)
         outcome = CellOutcome(cell.key, "skipped", reason)
     else:
-        outcome = process.run_cell(job, side.run, side.code_root, replace(ctx.watch, rendezvous=rendezvous))
+        env = side.env_for(cell.env)  # a package environment's interpreter, or this one (None)
+        outcome = process.run_cell(job, side.run, side.code_root, replace(ctx.watch, rendezvous=rendezvous),
+                                   **({"env": env} if env is not None else {}))
     outcome = labelled(outcome, round_, mode, side.name if ctx.tag else None)
     ctx.ui.cell_finished(cell, outcome)
     return outcome

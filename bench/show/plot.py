@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..decide.claim import CLAIM_BAND, CLAIM_CNN, SINGLE_PROCESS_SPEED_BAND, SPEED_ROUNDS, ClaimRow, claim_rows
-from ..records.record import Record, Status, by_node, cell_label, framework_label, node_of, seed_of
+from ..records.record import Record, Status, by_node, cell_label, env_suffix, framework_label, node_of, seed_of
 
 DPI = 100
 MAX_WIDTH_PX = 1200  # GitHub shows a README image at most ~1000 px wide: wider shrinks its text
@@ -576,7 +576,7 @@ def _claim_group(rec: dict[str, Any], several_nodes: bool) -> str:
     """The comparison a record belongs to, spelt as ClaimRow.group (bench.decide.claim.claim_rows)."""
     where = f" on {node_of(rec)}" if several_nodes else ""
     seed = seed_of(rec)
-    return f"{rec['framework']}:{rec['variant']} {rec['device']}{where} b{rec['batch_size']}" + \
+    return f"{rec['framework']}:{rec['variant']}{env_suffix(rec)} {rec['device']}{where} b{rec['batch_size']}" + \
         (f" seed {seed}" if seed else "")
 
 

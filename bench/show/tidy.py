@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..records import results
-from ..records.record import node_of  # the Ray executor records the host; a local run's records are "local"
+from ..records.record import env_name, node_of  # the Ray executor records the host; a local run's records are "local"
 
 # Columns first in every export, in this order (the rest follow in record order).
-IDENTITY = ("run_id", "node", "machine_id", "commit", "key", "framework", "variant", "model", "device",
+IDENTITY = ("run_id", "node", "machine_id", "commit", "key", "framework", "variant", "env", "model", "device",
             "batch_size", "precision", "threads", "seed", "steps", "profile", "status", "reason", "suspect")
-_DROP_PREFIXES = ("losses", "env.", "cell.", "schema")
+_DROP_PREFIXES = ("losses", "env.", "cell.", "schema", "imported_versions", "environment.pins")
 _DROP_SUFFIXES = (".values",)
 FORMATS = ("csv", "parquet", "json")
 
@@ -38,6 +38,8 @@ def row(rec: dict[str, Any], run_id: str) -> dict[str, Any]:
         "run_id": run_id, "node": node_of(rec) or "local", "machine_id": env.get("machine_id"),
         "commit": (env.get("git") or {}).get("commit"),
         "seed": (cell.get("train") or {}).get("seed"), "steps": (cell.get("train") or {}).get("steps"),
+        # the package environment ("" = the harness's interpreter): a dimension like the variant
+        "env": env_name(rec), "env_pin_hash": (rec.get("environment") or {}).get("pin_hash"),
     }
     for k, v in results.flatten(rec).items():
         if k.startswith(_DROP_PREFIXES) or k.endswith(_DROP_SUFFIXES) or k in out:

@@ -78,8 +78,9 @@ def worker_env(cell: Cell, code_root: Path = envinfo.REPO_ROOT) -> dict[str, str
 
 
 def pre_skip_reason(cell: Cell) -> str | None:
-    """Why a cell cannot start here at all (decided without starting a worker)."""
-    reason = registry.unavailable_reason(cell.framework)
+    """Why a cell cannot start here at all (decided without starting a worker). A cell of a
+    package environment imports its framework there, not here: its worker says what is missing."""
+    reason = None if cell.env else registry.unavailable_reason(cell.framework)
     if reason:
         return reason
     if cell.device == "gpu":
@@ -87,8 +88,10 @@ def pre_skip_reason(cell: Cell) -> str | None:
     return None
 
 
-def run_cell(job: Job, run: Run, code_root: Path, watch: Watch) -> CellOutcome:
-    """Run one cell's worker here and file its record (or one that says how it died) in `run`."""
+def run_cell(job: Job, run: Run, code_root: Path, watch: Watch, env: Any = None) -> CellOutcome:
+    """Run one cell's worker here and file its record (or one that says how it died) in `run`.
+    `env`: the package environment (bench.runner.envs.BuiltEnv) whose interpreter runs the worker
+    (None: this interpreter); the record says which (its "environment")."""
     key = (job.cell.key, job.round, job.mode)
     run.cell_path(*key).unlink(missing_ok=True)
     # The worker writes into a staging directory of its own, and the runner files the record
@@ -96,24 +99,27 @@ def run_cell(job: Job, run: Run, code_root: Path, watch: Watch) -> CellOutcome:
     # and would otherwise overwrite round 0 with every later round. Absolute: the worker runs in
     # code_root, not here.
     staged = replace(job, run_dir=str(run.staging(*key).resolve()))
-    env = worker_env(job.cell, code_root)
+    python = str(env.python) if env is not None else sys.executable
+    wenv = worker_env(job.cell, code_root)
     if job.sync_dir and turns.is_seat(job.sync_dir):
         # Taking turns, a side's idle threads must not spin into the other side's turn: numpy's
         # OpenBLAS threads spin ~0.1 s of CPU after each product by default (2^28 cycles; measured
         # 0.13 s after a 1024^2 sgemm here, 0.00 s with 2^4), which the next side's sgemm
         # calibration read as 0.2-0.4 cores of contention. The frameworks' own kernels do not use it.
-        env["OPENBLAS_THREAD_TIMEOUT"] = "4"
-    rec = run_worker(staged, run.job_path(*key).resolve(), watch, env, code_root)
+        wenv["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    rec = run_worker(staged, run.job_path(*key).resolve(), watch, wenv, code_root, python=python)
+    if env is not None:
+        rec = {**rec, "environment": env.describe()}
     return file_record(run, rec, job)
 
 
 def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code_root: Path,
-               preexec: Callable[[], None] | None = None) -> dict[str, Any]:
+               preexec: Callable[[], None] | None = None, python: str = sys.executable) -> dict[str, Any]:
     """Start `python -m bench.worker JOB` (its record goes to the staging dir job.run_dir),
     follow its progress, enforce the timeout; return its record, or one that says how it died.
     Shared by the local runner and the Ray task (bench.runner.ray_executor), which runs it on a node.
     `preexec` runs in the child before the worker starts (spawn only); job.cpus pins the worker to
-    those CPUs. watch.start "fork" forks the worker from a warm parent of this code root and
+    those CPUs. `python`: the interpreter (a package environment's, or this one). watch.start "fork" forks the worker from a warm parent of this code root and
     environment, or starts it cold where no parent can be used (the record's "start" says which)."""
     stage = Path(job.run_dir)
     shutil.rmtree(stage, ignore_errors=True)
@@ -126,10 +132,10 @@ def run_worker(job: Job, job_path: Path, watch: Watch, env: dict[str, str], code
         # A framework this process does not list (the tests' double) is imported by the child.
         info = registry.FRAMEWORKS.get(job.cell.framework)
         proc = warm.PARENTS.fork(job.cell.framework, info.module if info else None, [str(job_path)], env,
-                                 code_root, job.cpus)  # the child pins itself to job.cpus
+                                 code_root, job.cpus, python)  # the child pins itself to job.cpus
     started = "spawn" if proc is None else "fork"
     if proc is None:
-        proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)], env=env,
+        proc = subprocess.Popen([python, "-m", "bench.worker", str(job_path)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                                 # `python -m` puts the cwd first on sys.path: run in code_root so the
                                 # worker imports that code, not whatever lies in the caller's cwd.

@@ -118,6 +118,7 @@ def extra_threads(ready_fields: dict[str, str]) -> int:
 class ParentKey:
     code_root: str
     env: tuple[tuple[str, str], ...]
+    python: str = sys.executable  # a cell's package environment has its own interpreter (and parents)
 
 
 class Parent:
@@ -131,7 +132,7 @@ class Parent:
         self.log_path = os.path.join(self.dir, "stderr")
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", BOOT, str(ZYGOTE_FILE), self.sock_path, *modules], env=dict(key.env),
+                [key.python, "-c", BOOT, str(ZYGOTE_FILE), self.sock_path, *modules], env=dict(key.env),
                 cwd=key.code_root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                 start_new_session=True)  # Ctrl-C reaches the runner only, which then closes us
         self.threads = 0
@@ -232,11 +233,12 @@ class Parents:
         self.refork_every = refork_every
 
     def fork(self, framework: str, impl_module: str | None, argv: list[str], env: dict[str, str], code_root: Path,
-             cpus: tuple[int, ...] = ()) -> ChildProcess | None:
-        """A forked child for this job, or None: start it cold (said once per parent on stderr)."""
+             cpus: tuple[int, ...] = (), python: str = sys.executable) -> ChildProcess | None:
+        """A forked child for this job, or None: start it cold (said once per parent on stderr).
+        Parents are per interpreter too: a child of one environment's parent never serves another's."""
         if framework not in FORK_SAFE:
             return None
-        key = ParentKey(str(code_root), tuple(sorted(env.items())))
+        key = ParentKey(str(code_root), tuple(sorted(env.items())), python)
         with self._lock:
             if key in self._cold:
                 return None

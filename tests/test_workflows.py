@@ -61,3 +61,19 @@ def test_perf_workflow_is_cheap_and_its_glob_safe():
     assert "set -- results/*-head" not in PERF.read_text()
     after = [s for s in doc["jobs"]["trend"]["steps"] if s.get("uses", "").startswith(("benchmark-action", "actions/cache"))]
     assert after and all("steps.export.outputs.found == 'true'" in s.get("if", "") for s in after)
+
+
+def test_trend_history_lasts_and_creep_is_judged():
+    """The trend job keeps its history on a data branch (no cache that expires after 7 days unused),
+    pushes add a point with `bench trend --add`, pull requests are judged with --pending and add
+    nothing, and a push that lost a race re-adds its point instead of dropping it."""
+    yaml = pytest.importorskip("yaml")
+    job = yaml.safe_load(PERF.read_text())["jobs"]["trend"]
+    assert not [s for s in job["steps"] if s.get("uses", "").startswith("actions/cache")]
+    assert job["permissions"]["contents"] == "write"
+    text = "\n".join(s.get("run", "") for s in job["steps"])
+    assert "--add \"$HEAD_RUN\" --commit \"$GITHUB_SHA\"" in text and "--pending \"$HEAD_RUN\"" in text
+    assert "python -m bench trend perf-history/history.json" in text
+    save = next(s for s in job["steps"] if s.get("name", "").startswith("Save the history"))
+    assert "github.event_name == 'push'" in save["if"]
+    assert 'git push origin "HEAD:refs/heads/$DATA_BRANCH"' in save["run"] and "--add" in save["run"]

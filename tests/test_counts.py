@@ -16,7 +16,7 @@ from bench.spec import ZOO, Cell, TrainSpec
 from test_cli import FAKE, ROOT, bench
 
 
-def proc(round_: int, instructions: float | None, key: str = "c1") -> dict:
+def proc(round_: int, instructions: float | None, key: str = "c1", steps: list[float] | None = None) -> dict:
     """A process record of a check --counts side: the cell, and its instruction count."""
     rec = {"key": key, "round": round_, "mode": "full", "status": "ok", "framework": "torch", "variant": "default",
            "model": "m", "device": "cpu", "batch_size": 128, "threads": 1, "precision": "fp32",
@@ -25,6 +25,8 @@ def proc(round_: int, instructions: float | None, key: str = "c1") -> dict:
                                                                "train": {"steps": 10, "seed": 0}}}
     if instructions is not None:
         rec["counts"] = {"status": "ok", "instructions_per_step": float(instructions)}
+        if steps is not None:
+            rec["counts"]["instructions_by_step"] = steps
     return rec
 
 
@@ -76,6 +78,44 @@ def test_processes_that_disagree_are_not_called_deterministic():
     assert f.verdict == "not regressed" and "not deterministic" in f.why
     f = finding((100e6, 100e6), (100e6, 103e6))
     assert f.verdict == "inconclusive" and "not deterministic" in f.why
+
+
+def test_the_self_check_fires_on_one_process_whose_two_steps_disagree():
+    """One process a side, two counted steps each: steps that agree (as measured: 0.0076% apart at
+    most) are the deterministic figure; steps that differ past the counts tolerance (0.05%) make the
+    check say "not deterministic" and judge the range, never a bare direct comparison."""
+    def finding(base_steps, head_steps, floor=None):
+        cmp = compare.compare([proc(0, sum(base_steps) / 2, steps=base_steps)],
+                              [proc(0, sum(head_steps) / 2, steps=head_steps)], compare.parse_rules(floor),
+                              paired=True, gate=("counts",))
+        (f,) = [f for f in cmp.findings if f.rule == "counts"]
+        return f, cmp.exit_code()
+
+    same = [267_625_733.0, 267_645_943.0]  # a published process's two steps (0.0076% apart)
+    f, code = finding(same, same)
+    assert f.verdict == "unchanged" and "deterministic figure" in f.why and code == 0
+    f, code = finding(same, [v * 1.01 for v in same])
+    assert f.verdict == "regressed" and code == 1
+    # A synthetic non-deterministic count: the head's steps 0.5% apart, its mean 0.35% up.
+    noisy = [267.6e6 * 1.001, 267.6e6 * 1.006]
+    f, code = finding(same, noisy)
+    assert "not deterministic" in f.why and "readings of one side differ by 0.5%" in f.why
+    assert "tolerance 0.05%" in f.why
+    assert f.verdict == "inconclusive" and code == 3  # its readings straddle the 0.5% floor
+    f, _ = finding(same, [267.6e6 * 1.0006, 267.6e6 * 1.0012])  # 0.06% apart: past the tolerance
+    assert "not deterministic" in f.why and f.verdict == "not regressed"
+    f, _ = finding(same, [267.6e6 * 1.0001, 267.6e6 * 1.0004])  # 0.03% apart: inside it
+    assert "not deterministic" not in f.why and f.verdict == "unchanged"
+    # A record without per-step readings (made before they were kept) is one reading.
+    cmp = compare.compare([proc(0, 100e6)], [proc(0, 100e6)], paired=True, gate=("counts",))
+    assert [f.verdict for f in cmp.findings if f.rule == "counts"] == ["unchanged"]
+
+
+def test_the_counts_tolerance_comes_from_the_measured_spread():
+    rule = compare.RULES_BY_NAME["counts"]
+    assert rule.tolerance == compare.COUNTS_TOLERANCE == 0.0005 < compare.DETERMINISTIC_TOLERANCE
+    assert compare.RULES_BY_NAME["memory"].tolerance == compare.DETERMINISTIC_TOLERANCE
+    assert counts.COUNTED_STEPS == 2  # the self-check needs two readings a process
 
 
 # ------------------------------------------------------------------------ callgrind's dump
@@ -191,7 +231,11 @@ def test_check_counts_and_run_counts_end_to_end(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     out = json.loads(p.stdout)
     (d,) = [d for d in out["decisions"] if d["metric"] == "counts"]
-    assert d["verdict"] == "unchanged" and d["base"] > 1000
+    # The double's two counted steps, ~9k interpreter instructions each, differ by more than the
+    # counts tolerance (0.05%): the self-check reads them as not deterministic and the gate judges
+    # their range, which stays within 5%, a pass. (Real cells' steps agree to 0.008%.)
+    assert d["gate"] == "pass" and d["base"] > 1000
+    assert d["verdict"] == "unchanged" or "not deterministic" in d["why"], d
     p = bench("--results-dir", str(rdir), "run", "--counts", "-f", "fake", "-m", "lstm128", "-b", "16", "--threads",
               "1", "--profile", "smoke", "-q", "--memory-rounds", "0", "--run-id", "r", env=FAKE, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr

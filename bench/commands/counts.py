@@ -108,8 +108,13 @@ def run_against(args: argparse.Namespace) -> tuple[str, str]:
 def _line(got: dict[str, Any]) -> str:
     if got.get("status") != "ok":
         return f"{got.get('status')}: {got.get('reason')}"
+    steps = got.get("instructions_by_step") or []
+    agree = ""
+    if len(steps) > 1:
+        spread_pct = 100 * (max(steps) - min(steps)) / (sum(steps) / len(steps))
+        agree = f"; its {len(steps)} steps differ by {spread_pct:.4f}%"
     return (f"{got['instructions_per_step'] / 1e6:,.1f} M instructions per step ({got['wall_s']:.0f} s, "
-            f"kernel {got['kernel']}, CPU features seen: {' '.join(got['cpu_features_seen'])})")
+            f"kernel {got['kernel']}, CPU features seen: {' '.join(got['cpu_features_seen'])}{agree})")
 
 
 def add_to_run(run: Run, cells: list[Cell], args: argparse.Namespace, console: Any,

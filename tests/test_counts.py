@@ -192,6 +192,23 @@ def test_cells_counts_cannot_serve_are_skipped_with_their_reason():
     assert counts.skip_reason(cell("torch", batch=128), counts.BUDGET_S) is None  # the target cell fits
 
 
+def test_a_cell_past_the_budget_is_counted_at_the_largest_batch_that_fits():
+    """The same layers at fewer rows, halving from the cell's batch: torch lstm512 b128 (~43 min
+    estimated) is counted at b8, cnn_tutorial at b16, bilstm512 at b4; a cell that fits keeps its
+    batch; below MIN_COUNTED_BATCH nothing is counted, and the reason says so."""
+    budget = counts.BUDGET_S
+    for model, batch in (("lstm512", 8), ("cnn_tutorial", 16), ("bilstm512", 4), ("gru128", 128)):
+        c = cell("torch", model=model, batch=128)
+        got = counts.fit_batch(c, budget)
+        assert got is not None and got.train.batch_size == batch, model
+        assert counts.estimate_s(got) <= budget and (got is c or counts.estimate_s(counts.with_batch(c, batch * 2)) > budget)
+        assert got.model == c.model and got.threads == c.threads and got.train.steps == c.train.steps
+        assert counts.skip_reason(c, budget, reduce=True) is None
+    assert counts.skip_reason(cell("torch", model="lstm512", batch=128), budget) is not None  # --counts-full-batch
+    assert counts.fit_batch(cell("torch", model="bilstm512", batch=128), 60) is None
+    assert "even at batch 4" in counts.skip_reason(cell("torch", model="bilstm512", batch=128), 60, reduce=True)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["check", "--counts", "-f", "torch", "-m", "lstm128"], "needs --against"),
     (["check", "--counts", "--against", "HEAD", "--threads", "2", "-f", "torch", "-m", "lstm128"], "one thread"),
@@ -236,6 +253,15 @@ def test_check_counts_and_run_counts_end_to_end(tmp_path):
     # their range, which stays within 5%, a pass. (Real cells' steps agree to 0.008%.)
     assert d["gate"] == "pass" and d["base"] > 1000
     assert d["verdict"] == "unchanged" or "not deterministic" in d["why"], d
+    # A cell past the budget at its batch is counted at the largest batch that fits, on both sides
+    # (the double's lstm512 at b16 is estimated at ~5.5 min, at b4 at ~1.5 min: the budget's 100 s).
+    p = bench("--results-dir", str(rdir), "check", "--counts", "--against", "HEAD", "-f", "fake", "-m", "lstm512",
+              "-b", "16", "--format", "json", "--fail-on", "counts:5%", "--counts-budget-s", "100", env=FAKE,
+              timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "at batch 4: batch 16 is estimated at" in p.stderr
+    (d,) = [d for d in json.loads(p.stdout)["decisions"] if d["metric"] == "counts"]
+    assert ".b4." in d["cell"] and d["gate"] == "pass"
     p = bench("--results-dir", str(rdir), "run", "--counts", "-f", "fake", "-m", "lstm128", "-b", "16", "--threads",
               "1", "--profile", "smoke", "-q", "--memory-rounds", "0", "--run-id", "r", env=FAKE, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -242,6 +242,9 @@ def test_cli_add_grows_the_file_and_pending_does_not(tmp_path, capsys):
         assert cli.main(["--results-dir", str(rd), "trend", str(p), "--add", f"r{i}"]) == 0
     h = history.read(p)
     assert len(h.points) == 12 and h.points[-1].commit == f"{11:040x}" and h.points[-1].run_id == "r11"
+    # A re-run of a push's job replaces its point: one point per push.
+    assert cli.main(["--results-dir", str(rd), "trend", str(p), "--add", "r11"]) == 0
+    assert [pt.commit for pt in history.read(p).points] == [f"{i:040x}" for i in range(12)]
     _run_with(rd, "pr", 12.8 * 1.04, "f" * 40)
     before = p.read_text()
     assert cli.main(["--results-dir", str(rd), "trend", str(p), "--pending", "pr", "--series", "step ms"]) == 1

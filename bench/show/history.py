@@ -68,7 +68,9 @@ class History:
         return {"schema": SCHEMA, "version": VERSION, "points": [p.to_dict() for p in self.points]}
 
     def added(self, point: Point) -> "History":
-        return History(self.points + (point,))
+        """With `point` as the newest push; a point of the same commit (a re-run of that push's
+        job) is replaced, not counted twice."""
+        return History(tuple(p for p in self.points if p.commit != point.commit) + (point,))
 
     def series(self) -> list[Series]:
         """Every figure's series, in the order first seen. A push that lacks a figure is missing

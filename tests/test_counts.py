@@ -81,9 +81,10 @@ def test_processes_that_disagree_are_not_called_deterministic():
 
 
 def test_the_self_check_fires_on_one_process_whose_two_steps_disagree():
-    """One process a side, two counted steps each: steps that agree (as measured: 0.0076% apart at
-    most) are the deterministic figure; steps that differ past the counts tolerance (0.05%) make the
-    check say "not deterministic" and judge the range, never a bare direct comparison."""
+    """One process a side, two counted steps each, step i of base matched with step i of head:
+    matched steps whose head/base ratios agree (as measured) are the deterministic figure; ratios
+    that differ past the counts tolerance (0.05%) make the check say "not deterministic" and judge
+    their range, never a bare direct comparison."""
     def finding(base_steps, head_steps, floor=None):
         cmp = compare.compare([proc(0, sum(base_steps) / 2, steps=base_steps)],
                               [proc(0, sum(head_steps) / 2, steps=head_steps)], compare.parse_rules(floor),
@@ -93,18 +94,25 @@ def test_the_self_check_fires_on_one_process_whose_two_steps_disagree():
 
     same = [267_625_733.0, 267_645_943.0]  # a published process's two steps (0.0076% apart)
     f, code = finding(same, same)
-    assert f.verdict == "unchanged" and "deterministic figure" in f.why and code == 0
+    assert f.verdict == "unchanged" and "deterministic figure: 2 matched readings agree" in f.why and code == 0
     f, code = finding(same, [v * 1.01 for v in same])
     assert f.verdict == "regressed" and code == 1
-    # A synthetic non-deterministic count: the head's steps 0.5% apart, its mean 0.35% up.
-    noisy = [267.6e6 * 1.001, 267.6e6 * 1.006]
-    f, code = finding(same, noisy)
-    assert "not deterministic" in f.why and "readings of one side differ by 0.5%" in f.why
-    assert "tolerance 0.05%" in f.why
-    assert f.verdict == "inconclusive" and code == 3  # its readings straddle the 0.5% floor
-    f, _ = finding(same, [267.6e6 * 1.0006, 267.6e6 * 1.0012])  # 0.06% apart: past the tolerance
+    # Steps that differ from each other, the same way in every process (torch cnn_tutorial b16:
+    # 1.2% apart), are deterministic: a +0.74% change reads +0.74%, regressed at the 0.5% floor.
+    cnn = [265_500_564.0, 262_370_260.0]
+    f, code = finding(cnn, [267_461_638.0, 264_326_153.0])
+    assert f.verdict == "regressed" and "not deterministic" not in f.why and "0.74%" in f.why and code == 1
+    f, code = finding(cnn, cnn)
+    assert f.verdict == "unchanged" and code == 0
+    # A synthetic non-deterministic count: the head's steps 1.001 and 1.006 of the base's.
+    f, code = finding(same, [same[0] * 1.001, same[1] * 1.006])
+    assert "not deterministic" in f.why and "1.0010..1.0060" in f.why and "tolerance 0.05%" in f.why
+    assert f.verdict == "inconclusive" and code == 3  # the matched ratios straddle the 0.5% floor
+    f, _ = finding(same, [same[0] * 1.0002, same[1] * 1.0008])  # 0.06% apart: past the tolerance
     assert "not deterministic" in f.why and f.verdict == "not regressed"
-    f, _ = finding(same, [267.6e6 * 1.0001, 267.6e6 * 1.0004])  # 0.03% apart: inside it
+    f, _ = finding(same, [same[0] * 1.006, same[1] * 1.0075])  # both past the floor: regressed anyway
+    assert "not deterministic" in f.why and f.verdict == "regressed"
+    f, _ = finding(same, [same[0] * 1.0001, same[1] * 1.0004])  # 0.03% apart: inside it
     assert "not deterministic" not in f.why and f.verdict == "unchanged"
     # A record without per-step readings (made before they were kept) is one reading.
     cmp = compare.compare([proc(0, 100e6)], [proc(0, 100e6)], paired=True, gate=("counts",))

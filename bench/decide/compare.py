@@ -248,9 +248,42 @@ def _judge_rounds(rule: Rule, s: Sides, alpha: float) -> Finding | None:
                    d.more_rounds, floor=rule.floor, alpha=alpha, n_max=None if design is None else design.n_max)
 
 
+def _judge_matched_readings(rule: Rule, s: Sides) -> Finding:
+    """A deterministic figure read several times a process (counts' steps), each reading matched
+    with the other side's: the head/base ratios of matched readings must agree within the rule's
+    tolerance (the self-check); past it, the one-sided rule on their range."""
+    ratios = [h / b for b, h in zip(s.base, s.head)]
+    ratio = float(np.median(ratios))
+    b, h = float(np.median(s.base)), float(np.median(s.head))
+    lo_b, hi_b = stats.band(rule.floor)
+    spread = (max(ratios) - min(ratios)) / ratio
+    if spread > rule.tolerance:
+        worst, best = (min(ratios), max(ratios)) if rule.higher_is_better else (max(ratios), min(ratios))
+        worst_ok = worst >= lo_b if rule.higher_is_better else worst <= hi_b
+        best_bad = best < lo_b if rule.higher_is_better else best > hi_b
+        verdict = Verdict.NOT_REGRESSED if worst_ok else Verdict.REGRESSED if best_bad else Verdict.INCONCLUSIVE
+        where = {Verdict.NOT_REGRESSED: "every one within the floor", Verdict.REGRESSED: "every one past the floor",
+                 Verdict.INCONCLUSIVE: "they straddle the floor"}[verdict]
+        return Finding(s.key, rule.name, b, h, verdict,
+                       f"not deterministic: head/base of matched readings range {min(ratios):.4f}..{max(ratios):.4f}, "
+                       f"{100 * spread:.2g}% apart (tolerance {100 * rule.tolerance:g}%); {where} "
+                       f"({floor_words(rule.floor)})", floor=rule.floor)
+    word, pct = stats.change_words(ratio, rule.words)
+    text = (f"{word} by {pct:.2f}% (deterministic figure: {len(ratios)} matched readings agree within "
+            f"{100 * spread:.3f}%, {floor_words(rule.floor)})")
+    if lo_b <= ratio <= hi_b:
+        verdict = Verdict.UNCHANGED
+    else:
+        worse = ratio < 1 if rule.higher_is_better else ratio > 1
+        verdict = Verdict.REGRESSED if worse else Verdict.IMPROVED
+    return Finding(s.key, rule.name, b, h, verdict, text, floor=rule.floor)
+
+
 def _judge_deterministic(rule: Rule, s: Sides, alpha: float) -> Finding | None:
     if not _positive(s):
         return None
+    if rule.samples is not None and s.paired and len(s.base) == len(s.head):
+        return _judge_matched_readings(rule, s)
     b, h = float(np.median(s.base)), float(np.median(s.head))
     spread = max((max(v) - min(v)) / float(np.median(v)) for v in (s.base, s.head))
     lo_b, hi_b = stats.band(rule.floor)
@@ -317,9 +350,19 @@ def sides_of(key: str, rule: Rule, base_procs: dict[int, dict[str, Any]], head_p
     """One metric of one cell from its process records (round -> record, ok ones); None when a
     side has no value for it."""
     if rule.samples is not None:
-        # Every reading of every process: a deterministic figure is compared without pairing.
-        base = [v for r in base_procs.values() for v in readings(rule, r)]
-        head = [v for r in head_procs.values() for v in readings(rule, r)]
+        # Readings (counts: each counted step), matched by round and position where the rounds
+        # pair: step i of a base process against step i of the head process of its round.
+        # Consecutive steps need not cost the same (torch cnn_tutorial b16: 1.2% apart, the same
+        # in every process); what a deterministic count guarantees is that matched steps agree.
+        pairs = []
+        for r in sorted(set(base_procs) & set(head_procs)) if paired else []:
+            pairs += list(zip(readings(rule, base_procs[r]), readings(rule, head_procs[r])))
+        if pairs:
+            base, head = [b for b, _ in pairs], [h for _, h in pairs]
+        else:
+            paired = False
+            base = [v for r in base_procs.values() for v in readings(rule, r)]
+            head = [v for r in head_procs.values() for v in readings(rule, r)]
     elif paired:
         rounds = sorted(set(base_procs) & set(head_procs))
         pairs = [(value(rule, base_procs[r]), value(rule, head_procs[r])) for r in rounds]

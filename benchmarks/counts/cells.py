@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import analytic, counts  # noqa: E402
+from bench.decide import compare  # noqa: E402
 from bench.runner.plan import Selection, plan  # noqa: E402
 from bench.runner.side import Side  # noqa: E402
 
@@ -85,14 +86,27 @@ def spread_pct(steps: list[float]) -> float:
     return 100 * (max(steps) - min(steps)) / statistics.mean(steps)
 
 
+def _proc(row: dict) -> dict:
+    return {"key": "c", "round": 0, "mode": "full", "status": "ok", "device": "cpu", "threads": 1,
+            "counts": {"instructions_per_step": row["instructions_per_step"],
+                       "instructions_by_step": row["instructions_by_step"]}}
+
+
+def verdict(base: dict, head: dict) -> str:
+    """The check's own decision (bench.decide.compare, the counts rule at its default floor)."""
+    cmp = compare.compare([_proc(base)], [_proc(head)], paired=True, gate=("counts",))
+    (f,) = [f for f in cmp.findings if f.rule == "counts"]
+    return str(f.verdict) + (" (self-check fired)" if "not deterministic" in f.why else "")
+
+
 def report(out: Path) -> None:
     rows = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines() if line.strip()]
     by_pair: dict[tuple[str, float], dict[str, dict]] = {}
     for r in rows:
         by_pair.setdefault((r["spec"], r["t_start"]), {})[r["side"]] = r
     print("| cell (counted batch) | A instructions/step | A steps differ | B steps differ | injected (FLOPs) | "
-          "read as | wall A / B (s) |")
-    print("|---|---|---|---|---|---|---|")
+          "read as | check's verdict | pair wall (s) |")
+    print("|---|---|---|---|---|---|---|---|")
     for (spec, _), sides in sorted(by_pair.items(), key=lambda kv: kv[0][1]):
         a, b = sides.get("A", {}), sides.get("B", {})
         if a.get("status") != "ok" or b.get("status") != "ok":
@@ -101,7 +115,7 @@ def report(out: Path) -> None:
         read = 100 * (b["instructions_per_step"] / a["instructions_per_step"] - 1)
         print(f"| {spec} | {a['instructions_per_step']:,.0f} | {spread_pct(a['instructions_by_step']):.4f}% | "
               f"{spread_pct(b['instructions_by_step']):.4f}% | {b['pct']}% (N={b['matmul_n']}) | +{read:.3f}% | "
-              f"{a['wall_s']:.0f} / {b['wall_s']:.0f} |")
+              f"{verdict(a, b)} | {a['pair_wall_s']:.0f} |")
 
 
 def main() -> int:

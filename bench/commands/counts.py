@@ -96,8 +96,7 @@ def run_against(args: argparse.Namespace) -> tuple[str, str]:
                 console.print(f"{cell.key}: skipped: {reason}", markup=False)
                 continue
             full = cell
-            cell = counts.fit_batch(cell, budget_s) if reduce else cell
-            assert cell is not None  # skip_reason said it fits
+            cell = (counts.fit_batch(cell, budget_s) or cell) if reduce else cell  # skip_reason: it fits
             smaller = "" if cell is full else \
                 (f", at batch {cell.train.batch_size}: batch {full.train.batch_size} is estimated at "
                  f"{counts.estimate_s(full) / 60:.0f} min")

@@ -44,10 +44,11 @@ CACHE_VARIABLE = "LSTM_BENCH_CACHE"
 # The order of the bits lb_cpu_features sets (shim.c).
 CPU_FEATURES = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512vnni")
 WARMUP_STEPS = 2  # the first step compiles, the second settles allocator and caches; neither is counted
-# Two counted steps: the counts' self-check. Steps of one process agreed to 0.0076% (the published
-# note), so two that differ past the counts tolerance (bench.decide.compare.COUNTS_TOLERANCE) mean the
-# count is not the deterministic figure the direct comparison assumes, and the check says so, with
-# one process a side. The second step costs a step's time (~50-100 s for torch lstm128 b128).
+# Two counted steps: the counts' self-check. The check matches step i of base with step i of head;
+# in a deterministic count the matched head/base ratios agree (to 0.007% where measured), so ratios
+# apart by more than the counts tolerance (bench.decide.compare.COUNTS_TOLERANCE) mean the count is
+# not the figure the direct comparison assumes, and the check says so with one process a side. The
+# second step costs a step's time (~50-100 s for torch lstm128 b128).
 COUNTED_STEPS = 2
 BUDGET_S = 300.0  # a counts process (both sides run at once) estimated past this is skipped
 # Processes of identical code gave the same count to the instruction (the counts rule's floor in

@@ -53,7 +53,8 @@ def all_actions(p: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 def test_the_walk_sees_every_subcommand_and_option():
     seen = list(all_actions(cli_parser.build_parser()))
     commands = {path[0] for path, _ in seen if path}
-    assert commands == {"run", "list", "runs", "show", "compare", "check", "plot", "export", "overhead", "envs"}
+    assert commands == {"run", "list", "runs", "show", "compare", "check", "plot", "export", "overhead", "envs",
+                        "trend"}
     assert len(seen) > 100  # run and check alone have ~30 options each
 
 

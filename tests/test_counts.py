@@ -16,7 +16,7 @@ from bench.spec import ZOO, Cell, TrainSpec
 from test_cli import FAKE, ROOT, bench
 
 
-def proc(round_: int, instructions: float | None, key: str = "c1") -> dict:
+def proc(round_: int, instructions: float | None, key: str = "c1", steps: list[float] | None = None) -> dict:
     """A process record of a check --counts side: the cell, and its instruction count."""
     rec = {"key": key, "round": round_, "mode": "full", "status": "ok", "framework": "torch", "variant": "default",
            "model": "m", "device": "cpu", "batch_size": 128, "threads": 1, "precision": "fp32",
@@ -25,6 +25,8 @@ def proc(round_: int, instructions: float | None, key: str = "c1") -> dict:
                                                                "train": {"steps": 10, "seed": 0}}}
     if instructions is not None:
         rec["counts"] = {"status": "ok", "instructions_per_step": float(instructions)}
+        if steps is not None:
+            rec["counts"]["instructions_by_step"] = steps
     return rec
 
 
@@ -76,6 +78,52 @@ def test_processes_that_disagree_are_not_called_deterministic():
     assert f.verdict == "not regressed" and "not deterministic" in f.why
     f = finding((100e6, 100e6), (100e6, 103e6))
     assert f.verdict == "inconclusive" and "not deterministic" in f.why
+
+
+def test_the_self_check_fires_on_one_process_whose_two_steps_disagree():
+    """One process a side, two counted steps each, step i of base matched with step i of head:
+    matched steps whose head/base ratios agree (as measured) are the deterministic figure; ratios
+    that differ past the counts tolerance (0.05%) make the check say "not deterministic" and judge
+    their range, never a bare direct comparison."""
+    def finding(base_steps, head_steps, floor=None):
+        cmp = compare.compare([proc(0, sum(base_steps) / 2, steps=base_steps)],
+                              [proc(0, sum(head_steps) / 2, steps=head_steps)], compare.parse_rules(floor),
+                              paired=True, gate=("counts",))
+        (f,) = [f for f in cmp.findings if f.rule == "counts"]
+        return f, cmp.exit_code()
+
+    same = [267_625_733.0, 267_645_943.0]  # a published process's two steps (0.0076% apart)
+    f, code = finding(same, same)
+    assert f.verdict == "unchanged" and "deterministic figure: 2 matched readings agree" in f.why and code == 0
+    f, code = finding(same, [v * 1.01 for v in same])
+    assert f.verdict == "regressed" and code == 1
+    # Steps that differ from each other, the same way in every process (torch cnn_tutorial b16:
+    # 1.2% apart), are deterministic: a +0.74% change reads +0.74%, regressed at the 0.5% floor.
+    cnn = [265_500_564.0, 262_370_260.0]
+    f, code = finding(cnn, [267_461_638.0, 264_326_153.0])
+    assert f.verdict == "regressed" and "not deterministic" not in f.why and "0.74%" in f.why and code == 1
+    f, code = finding(cnn, cnn)
+    assert f.verdict == "unchanged" and code == 0
+    # A synthetic non-deterministic count: the head's steps 1.001 and 1.006 of the base's.
+    f, code = finding(same, [same[0] * 1.001, same[1] * 1.006])
+    assert "not deterministic" in f.why and "1.0010..1.0060" in f.why and "tolerance 0.05%" in f.why
+    assert f.verdict == "inconclusive" and code == 3  # the matched ratios straddle the 0.5% floor
+    f, _ = finding(same, [same[0] * 1.0002, same[1] * 1.0008])  # 0.06% apart: past the tolerance
+    assert "not deterministic" in f.why and f.verdict == "not regressed"
+    f, _ = finding(same, [same[0] * 1.006, same[1] * 1.0075])  # both past the floor: regressed anyway
+    assert "not deterministic" in f.why and f.verdict == "regressed"
+    f, _ = finding(same, [same[0] * 1.0001, same[1] * 1.0004])  # 0.03% apart: inside it
+    assert "not deterministic" not in f.why and f.verdict == "unchanged"
+    # A record without per-step readings (made before they were kept) is one reading.
+    cmp = compare.compare([proc(0, 100e6)], [proc(0, 100e6)], paired=True, gate=("counts",))
+    assert [f.verdict for f in cmp.findings if f.rule == "counts"] == ["unchanged"]
+
+
+def test_the_counts_tolerance_comes_from_the_measured_spread():
+    rule = compare.RULES_BY_NAME["counts"]
+    assert rule.tolerance == compare.COUNTS_TOLERANCE == 0.0005 < compare.DETERMINISTIC_TOLERANCE
+    assert compare.RULES_BY_NAME["memory"].tolerance == compare.DETERMINISTIC_TOLERANCE
+    assert counts.COUNTED_STEPS == 2  # the self-check needs two readings a process
 
 
 # ------------------------------------------------------------------------ callgrind's dump
@@ -152,6 +200,23 @@ def test_cells_counts_cannot_serve_are_skipped_with_their_reason():
     assert counts.skip_reason(cell("torch", batch=128), counts.BUDGET_S) is None  # the target cell fits
 
 
+def test_a_cell_past_the_budget_is_counted_at_the_largest_batch_that_fits():
+    """The same layers at fewer rows, halving from the cell's batch: torch lstm512 b128 (~43 min
+    estimated) is counted at b8, cnn_tutorial at b16, bilstm512 at b4; a cell that fits keeps its
+    batch; below MIN_COUNTED_BATCH nothing is counted, and the reason says so."""
+    budget = counts.BUDGET_S
+    for model, batch in (("lstm512", 8), ("cnn_tutorial", 16), ("bilstm512", 4), ("gru128", 128)):
+        c = cell("torch", model=model, batch=128)
+        got = counts.fit_batch(c, budget)
+        assert got is not None and got.train.batch_size == batch, model
+        assert counts.estimate_s(got) <= budget and (got is c or counts.estimate_s(counts.with_batch(c, batch * 2)) > budget)
+        assert got.model == c.model and got.threads == c.threads and got.train.steps == c.train.steps
+        assert counts.skip_reason(c, budget, reduce=True) is None
+    assert counts.skip_reason(cell("torch", model="lstm512", batch=128), budget) is not None  # --counts-full-batch
+    assert counts.fit_batch(cell("torch", model="bilstm512", batch=128), 60) is None
+    assert "even at batch 4" in counts.skip_reason(cell("torch", model="bilstm512", batch=128), 60, reduce=True)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["check", "--counts", "-f", "torch", "-m", "lstm128"], "needs --against"),
     (["check", "--counts", "--against", "HEAD", "--threads", "2", "-f", "torch", "-m", "lstm128"], "one thread"),
@@ -191,7 +256,20 @@ def test_check_counts_and_run_counts_end_to_end(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     out = json.loads(p.stdout)
     (d,) = [d for d in out["decisions"] if d["metric"] == "counts"]
-    assert d["verdict"] == "unchanged" and d["base"] > 1000
+    # The double's two counted steps, ~9k interpreter instructions each, differ by more than the
+    # counts tolerance (0.05%): the self-check reads them as not deterministic and the gate judges
+    # their range, which stays within 5%, a pass. (Real cells' steps agree to 0.008%.)
+    assert d["gate"] == "pass" and d["base"] > 1000
+    assert d["verdict"] == "unchanged" or "not deterministic" in d["why"], d
+    # A cell past the budget at its batch is counted at the largest batch that fits, on both sides
+    # (the double's lstm512 at b16 is estimated at ~5.5 min, at b4 at ~1.5 min: the budget's 100 s).
+    p = bench("--results-dir", str(rdir), "check", "--counts", "--against", "HEAD", "-f", "fake", "-m", "lstm512",
+              "-b", "16", "--format", "json", "--fail-on", "counts:5%", "--counts-budget-s", "100", env=FAKE,
+              timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "at batch 4: batch 16 is estimated at" in p.stderr
+    (d,) = [d for d in json.loads(p.stdout)["decisions"] if d["metric"] == "counts"]
+    assert ".b4." in d["cell"] and d["gate"] == "pass"
     p = bench("--results-dir", str(rdir), "run", "--counts", "-f", "fake", "-m", "lstm128", "-b", "16", "--threads",
               "1", "--profile", "smoke", "-q", "--memory-rounds", "0", "--run-id", "r", env=FAKE, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr

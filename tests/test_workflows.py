@@ -73,3 +73,19 @@ def test_perf_check_runs_the_base_on_its_own_pins_when_dependency_files_change()
     assert all(p in diff for p in ("pyproject.toml", "requirements*.txt", "*.lock"))
     # uv reads no pip flags: the CPU torch index reaches the environment builder as pip's setting
     assert step["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+
+
+def test_trend_history_lasts_and_creep_is_judged():
+    """The trend job keeps its history on a data branch (no cache that expires after 7 days unused),
+    pushes add a point with `bench trend --add`, pull requests are judged with --pending and add
+    nothing, and a push that lost a race re-adds its point instead of dropping it."""
+    yaml = pytest.importorskip("yaml")
+    job = yaml.safe_load(PERF.read_text())["jobs"]["trend"]
+    assert not [s for s in job["steps"] if s.get("uses", "").startswith("actions/cache")]
+    assert job["permissions"]["contents"] == "write"
+    text = "\n".join(s.get("run", "") for s in job["steps"])
+    assert "--add \"$HEAD_RUN\" --commit \"$GITHUB_SHA\"" in text and "--pending \"$HEAD_RUN\"" in text
+    assert "python -m bench trend perf-history/history.json" in text
+    save = next(s for s in job["steps"] if s.get("name", "").startswith("Save the history"))
+    assert "github.event_name == 'push'" in save["if"]
+    assert 'git push origin "HEAD:refs/heads/$DATA_BRANCH"' in save["run"] and "--add" in save["run"]

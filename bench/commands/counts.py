@@ -36,8 +36,13 @@ def add_counts_args(p: argparse.ArgumentParser, what: str) -> None:
                         f"~0.05%%; needs valgrind and gcc: {counts.INSTALL_HINT}); CPU cells, one thread; "
                         "see docs/counts.md")
     p.add_argument("--counts-budget-s", type=float, default=counts.BUDGET_S,
-                   help=f"with --counts: skip a cell whose counts process is estimated to take longer (default "
-                        f"{counts.BUDGET_S:.0f} s; torch lstm128 takes 3-6 min, by the host and its hour)")
+                   help=f"with --counts: a cell whose counts process is estimated to take longer is counted at a "
+                        f"smaller batch that fits (check), or skipped (run, or check --counts-full-batch) (default "
+                        f"{counts.BUDGET_S:.0f} s; torch lstm128 b128 takes 3-6 min, by the host and its hour)")
+    if what.startswith("instead"):  # check: the reduced batch is compared with itself on both sides
+        p.add_argument("--counts-full-batch", action="store_true",
+                       help="with --counts: count every cell at its own batch, skipping those past the budget, "
+                            f"instead of halving the batch (to {counts.MIN_COUNTED_BATCH} at least) until it fits")
 
 
 def _budget(args: argparse.Namespace) -> float:
@@ -84,12 +89,19 @@ def run_against(args: argparse.Namespace) -> tuple[str, str]:
                       + f", {counts.COUNTED_STEPS} step(s) counted after {counts.WARMUP_STEPS} uninstrumented")
         timeout = ab.timeout_s(args, sel)
         counted = 0
+        reduce = not getattr(args, "counts_full_batch", False)
         for cell in cells:
-            reason = counts.skip_reason(cell, budget_s)
+            reason = counts.skip_reason(cell, budget_s, reduce)
             if reason:
                 console.print(f"{cell.key}: skipped: {reason}", markup=False)
                 continue
-            console.print(f"{cell.key}: counting (estimated {counts.estimate_s(cell) / 60:.1f} min)", markup=False)
+            full = cell
+            cell = (counts.fit_batch(cell, budget_s) or cell) if reduce else cell  # skip_reason: it fits
+            smaller = "" if cell is full else \
+                (f", at batch {cell.train.batch_size}: batch {full.train.batch_size} is estimated at "
+                 f"{counts.estimate_s(full) / 60:.0f} min")
+            console.print(f"{cell.key}: counting (estimated {counts.estimate_s(cell) / 60:.1f} min{smaller})",
+                          markup=False)
             pinned = tuple(dataclasses.replace(s, cpu=c) for s, c in zip(sides, cpus))
             pair = counts.count_pair(cell, pinned, tuple(s.run.counts_dir(cell.key) for s in sides), timeout)
             for side, got in zip(sides, pair):
@@ -108,8 +120,13 @@ def run_against(args: argparse.Namespace) -> tuple[str, str]:
 def _line(got: dict[str, Any]) -> str:
     if got.get("status") != "ok":
         return f"{got.get('status')}: {got.get('reason')}"
+    steps = got.get("instructions_by_step") or []
+    agree = ""
+    if len(steps) > 1:
+        spread_pct = 100 * (max(steps) - min(steps)) / (sum(steps) / len(steps))
+        agree = f"; its {len(steps)} steps differ by {spread_pct:.4f}%"
     return (f"{got['instructions_per_step'] / 1e6:,.1f} M instructions per step ({got['wall_s']:.0f} s, "
-            f"kernel {got['kernel']}, CPU features seen: {' '.join(got['cpu_features_seen'])})")
+            f"kernel {got['kernel']}, CPU features seen: {' '.join(got['cpu_features_seen'])}{agree})")
 
 
 def add_to_run(run: Run, cells: list[Cell], args: argparse.Namespace, console: Any,

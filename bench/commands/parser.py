@@ -9,7 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from .. import envinfo, registry
-from . import check, envs_cmd, listing, overhead, run, show
+from . import check, envs_cmd, listing, overhead, run, show, trend
 from .usage import Parser
 
 # The documented command; `python -m bench` passes its own name, so usage lines and hints
@@ -36,6 +36,7 @@ def build_parser(prog: str = PROG) -> Parser:
     show.add_plot_and_export_parsers(sub)
     overhead.add_parser(sub)
     envs_cmd.add_parser(sub)
+    trend.add_parser(sub)
     for name, sp in sub.choices.items():
         # After the subcommand too (`lstm-bench show RUN --results-dir DIR`). SUPPRESS: a
         # subcommand that was not given the flag keeps the value parsed before it (or the default).

@@ -15,6 +15,7 @@ passes the budget, the cell is skipped with one line that says why and what to i
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -43,7 +44,12 @@ CACHE_VARIABLE = "LSTM_BENCH_CACHE"
 # The order of the bits lb_cpu_features sets (shim.c).
 CPU_FEATURES = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512vnni")
 WARMUP_STEPS = 2  # the first step compiles, the second settles allocator and caches; neither is counted
-COUNTED_STEPS = 1  # steps agree to 0.01% (the published note): one is enough, and each costs ~50 s
+# Two counted steps: the counts' self-check. The check matches step i of base with step i of head;
+# in a deterministic count the matched head/base ratios agree (to 0.007% where measured), so ratios
+# apart by more than the counts tolerance (bench.decide.compare.COUNTS_TOLERANCE) mean the count is
+# not the figure the direct comparison assumes, and the check says so with one process a side. The
+# second step costs a step's time (~50-100 s for torch lstm128 b128).
+COUNTED_STEPS = 2
 BUDGET_S = 300.0  # a counts process (both sides run at once) estimated past this is skipped
 # Processes of identical code gave the same count to the instruction (the counts rule's floor in
 # bench.decide.compare is 0.5%; results/published/counts-cpu-2core-2026-12-02.md).
@@ -173,16 +179,43 @@ def estimate_s(cell: Cell, warmup: int = WARMUP_STEPS, counted: int = COUNTED_ST
     return c.startup_s + step_gflop * c.s_per_gflop * (counted + warmup)
 
 
-def skip_reason(cell: Cell, budget_s: float) -> str | None:
-    """Why this cell is not counted (None: it is)."""
+# A cell too slow to count at its batch is counted at a smaller one, halving down to this: the
+# same layers, shapes and kernels with fewer rows (a shorter sequence or a smaller image would
+# change the kernels' shapes, and for a CNN the kernel mix). Below 4 rows a GEMM is closer to a
+# matrix-vector product and may take another code path.
+MIN_COUNTED_BATCH = 4
+
+
+def with_batch(cell: Cell, batch: int) -> Cell:
+    return dataclasses.replace(cell, train=dataclasses.replace(cell.train, batch_size=batch))
+
+
+def fit_batch(cell: Cell, budget_s: float) -> Cell | None:
+    """The cell as counted within `budget_s`: itself when it fits, else the same cell at the largest
+    batch (halving from its own, at least MIN_COUNTED_BATCH) estimated to fit; None when none does."""
+    batch = cell.train.batch_size
+    while batch >= MIN_COUNTED_BATCH:
+        c = cell if batch == cell.train.batch_size else with_batch(cell, batch)
+        if estimate_s(c) <= budget_s:
+            return c
+        batch //= 2
+    return None
+
+
+def skip_reason(cell: Cell, budget_s: float, reduce: bool = False) -> str | None:
+    """Why this cell is not counted (None: it is, at fit_batch's batch when `reduce`)."""
     if cell.device != "cpu":
         return "counts run on CPU only: valgrind does not see work on a GPU"
     if cell.threads != 1:
         return (f"counts run one thread (this cell has {cell.threads}): valgrind serializes threads and "
                 f"spin-waits make counts vary; give --threads 1")
-    est = estimate_s(cell)
+    if reduce and fit_batch(cell, budget_s) is not None:
+        return None
+    est = estimate_s(with_batch(cell, MIN_COUNTED_BATCH) if reduce else cell)
     if est > budget_s:
-        return f"estimated {est:.0f} s under valgrind, past the counts budget of {budget_s:.0f} s (--counts-budget-s)"
+        at = f" even at batch {MIN_COUNTED_BATCH}" if reduce else ""
+        return (f"estimated {est:.0f} s under valgrind{at}, past the counts budget of {budget_s:.0f} s "
+                f"(--counts-budget-s)")
     return None
 
 

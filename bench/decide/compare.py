@@ -45,6 +45,11 @@ from .sequential import Design
 from ..spec import ModelSpec, key_without_env
 
 DETERMINISTIC_TOLERANCE = 0.005  # processes of one side may differ this much on a "deterministic" figure
+# Counts' own: the widest spread measured between processes of identical code was 0.0079% (72
+# processes, three sessions) and between consecutive counted steps of one process 0.0076%
+# (results/published/counts-cpu-2core-2026-12-02.md): 0.05% is 6x that, and 1/10 of the counts floor,
+# so counts that disagree past it are not the deterministic figure the direct comparison assumes.
+COUNTS_TOLERANCE = 0.0005
 
 
 class Judge(TextEnum):
@@ -75,6 +80,10 @@ class Rule:
     absolute: bool = False
     words: tuple[str, str] = ("faster", "slower")
     timed: bool = False  # a clock reading: left out of rounds timed on a busy machine
+    tolerance: float = DETERMINISTIC_TOLERANCE  # DETERMINISTIC: the spread within a side still called deterministic
+    # DETERMINISTIC: a process's own repeated readings (counts: each counted step), judged as values
+    # of its side, so one process a side still has a spread that can exceed the tolerance.
+    samples: Callable[[Record], list[float] | None] | None = None
 
 
 DEFAULT_RULES = (
@@ -88,7 +97,8 @@ DEFAULT_RULES = (
     # code gave the same count to the instruction here, so the floor is half of the smallest
     # change worth gating on (results/published/counts-cpu-2core-2026-12-02.md).
     Rule("counts", attrgetter("instructions_per_step"), False, 0.005, Judge.DETERMINISTIC,
-         words=("more instructions", "fewer instructions")),
+         words=("more instructions", "fewer instructions"), tolerance=COUNTS_TOLERANCE,
+         samples=attrgetter("instructions_by_step")),
 )
 RULES_BY_NAME = {r.name: r for r in DEFAULT_RULES}
 # Inference is timed on a short pass and RSS is the allocator's, not the network's: both move
@@ -139,6 +149,16 @@ def parse_gate(text: str | None) -> tuple[str, ...]:
 def value(rule: Rule, rec: dict[str, Any]) -> float | None:
     v = rule.read(Record(rec))
     return None if v is None else float(v)
+
+
+def readings(rule: Rule, rec: dict[str, Any]) -> list[float]:
+    """A process's readings of a rule with samples (each counted step); its one value where the
+    record kept no readings; none where it has no value."""
+    got = rule.samples(Record(rec)) if rule.samples is not None else None
+    if got:
+        return got
+    v = value(rule, rec)
+    return [] if v is None else [v]
 
 
 @dataclass(frozen=True)
@@ -228,13 +248,46 @@ def _judge_rounds(rule: Rule, s: Sides, alpha: float) -> Finding | None:
                    d.more_rounds, floor=rule.floor, alpha=alpha, n_max=None if design is None else design.n_max)
 
 
+def _judge_matched_readings(rule: Rule, s: Sides) -> Finding:
+    """A deterministic figure read several times a process (counts' steps), each reading matched
+    with the other side's: the head/base ratios of matched readings must agree within the rule's
+    tolerance (the self-check); past it, the one-sided rule on their range."""
+    ratios = [h / b for b, h in zip(s.base, s.head)]
+    ratio = float(np.median(ratios))
+    b, h = float(np.median(s.base)), float(np.median(s.head))
+    lo_b, hi_b = stats.band(rule.floor)
+    spread = (max(ratios) - min(ratios)) / ratio
+    if spread > rule.tolerance:
+        worst, best = (min(ratios), max(ratios)) if rule.higher_is_better else (max(ratios), min(ratios))
+        worst_ok = worst >= lo_b if rule.higher_is_better else worst <= hi_b
+        best_bad = best < lo_b if rule.higher_is_better else best > hi_b
+        verdict = Verdict.NOT_REGRESSED if worst_ok else Verdict.REGRESSED if best_bad else Verdict.INCONCLUSIVE
+        where = {Verdict.NOT_REGRESSED: "every one within the floor", Verdict.REGRESSED: "every one past the floor",
+                 Verdict.INCONCLUSIVE: "they straddle the floor"}[verdict]
+        return Finding(s.key, rule.name, b, h, verdict,
+                       f"not deterministic: head/base of matched readings range {min(ratios):.4f}..{max(ratios):.4f}, "
+                       f"{100 * spread:.2g}% apart (tolerance {100 * rule.tolerance:g}%); {where} "
+                       f"({floor_words(rule.floor)})", floor=rule.floor)
+    word, pct = stats.change_words(ratio, rule.words)
+    text = (f"{word} by {pct:.2f}% (deterministic figure: {len(ratios)} matched readings agree within "
+            f"{100 * spread:.3f}%, {floor_words(rule.floor)})")
+    if lo_b <= ratio <= hi_b:
+        verdict = Verdict.UNCHANGED
+    else:
+        worse = ratio < 1 if rule.higher_is_better else ratio > 1
+        verdict = Verdict.REGRESSED if worse else Verdict.IMPROVED
+    return Finding(s.key, rule.name, b, h, verdict, text, floor=rule.floor)
+
+
 def _judge_deterministic(rule: Rule, s: Sides, alpha: float) -> Finding | None:
     if not _positive(s):
         return None
+    if rule.samples is not None and s.paired and len(s.base) == len(s.head):
+        return _judge_matched_readings(rule, s)
     b, h = float(np.median(s.base)), float(np.median(s.head))
     spread = max((max(v) - min(v)) / float(np.median(v)) for v in (s.base, s.head))
     lo_b, hi_b = stats.band(rule.floor)
-    if spread > DETERMINISTIC_TOLERANCE:
+    if spread > rule.tolerance:
         # Not deterministic: the one-sided rule on the range of head/base over all process pairs.
         worst, best = (min(s.head) / max(s.base), max(s.head) / min(s.base)) if rule.higher_is_better else \
             (max(s.head) / min(s.base), min(s.head) / max(s.base))
@@ -245,7 +298,8 @@ def _judge_deterministic(rule: Rule, s: Sides, alpha: float) -> Finding | None:
                  Verdict.REGRESSED: "every head process past the floor of every base one",
                  Verdict.INCONCLUSIVE: "head and base processes straddle the floor"}[verdict]
         return Finding(s.key, rule.name, b, h, verdict,
-                       f"not deterministic: processes of one side differ by {100 * spread:.1f}%; {where} "
+                       f"not deterministic: {'readings' if rule.samples else 'processes'} of one side differ by "
+                       f"{100 * spread:.2g}% (tolerance {100 * rule.tolerance:g}%); {where} "
                        f"({floor_words(rule.floor)})", floor=rule.floor)
     ratio = h / b
     word, pct = stats.change_words(ratio, rule.words)
@@ -295,7 +349,21 @@ def sides_of(key: str, rule: Rule, base_procs: dict[int, dict[str, Any]], head_p
              paired: bool, design: Design | None = None) -> Sides | None:
     """One metric of one cell from its process records (round -> record, ok ones); None when a
     side has no value for it."""
-    if paired:
+    if rule.samples is not None:
+        # Readings (counts: each counted step), matched by round and position where the rounds
+        # pair: step i of a base process against step i of the head process of its round.
+        # Consecutive steps need not cost the same (torch cnn_tutorial b16: 1.2% apart, the same
+        # in every process); what a deterministic count guarantees is that matched steps agree.
+        pairs = []
+        for r in sorted(set(base_procs) & set(head_procs)) if paired else []:
+            pairs += list(zip(readings(rule, base_procs[r]), readings(rule, head_procs[r])))
+        if pairs:
+            base, head = [b for b, _ in pairs], [h for _, h in pairs]
+        else:
+            paired = False
+            base = [v for r in base_procs.values() for v in readings(rule, r)]
+            head = [v for r in head_procs.values() for v in readings(rule, r)]
+    elif paired:
         rounds = sorted(set(base_procs) & set(head_procs))
         pairs = [(value(rule, base_procs[r]), value(rule, head_procs[r])) for r in rounds]
         pairs = [(b, h) for b, h in pairs if b is not None and h is not None]

@@ -202,6 +202,12 @@ class Record:
         return self._at("counts", "instructions_per_step")
 
     @property
+    def instructions_by_step(self) -> list[float] | None:
+        """Each counted step's instructions (a record made before they were kept: None)."""
+        steps = self._at("counts", "instructions_by_step")
+        return [float(v) for v in steps] if isinstance(steps, list) and steps else None
+
+    @property
     def tensor_peak_bytes(self) -> int | None:
         return self._at("memory", "tensor_peak_bytes")
 

@@ -1,7 +1,7 @@
 """Framework versions side by side in package environments (bench/runner/envs.py): an A/A and a
 real version A/B, measured through the harness's own `run --config` with `[envs.*]` tables.
 
-A benchmark of the harness, run by hand (never a test), under /work/tools/quiet in chunks.
+A benchmark of the harness, run by hand (never a test) on a quiet machine, in chunks.
 
 collect: one chunk = one pair of environments x one model, `--rounds N` fresh processes per cell
   (round robin over the pair's two cells, so slow drift of the host hits both alike), into
@@ -18,7 +18,7 @@ report: per chunk, the head/base ratio of train samples/s with its 95% interval 
   tensor-level memory, accuracy and kernel label per side, the packages that differ; then which
   differences hold in every run of the same pair and model.
 
-  /work/tools/quiet python benchmarks/envs_ab.py collect --out results/envs_ab --pair jax -m lstm128 --label r1
+  python benchmarks/envs_ab.py collect --out results/envs_ab --pair jax -m lstm128 --label r1
   python benchmarks/envs_ab.py report results/envs_ab --md results/published/envs-ab-HOST-DATE.md
 """
 from __future__ import annotations

@@ -30,20 +30,13 @@ import time
 
 from scipy import stats as sps
 
+from process_noise import TORCH_LSTM128_STEP  # the same bare step (this script's directory is on sys.path)
+
 CHILD = r"""
 import os, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[3]))
-torch.manual_seed(0)
-class M(torch.nn.Module):
-    def __init__(s):
-        super().__init__(); s.l = torch.nn.LSTM(28, 128, batch_first=True); s.o = torch.nn.Linear(128, 10)
-    def forward(s, x):
-        y, _ = s.l(x); return s.o(y[:, -1])
-m = M(); opt = torch.optim.Adam(m.parameters(), 1e-3)
-x = torch.rand(128, 28, 28); y = torch.randint(0, 10, (128,))
-def step():
-    opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()
+""" + TORCH_LSTM128_STEP + r"""
 for _ in range(3): step()
 for r in range(int(sys.argv[1])):
     print(f"ready {r}", flush=True)

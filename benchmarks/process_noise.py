@@ -32,10 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import measure  # noqa: E402  (imports no framework)
 
-STEP = """
-import json, os, sys, time
-import torch
-torch.set_num_threads(int(sys.argv[1]))
+# A bare torch lstm128 training step (batch 128, Adam), after `torch.set_num_threads`: `step()`.
+# benchmarks/alternate_probe.py drives the same step.
+TORCH_LSTM128_STEP = """
 torch.manual_seed(0)
 class M(torch.nn.Module):
     def __init__(s):
@@ -46,6 +45,13 @@ m = M(); opt = torch.optim.Adam(m.parameters(), 1e-3)
 x = torch.rand(128, 28, 28); y = torch.randint(0, 10, (128,))
 def step():
     opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()
+"""
+
+STEP = """
+import json, os, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+""" + TORCH_LSTM128_STEP + """
 for _ in range(5): step()
 reps = []
 for _ in range(6):

@@ -248,6 +248,24 @@ def _judge_rounds(rule: Rule, s: Sides, alpha: float) -> Finding | None:
                    d.more_rounds, floor=rule.floor, alpha=alpha, n_max=None if design is None else design.n_max)
 
 
+def _range_verdict(rule: Rule, worst: float, best: float) -> Verdict:
+    """The one-sided rule on a range of head/base ratios whose ends disagree past the tolerance:
+    a pass when its worst end is within the floor, regressed when even its best end is past it."""
+    lo_b, hi_b = stats.band(rule.floor)
+    worst_ok = worst >= lo_b if rule.higher_is_better else worst <= hi_b
+    best_bad = best < lo_b if rule.higher_is_better else best > hi_b
+    return Verdict.NOT_REGRESSED if worst_ok else Verdict.REGRESSED if best_bad else Verdict.INCONCLUSIVE
+
+
+def _point_verdict(rule: Rule, ratio: float) -> Verdict:
+    """A deterministic head/base ratio against the band: unchanged inside it, else the direction."""
+    lo_b, hi_b = stats.band(rule.floor)
+    if lo_b <= ratio <= hi_b:
+        return Verdict.UNCHANGED
+    worse = ratio < 1 if rule.higher_is_better else ratio > 1
+    return Verdict.REGRESSED if worse else Verdict.IMPROVED
+
+
 def _judge_matched_readings(rule: Rule, s: Sides) -> Finding:
     """A deterministic figure read several times a process (counts' steps), each reading matched
     with the other side's: the head/base ratios of matched readings must agree within the rule's
@@ -255,13 +273,10 @@ def _judge_matched_readings(rule: Rule, s: Sides) -> Finding:
     ratios = [h / b for b, h in zip(s.base, s.head)]
     ratio = float(np.median(ratios))
     b, h = float(np.median(s.base)), float(np.median(s.head))
-    lo_b, hi_b = stats.band(rule.floor)
     spread = (max(ratios) - min(ratios)) / ratio
     if spread > rule.tolerance:
         worst, best = (min(ratios), max(ratios)) if rule.higher_is_better else (max(ratios), min(ratios))
-        worst_ok = worst >= lo_b if rule.higher_is_better else worst <= hi_b
-        best_bad = best < lo_b if rule.higher_is_better else best > hi_b
-        verdict = Verdict.NOT_REGRESSED if worst_ok else Verdict.REGRESSED if best_bad else Verdict.INCONCLUSIVE
+        verdict = _range_verdict(rule, worst, best)
         where = {Verdict.NOT_REGRESSED: "every one within the floor", Verdict.REGRESSED: "every one past the floor",
                  Verdict.INCONCLUSIVE: "they straddle the floor"}[verdict]
         return Finding(s.key, rule.name, b, h, verdict,
@@ -271,12 +286,7 @@ def _judge_matched_readings(rule: Rule, s: Sides) -> Finding:
     word, pct = stats.change_words(ratio, rule.words)
     text = (f"{word} by {pct:.2f}% (deterministic figure: {len(ratios)} matched readings agree within "
             f"{100 * spread:.3f}%, {floor_words(rule.floor)})")
-    if lo_b <= ratio <= hi_b:
-        verdict = Verdict.UNCHANGED
-    else:
-        worse = ratio < 1 if rule.higher_is_better else ratio > 1
-        verdict = Verdict.REGRESSED if worse else Verdict.IMPROVED
-    return Finding(s.key, rule.name, b, h, verdict, text, floor=rule.floor)
+    return Finding(s.key, rule.name, b, h, _point_verdict(rule, ratio), text, floor=rule.floor)
 
 
 def _judge_deterministic(rule: Rule, s: Sides, alpha: float) -> Finding | None:
@@ -286,14 +296,11 @@ def _judge_deterministic(rule: Rule, s: Sides, alpha: float) -> Finding | None:
         return _judge_matched_readings(rule, s)
     b, h = float(np.median(s.base)), float(np.median(s.head))
     spread = max((max(v) - min(v)) / float(np.median(v)) for v in (s.base, s.head))
-    lo_b, hi_b = stats.band(rule.floor)
     if spread > rule.tolerance:
         # Not deterministic: the one-sided rule on the range of head/base over all process pairs.
         worst, best = (min(s.head) / max(s.base), max(s.head) / min(s.base)) if rule.higher_is_better else \
             (max(s.head) / min(s.base), min(s.head) / max(s.base))
-        worst_ok = worst >= lo_b if rule.higher_is_better else worst <= hi_b
-        best_bad = best < lo_b if rule.higher_is_better else best > hi_b
-        verdict = Verdict.NOT_REGRESSED if worst_ok else Verdict.REGRESSED if best_bad else Verdict.INCONCLUSIVE
+        verdict = _range_verdict(rule, worst, best)
         where = {Verdict.NOT_REGRESSED: "every head process within the floor of every base one",
                  Verdict.REGRESSED: "every head process past the floor of every base one",
                  Verdict.INCONCLUSIVE: "head and base processes straddle the floor"}[verdict]
@@ -304,12 +311,7 @@ def _judge_deterministic(rule: Rule, s: Sides, alpha: float) -> Finding | None:
     ratio = h / b
     word, pct = stats.change_words(ratio, rule.words)
     text = f"{word} by {pct:.2f}% (deterministic figure, {floor_words(rule.floor)})"
-    if lo_b <= ratio <= hi_b:
-        verdict = Verdict.UNCHANGED
-    else:
-        worse = ratio < 1 if rule.higher_is_better else ratio > 1
-        verdict = Verdict.REGRESSED if worse else Verdict.IMPROVED
-    return Finding(s.key, rule.name, b, h, verdict, text, floor=rule.floor)
+    return Finding(s.key, rule.name, b, h, _point_verdict(rule, ratio), text, floor=rule.floor)
 
 
 def _judge_accuracy(rule: Rule, s: Sides, alpha: float) -> Finding | None:

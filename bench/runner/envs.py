@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..workers import owned
+
 UV_PIN = "uv==0.13.8"
 MARKER = "lstm-bench-env.json"  # written last, inside the temporary directory: an entry without it is not built
 LAST_USE = "last-use"  # touched on every use (envs lists and prunes by it)
@@ -462,17 +464,8 @@ def prune(cache_dir: Path, older_than_s: float | None, now: float | None = None)
     if cache_dir.is_dir():
         for d in cache_dir.glob(f"{BUILD_PREFIX}*"):
             pid = d.name[len(BUILD_PREFIX):].split("-")[1] if d.name.count("-") >= 3 else ""
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not owned.pid_alive(int(pid)):
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d)
     return removed
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

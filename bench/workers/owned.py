@@ -25,7 +25,7 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])  # after the command name, which may hold spaces
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -49,7 +49,7 @@ def owner_alive(path: Path) -> bool:
         pid = int(owner["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return True  # not ours, or unreadable: never treated as stale
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     ticks = owner.get("start_ticks")
     now = _start_ticks(pid)
